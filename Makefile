@@ -1,0 +1,54 @@
+# PoseAnimate — developer entry points. `make test` and `make up` work from a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+TORCH_PIN := torch==2.13.0
+EXTRAS ?= engine,detect,dev
+
+.PHONY: help setup test test-fast lint format typecheck services up down demo clean
+
+help:
+	@echo "make test   - set up .venv (pinned CPU torch) and run the whole test suite"
+	@echo "make up     - set up and run the service locally (Redis, API, one worker, local storage)"
+	@echo "make down   - stop what 'make up' started"
+	@echo "make demo   - submit the bundled example through the running API and save the MP4"
+	@echo "make lint   - ruff + mypy"
+
+$(STAMP):
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	# CPU torch first, pinned: an unpinned range would pull a multi-GB CUDA build.
+	$(PY) -m pip install -q $(TORCH_PIN)
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+# Tests start their own redis-server on a free port; make sure the binary is there.
+services:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing redis-server (Debian package)"; \
+	    apt-get install -y -q redis-server >/dev/null || (apt-get update -q && apt-get install -y -q redis-server); \
+	  else echo "redis-server not found: install it (e.g. 'sudo apt-get install redis-server')"; exit 1; fi; }
+
+test: setup services
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not integration"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""PoseAnimate HTTP gateway (FastAPI). Never imports torch, diffusers or the engine."""

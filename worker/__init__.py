@@ -1,0 +1,1 @@
+"""PoseAnimate workers, job store, storage and webhooks. Only ``worker.tasks`` touches the engine."""
