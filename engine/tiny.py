@@ -18,11 +18,7 @@ import torch
 TINY_MARKER = "poseanimate_tiny.json"
 
 # Words the tiny BPE vocabulary knows as whole tokens; anything else falls back to characters.
-_WORDS = (
-    "a an the of in on at with and person man woman astronaut boy girl character dancer iron "
-    "firefighter smoke street road park beach space suit red blue white black standing walking "
-    "raising arm arms photo portrait"
-).split()
+_WORDS = ["a", "an", "the", "of", "in", "on", "at", "with", "and", "person", "man", "woman", "astronaut", "boy", "girl", "character", "dancer", "iron", "firefighter", "smoke", "street", "road", "park", "beach", "space", "suit", "red", "blue", "white", "black", "standing", "walking", "raising", "arm", "arms", "photo", "portrait"]
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -50,7 +46,7 @@ def build_tiny_tokenizer_files(directory: Path) -> int:
     merges: list[tuple[str, str]] = []
     for word in _WORDS:
         # Merge left to right so every whole word becomes one "word</w>" token.
-        parts = list(word[:-1]) + [word[-1] + "</w>"]
+        parts = [*word[:-1], word[-1] + "</w>"]
         while len(parts) > 1:
             pair = (parts[0], parts[1])
             merged = parts[0] + parts[1]

@@ -16,7 +16,15 @@ def test_tiny_tokenizer_keeps_prompt_words_whole(tiny_model_dir):
 
     tok = CLIPTokenizer.from_pretrained(tiny_model_dir, subfolder="tokenizer")
     tokens = tok.convert_ids_to_tokens(tok("an astronaut on the road").input_ids)
-    assert tokens == ["<|startoftext|>", "an</w>", "astronaut</w>", "on</w>", "the</w>", "road</w>", "<|endoftext|>"]
+    assert tokens == [
+        "<|startoftext|>",
+        "an</w>",
+        "astronaut</w>",
+        "on</w>",
+        "the</w>",
+        "road</w>",
+        "<|endoftext|>",
+    ]
     assert tok.model_max_length == 77
 
 
@@ -37,8 +45,11 @@ def test_tiny_controlnet_pose_moves_the_noise_prediction(tiny_model_dir):
         down, mid = controlnet(x, 500, encoder_hidden_states=text, controlnet_cond=cond, return_dict=False)
         eps.append(
             unet(
-                x, 500, encoder_hidden_states=text,
-                down_block_additional_residuals=down, mid_block_additional_residual=mid,
+                x,
+                500,
+                encoder_hidden_states=text,
+                down_block_additional_residuals=down,
+                mid_block_additional_residual=mid,
             ).sample
         )
     # from_unet zero-initialises the ControlNet outputs; the tiny model must undo that.

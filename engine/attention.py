@@ -1,0 +1,359 @@
+"""DCAM and MGDM as diffusers attention processors (Sec. 3.3-3.4, Eq. 7-10).
+
+Processors compute; the ``AttentionController`` holds the per-job state (which frames are in the
+batch, their masks, reference keys/values carried across frame chunks, recorded cross-attention
+maps). They are installed for one job with ``unet.set_attn_processor`` and restored afterwards
+(``install_processors`` is a context manager).
+
+Batch layout: ``batch_size`` groups (2 with CFG: unconditional then conditional) of ``n`` frames each;
+cross-frame references never leave their group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+
+@dataclass
+class AttentionController:
+    """Shared state of one job's processors.
+
+    ``frame_ids``: global frame index of each batch entry within a group (frame 0 = the source).
+    ``masks``: (num_frames, h, w) float {0, 1} MGDM masks at latent resolution, or None for plain DCAM.
+    """
+
+    latent_hw: tuple[int, int]
+    batch_size: int = 2
+    frame_ids: list[int] = field(default_factory=list)
+    masks: torch.Tensor | None = None
+    record_grids: set[tuple[int, int]] = field(default_factory=set)
+    """Token grids whose cross-attention maps are recorded; empty = every cross-attention layer."""
+    map_grid: tuple[int, int] | None = None
+    """Grid the recorded maps are resampled to before averaging (default: latent / 2)."""
+    recording: bool = False
+    _kv: dict[str, dict[int, tuple[torch.Tensor, torch.Tensor]]] = field(default_factory=dict)
+    _grid_masks: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
+    _maps: dict[int, torch.Tensor] = field(default_factory=dict)
+    _map_counts: dict[int, int] = field(default_factory=dict)
+
+    # -- step / chunk bookkeeping --------------------------------------------------------------
+    def begin_batch(self, frame_ids: Sequence[int]) -> None:
+        """Frames of the next U-Net call, in order. A step's chunks must come in frame order."""
+        self.frame_ids = list(frame_ids)
+
+    def end_step(self) -> None:
+        """Forget the reference keys/values of this denoising step."""
+        self._kv.clear()
+
+    def set_masks(self, masks: torch.Tensor | None) -> None:
+        self.masks = masks
+        self._grid_masks.clear()
+
+    def reset(self) -> None:
+        self.frame_ids = []
+        self.end_step()
+        self.set_masks(None)
+        self.pop_maps()
+
+    # -- geometry --------------------------------------------------------------------------------
+    def grid(self, tokens: int) -> tuple[int, int]:
+        """Token grid (gh, gw) of a layer with ``tokens`` spatial tokens."""
+        h, w = self.latent_hw
+        factor = round(math.sqrt(h * w / tokens))
+        if factor < 1 or (h // factor) * (w // factor) != tokens:
+            raise ValueError(f"cannot place {tokens} tokens on a {h}x{w} latent")
+        return h // factor, w // factor
+
+    def grid_masks(self, grid: tuple[int, int]) -> torch.Tensor:
+        """(num_frames, gh*gw) bool: the masks resized to a layer's token grid (area, >= 0.5)."""
+        if self.masks is None:
+            raise RuntimeError("no masks set")
+        if grid not in self._grid_masks:
+            resized = F.interpolate(self.masks[:, None].float(), size=grid, mode="area")[:, 0]
+            self._grid_masks[grid] = (resized >= 0.5).flatten(1)
+        return self._grid_masks[grid]
+
+    # -- reference keys/values across chunks -----------------------------------------------------
+    def store_kv(self, layer: str, frame: int, key: torch.Tensor, value: torch.Tensor) -> None:
+        self._kv.setdefault(layer, {})[frame] = (key, value)
+
+    def cached_kv(self, layer: str, frame: int) -> tuple[torch.Tensor, torch.Tensor]:
+        try:
+            return self._kv[layer][frame]
+        except KeyError:
+            raise RuntimeError(
+                f"{layer}: keys of frame {frame} are not available; chunks must run in frame order"
+            ) from None
+
+    # -- cross-attention maps ---------------------------------------------------------------------
+    def wants_maps(self, tokens: int) -> bool:
+        return self.recording and (not self.record_grids or self.grid(tokens) in self.record_grids)
+
+    def record_maps(self, tokens: int, probs: torch.Tensor) -> None:
+        """probs (n, L, S): head-averaged attention of each batch frame's pixels over the S text tokens."""
+        grid = self.grid(tokens)
+        target = self.map_grid or (max(1, self.latent_hw[0] // 2), max(1, self.latent_hw[1] // 2))
+        maps = probs.detach().float().transpose(1, 2).reshape(probs.shape[0], probs.shape[2], *grid)
+        if grid != target:
+            maps = F.interpolate(maps, size=target, mode="bilinear", align_corners=False)
+        for local, frame in enumerate(self.frame_ids):
+            if frame in self._maps:
+                self._maps[frame] += maps[local]
+                self._map_counts[frame] += 1
+            else:
+                self._maps[frame] = maps[local].clone()
+                self._map_counts[frame] = 1
+
+    def pop_maps(self) -> dict[int, torch.Tensor]:
+        """{frame: (S, gh, gw)} maps averaged over the recorded layers since the last call."""
+        maps = {f: m / self._map_counts[f] for f, m in self._maps.items()}
+        self._maps, self._map_counts = {}, {}
+        return maps
+
+
+class DualConsistencyAttnProcessor:
+    """Dual consistency attention (DCAM), optionally mask-guided (MGDM). Self-attention only.
+
+    For frame ``i >= 1``: ``DCA_i = l1*Attn(Q_i,K_0,V_0) + l2*Attn(Q_i,K_{i-1},V_{i-1}) + l3*Attn(Q_i,K_i,V_i)``.
+    With masks: each reference is attended twice, over its character keys and over its background
+    keys (the other keys excluded by SDPA's boolean mask, i.e. an additive -inf, never by zeroing
+    keys); a region with no keys falls back to all keys; ``DCA_i = M_i*DCA^c + (1-M_i)*DCA^b``.
+    Frame 0 keeps plain self-attention so it reconstructs the source.
+
+    Without a controller the batch holds ``batch_size`` groups of frames ``0..n-1`` and no masks,
+    like diffusers' ``CrossFrameAttnProcessor2_0(batch_size)``.
+    """
+
+    def __init__(
+        self,
+        lambdas: Sequence[float] = (0.7, 0.15, 0.15),
+        batch_size: int = 2,
+        controller: AttentionController | None = None,
+        name: str = "",
+    ) -> None:
+        if len(lambdas) != 3:
+            raise ValueError("lambdas must have three weights")
+        self.lambdas = tuple(float(x) for x in lambdas)
+        self.batch_size = controller.batch_size if controller is not None else batch_size
+        self.controller = controller
+        self.name = name
+        self._stock = AttnProcessor2_0()
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        *args,
+        **kwargs,
+    ) -> torch.Tensor:
+        if encoder_hidden_states is not None or attention_mask is not None:
+            # Cross-attention, or a masked call DCAM does not define: stock behaviour.
+            return self._stock(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            b, c, h, w = hidden_states.shape
+            hidden_states = hidden_states.view(b, c, h * w).transpose(1, 2)  # (B, L, C)
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+
+        batch, tokens, _ = hidden_states.shape
+        query = attn.to_q(hidden_states)
+        key = attn.to_k(hidden_states)
+        value = attn.to_v(hidden_states)
+        head_dim = key.shape[-1] // attn.heads
+        # (B, heads, L, d)
+        query = query.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        key = key.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        value = value.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+
+        out = self._dual_consistency(query, key, value, tokens)  # (B, heads, L, d)
+
+        out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
+        out = attn.to_out[0](out)
+        out = attn.to_out[1](out)
+        if input_ndim == 4:
+            out = out.transpose(-1, -2).reshape(b, c, h, w)
+        if attn.residual_connection:
+            out = out + residual
+        return out / attn.rescale_output_factor
+
+    def _dual_consistency(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, tokens: int
+    ) -> torch.Tensor:
+        groups = self.batch_size
+        n = query.shape[0] // groups
+        heads, d = query.shape[1], query.shape[3]
+        ctl = self.controller
+        frame_ids = ctl.frame_ids if ctl is not None else list(range(n))
+        if len(frame_ids) != n:
+            raise RuntimeError(
+                f"{self.name}: batch holds {n} frames per group, controller says {len(frame_ids)}"
+            )
+        # (G, n, heads, L, d)
+        q, k, v = (x.reshape(groups, n, heads, tokens, d) for x in (query, key, value))
+
+        # Reference keys/values: this batch's frames, then frames cached from earlier chunks.
+        position = {frame: local for local, frame in enumerate(frame_ids)}
+        ext_k, ext_v = [k], [v]
+        needed = {0} | {f - 1 for f in frame_ids if f >= 1}
+        for frame in sorted(needed - position.keys()):
+            if ctl is None:
+                raise RuntimeError("frame references outside the batch need a controller")
+            ck, cv = ctl.cached_kv(self.name, frame)
+            position[frame] = n + len(ext_k) - 1
+            ext_k.append(ck[:, None])
+            ext_v.append(cv[:, None])
+        all_k, all_v = torch.cat(ext_k, dim=1), torch.cat(ext_v, dim=1)
+
+        out = torch.empty_like(q)
+        source = [local for local, f in enumerate(frame_ids) if f == 0]
+        if source:  # frame 0: plain self-attention
+            s = torch.tensor(source, device=q.device)
+            plain = F.scaled_dot_product_attention(
+                q[:, s].flatten(0, 1), k[:, s].flatten(0, 1), v[:, s].flatten(0, 1)
+            )
+            out[:, s] = plain.view(groups, len(source), heads, tokens, d)
+
+        targets = [local for local, f in enumerate(frame_ids) if f >= 1]
+        if targets:
+            refs = torch.tensor(
+                [[position[0], position[frame_ids[i] - 1], i] for i in targets], device=q.device
+            )  # (s, 3): frame 0, previous frame, current frame
+            sel = torch.tensor(targets, device=q.device)
+            out[:, sel] = self._fused_references(
+                q[:, sel], all_k[:, refs], all_v[:, refs], frame_ids, targets, tokens
+            )
+
+        if ctl is not None:
+            for local, frame in enumerate(frame_ids):
+                if frame == 0 or local == n - 1:
+                    ctl.store_kv(self.name, frame, k[:, local], v[:, local])
+        return out.reshape(groups * n, heads, tokens, d)
+
+    def _fused_references(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        frame_ids: list[int],
+        targets: list[int],
+        tokens: int,
+    ) -> torch.Tensor:
+        """q (G, s, heads, L, d); k, v (G, s, 3, heads, L, d) -> DCA (G, s, heads, L, d).
+
+        All references (and both mask regions) go through one batched SDPA call.
+        """
+        groups, s, heads, _, d = q.shape
+        weights = torch.tensor(self.lambdas, dtype=q.dtype, device=q.device)
+        ctl = self.controller
+        if ctl is None or ctl.masks is None:
+            q3 = q[:, :, None].expand(-1, -1, 3, -1, -1, -1)
+            o = F.scaled_dot_product_attention(q3.flatten(0, 2), k.flatten(0, 2), v.flatten(0, 2))
+            o = o.view(groups, s, 3, heads, tokens, d)
+            return (weights.view(1, 1, 3, 1, 1, 1) * o).sum(2)
+
+        grid_masks = ctl.grid_masks(ctl.grid(tokens))  # (num_frames, L) bool
+        cur = [frame_ids[i] for i in targets]
+        ref_frames = torch.tensor([[0, f - 1, f] for f in cur], device=grid_masks.device)
+        inside = grid_masks[ref_frames]  # (s, 3, L): keys of each reference inside its mask
+        allowed = torch.stack([inside, ~inside], dim=2)  # (s, 3, 2, L): character, background
+        empty = ~allowed.any(-1, keepdim=True)
+        allowed = (allowed | empty).to(q.device)  # a region without keys attends to all keys
+        q6 = q[:, :, None, None].expand(-1, -1, 3, 2, -1, -1, -1)
+        k6 = k[:, :, :, None].expand(-1, -1, -1, 2, -1, -1, -1)
+        v6 = v[:, :, :, None].expand(-1, -1, -1, 2, -1, -1, -1)
+        mask = allowed[None, :, :, :, None, None, :].expand(groups, -1, -1, -1, 1, 1, -1)
+        o = F.scaled_dot_product_attention(
+            q6.flatten(0, 3), k6.flatten(0, 3), v6.flatten(0, 3), attn_mask=mask.flatten(0, 3)
+        ).view(groups, s, 3, 2, heads, tokens, d)
+        dca = (weights.view(1, 1, 3, 1, 1, 1, 1) * o).sum(2)  # (G, s, 2, heads, L, d)
+        m = grid_masks[torch.tensor(cur, device=grid_masks.device)].to(q.dtype).to(q.device)
+        m = m.view(1, s, 1, tokens, 1)  # query positions of frame i inside M_i
+        return m * dca[:, :, 0] + (1 - m) * dca[:, :, 1]
+
+
+class CrossAttentionMapProcessor:
+    """Stock cross-attention that also records, for MGDM, the conditional group's token maps."""
+
+    def __init__(self, controller: AttentionController, name: str = "") -> None:
+        self.controller = controller
+        self.name = name
+        self._stock = AttnProcessor2_0()
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        *args,
+        **kwargs,
+    ) -> torch.Tensor:
+        out = self._stock(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        ctl = self.controller
+        if (
+            encoder_hidden_states is not None
+            and hidden_states.ndim == 3
+            and ctl.wants_maps(hidden_states.shape[1])
+        ):
+            with torch.no_grad():
+                n = hidden_states.shape[0] // ctl.batch_size
+                cond_hidden = hidden_states[-n:]  # the conditional group is the last
+                cond_text = encoder_hidden_states[-n:]
+                query = attn.head_to_batch_dim(attn.to_q(cond_hidden))
+                key = attn.head_to_batch_dim(attn.to_k(cond_text))
+                probs = attn.get_attention_scores(query, key)  # (n*heads, L, S)
+                probs = probs.view(n, attn.heads, *probs.shape[1:]).mean(1)  # (n, L, S)
+                ctl.record_maps(hidden_states.shape[1], probs)
+        return out
+
+
+def up_block_self_attention(name: str) -> bool:
+    """DCAM goes into the U-Net's up-blocks only (Sec. 3.3, last paragraph)."""
+    return name.startswith("up_blocks.") and ".attn1." in name
+
+
+@contextlib.contextmanager
+def install_processors(
+    unet,
+    controller: AttentionController,
+    lambdas: Sequence[float],
+    *,
+    use_dcam: bool,
+    record_maps: bool,
+) -> Iterator[None]:
+    """Install DCAM(+MGDM) processors on up-block self-attention and map recorders on cross-attention
+    for the duration of a ``with`` block; the previous processors are restored even on error."""
+    original = dict(unet.attn_processors)
+    processors = {}
+    for name, proc in original.items():
+        if use_dcam and up_block_self_attention(name):
+            processors[name] = DualConsistencyAttnProcessor(lambdas, controller=controller, name=name)
+        elif record_maps and name.endswith("attn2.processor"):
+            processors[name] = CrossAttentionMapProcessor(controller, name=name)
+        else:
+            processors[name] = proc
+    unet.set_attn_processor(processors)
+    try:
+        yield
+    finally:
+        unet.set_attn_processor(original)

@@ -1,0 +1,173 @@
+"""PACM — the pose-aware control module (Sec. 3.2, Fig. 3, Alg. 1).
+
+Three passes, each a short loop in the shape of null-text inversion's ``ddim_inversion_loop`` /
+``null_optimization``, but optimising the *conditional* text embedding (the paper's choice):
+
+1. ``ddim_inversion``: DDIM inversion of ``Z_0 = E(I_s)`` at guidance 1 under ControlNet(p_s)
+   -> ``Z_0 .. Z_T`` (Alg. 1 line 1).
+2. ``pose_aware_inversion``: for t = T..1, Adam on ``O_{s,t}`` (initialised from ``O_{s,t+1}``), loss
+   ``MSE(Z_{t-1}, DDIM(Zbar_t, eps_cfg(O_{s,t}, p_s)))`` (Eq. 6, Alg. 1 line 2); ``Zbar_{t-1}`` is then
+   advanced with the *final* embedding, so generation with ``{O_{s,t}}`` retraces it exactly.
+3. ``optimise_pose_embeddings``: for every target frame, start from ``Z_T`` and ``{O_{s,t}}``; at each t
+   sample ``Ztilde_{t-1}`` under ``p_i`` and update ``Otilde_{i,t}`` with the gradient of
+   ``MSE(Z_{t-1}, Ztilde_{t-1})`` (Alg. 1 lines 3-9). Frames are batched; per-frame losses are
+   *summed* so each frame's gradient is exactly its own (Adam is element-wise).
+
+Gradients exist only inside the optimisation loops, on detached clones of the embeddings; the models'
+parameters never require grad.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from engine.denoiser import ControlledDenoiser, guided
+from engine.progress import StageTracker
+
+
+@dataclass
+class SourceInversion:
+    """Source-side results of PACM, reusable across jobs on the same avatar."""
+
+    latents: torch.Tensor
+    """(T+1, 4, h, w) float32: ``latents[t] = Z_t``, the DDIM-inversion trajectory."""
+    embeddings: torch.Tensor | None
+    """(T, 77, D) in the model dtype: ``embeddings[T - t] = O_{s,t}``; None without PACM."""
+    reconstruction: torch.Tensor | None
+    """(4, h, w) float32 ``Zbar_0``: where CFG sampling with ``{O_{s,t}}`` lands; None without PACM."""
+    final_losses: list[float]
+    """Last inner-iteration loss of each timestep (t = T..1)."""
+
+    @property
+    def num_steps(self) -> int:
+        return self.latents.shape[0] - 1
+
+    def to(self, device: torch.device | str) -> SourceInversion:
+        move = lambda x: None if x is None else x.to(device)  # noqa: E731
+        return SourceInversion(
+            move(self.latents), move(self.embeddings), move(self.reconstruction), list(self.final_losses)
+        )
+
+
+@torch.no_grad()
+def ddim_inversion(
+    denoiser: ControlledDenoiser,
+    z0: torch.Tensor,
+    text: torch.Tensor,
+    pose: torch.Tensor,
+    tracker: StageTracker | None = None,
+) -> torch.Tensor:
+    """z0 (1, 4, h, w), text (1, 77, D), pose (1, 3, H, W) -> (T+1, 4, h, w) with ``[t] = Z_t``.
+
+    Guidance 1.0 means ``eps = eps_cond``: the unconditional branch is not evaluated.
+    """
+    latents = [z0.float()]
+    z = latents[0]
+    for t in range(1, denoiser.schedule.num_steps + 1):
+        eps = denoiser(z, t, text, pose)
+        z = denoiser.schedule.inverse_step(z, eps, t)
+        latents.append(z)
+        if tracker is not None:
+            tracker.advance()
+    return torch.cat(latents)
+
+
+def pose_aware_inversion(
+    denoiser: ControlledDenoiser,
+    latents: torch.Tensor,
+    cond: torch.Tensor,
+    uncond: torch.Tensor,
+    pose: torch.Tensor,
+    *,
+    guidance_scale: float,
+    inner_steps: int,
+    lr: float,
+    early_stop: float,
+    tracker: StageTracker | None = None,
+) -> SourceInversion:
+    """Optimise ``{O_{s,t}}`` so CFG sampling from ``Z_T`` under ``p_s`` retraces ``Z_T .. Z_0``.
+
+    latents (T+1, 4, h, w) from ``ddim_inversion``; cond/uncond (1, 77, D); pose (1, 3, H, W).
+    """
+    schedule = denoiser.schedule
+    T = schedule.num_steps
+    embeddings = torch.empty((T, *cond.shape[1:]), dtype=denoiser.dtype, device=cond.device)
+    master = cond.detach().float()  # O_{s,T+1} := prompt embedding; Adam works on a float32 master
+    z_bar = latents[T : T + 1]
+    final_losses: list[float] = []
+    for t in range(T, 0, -1):
+        target = latents[t - 1 : t]
+        with torch.no_grad():
+            eps_uncond = denoiser(z_bar, t, uncond, pose)  # independent of O: once per timestep
+        master = master.detach().clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([master], lr=lr)
+        for _ in range(inner_steps):
+            with torch.enable_grad():
+                eps = guided(eps_uncond, denoiser(z_bar, t, master, pose), guidance_scale)
+                loss = F.mse_loss(schedule.step(z_bar, eps, t), target)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            denoiser.count_backward(1)
+            optimizer.step()
+            if loss.item() < early_stop:
+                break
+        final_losses.append(loss.item())
+        master = master.detach()
+        embeddings[T - t] = master.to(denoiser.dtype)[0]
+        with torch.no_grad():
+            # Advance with the final embedding, exactly as generation will use it.
+            eps = guided(eps_uncond, denoiser(z_bar, t, embeddings[T - t : T - t + 1], pose), guidance_scale)
+            z_bar = schedule.step(z_bar, eps, t)
+        if tracker is not None:
+            tracker.advance()
+    return SourceInversion(latents, embeddings, z_bar[0], final_losses)
+
+
+def optimise_pose_embeddings(
+    denoiser: ControlledDenoiser,
+    source: SourceInversion,
+    uncond: torch.Tensor,
+    poses: torch.Tensor,
+    *,
+    guidance_scale: float,
+    inner_steps: int,
+    lr: float,
+    tracker: StageTracker | None = None,
+) -> torch.Tensor:
+    """Alg. 1 lines 3-9 for a batch of frames.
+
+    poses (F, 3, H, W); uncond (1, 77, D). Returns ``(T, F, 77, D)`` in the model dtype with
+    ``[T - t, i] = Otilde_{i,t}``. Frames are independent, so any split of the batch gives the same
+    result as the frame-by-frame loop (up to floating-point batching effects).
+    """
+    if source.embeddings is None:
+        raise ValueError("pose-aware embedding optimisation needs the pose-aware inversion's embeddings")
+    schedule = denoiser.schedule
+    T, n = schedule.num_steps, poses.shape[0]
+    out = torch.empty((T, n, *source.embeddings.shape[1:]), dtype=denoiser.dtype, device=poses.device)
+    z = source.latents[T : T + 1].expand(n, -1, -1, -1)  # Ztilde_{i,T} = Z_T
+    uncond = uncond.expand(n, -1, -1)
+    for t in range(T, 0, -1):
+        target = source.latents[t - 1 : t]
+        with torch.no_grad():
+            eps_uncond = denoiser(z, t, uncond, poses)
+        emb = source.embeddings[T - t].float().expand(n, -1, -1).clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([emb], lr=lr)
+        for _ in range(inner_steps):
+            with torch.enable_grad():
+                eps = guided(eps_uncond, denoiser(z, t, emb, poses), guidance_scale)
+                z_prev = schedule.step(z, eps, t)  # Alg. 1 line 6
+                # Per-frame MSE, summed over frames: each frame's gradient is its own.
+                loss = (z_prev - target).pow(2).flatten(1).mean(1).sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()  # Alg. 1 line 7
+            denoiser.count_backward(n)
+            optimizer.step()
+        out[T - t] = emb.detach().to(denoiser.dtype)
+        z = z_prev.detach()  # the trajectory continues from line 6's sample
+        if tracker is not None:
+            tracker.advance()
+    return out

@@ -1,0 +1,58 @@
+"""Stage progress and cooperative cancellation, checked between model steps."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from engine.errors import AnimationCancelled
+
+STAGES = ("inverting", "optimizing", "sampling", "encoding")
+
+ProgressCallback = Callable[[str, float], None]
+CancelCheck = Callable[[], bool]
+
+
+class StageTracker:
+    """Reports ``on_progress(stage, fraction)`` and raises ``AnimationCancelled`` when asked to stop.
+
+    ``advance()`` is called once per unit of work (one denoising step, one decoded frame); each call
+    first checks ``should_cancel`` so a cancel takes effect within one step.
+    """
+
+    def __init__(self, on_progress: ProgressCallback | None, should_cancel: CancelCheck | None) -> None:
+        self._on_progress = on_progress
+        self._should_cancel = should_cancel
+        self.stage = "setup"
+        self._total = 1
+        self._done = 0
+        self._started = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    def start(self, stage: str, total: int) -> None:
+        self.finish()
+        self.stage, self._total, self._done = stage, max(1, total), 0
+        self._started = time.perf_counter()
+        self.check()
+        self._report(0.0)
+
+    def advance(self, units: int = 1) -> None:
+        self.check()
+        self._done = min(self._total, self._done + units)
+        self._report(self._done / self._total)
+
+    def check(self) -> None:
+        if self._should_cancel is not None and self._should_cancel():
+            raise AnimationCancelled(self.stage)
+
+    def finish(self) -> None:
+        """Close the current stage and record its wall time (seconds)."""
+        if self.stage in STAGES and self.stage not in self.timings:
+            self.timings[self.stage] = time.perf_counter() - self._started
+            if self._done < self._total:
+                self._done = self._total
+                self._report(1.0)
+
+    def _report(self, fraction: float) -> None:
+        if self._on_progress is not None:
+            self._on_progress(self.stage, fraction)
