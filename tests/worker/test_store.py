@@ -1,0 +1,225 @@
+"""The Redis job store on a real redis-server: records, transitions, lock, quota, idempotency, rate limits."""
+
+import threading
+import time
+
+from worker.contract import ErrorCode, JobStatus
+from worker.store import JobRecord, JobStore, new_job_id, owner_id_for_key
+
+
+def make(store: JobStore, owner="key_a", **kw) -> JobRecord:
+    record = JobRecord(
+        id=new_job_id(), owner=owner, status=JobStatus.QUEUED, params={"prompt": "p", "fps": 8, "size": 64},
+        num_frames=2, created_at=time.time(), **kw,
+    )  # fmt: skip
+    store.create(record)
+    return record
+
+
+def test_job_ids_are_unique_and_sort_by_creation_time():
+    ids = [new_job_id(now=1000.0 + i) for i in range(50)]
+    assert (
+        ids == sorted(ids)
+        and len(set(ids)) == 50
+        and all(i.startswith("anim_") and len(i) == 31 for i in ids)
+    )
+
+
+def test_owner_id_hides_the_api_key():
+    owner = owner_id_for_key("sk-secret")
+    assert owner.startswith("key_") and "secret" not in owner and owner == owner_id_for_key("sk-secret")
+
+
+def test_record_round_trips_through_the_hash(store):
+    record = make(
+        store, webhook_url="https://x.example/h", webhook_events=["completed"], inputs=["image.png"]
+    )
+    assert store.get(record.id) == record
+
+
+def test_other_owner_sees_nothing(store):
+    record = make(store, owner="key_a")
+    assert store.get_owned(record.id, "key_a") is not None
+    assert store.get_owned(record.id, "key_b") is None
+    assert store.get_owned("anim_doesnotexist", "key_a") is None
+
+
+def test_queue_position_counts_from_one_and_leaves_when_started(store):
+    a, b, c = (make(store) for _ in range(3))
+    assert [store.queue_position(j.id) for j in (a, b, c)] == [1, 2, 3]
+    assert store.start_attempt(a.id, 3, "noop", False).outcome == "started"
+    assert store.queue_position(a.id) is None and store.queue_position(c.id) == 2
+    assert store.queue_depth() == 2
+
+
+def test_start_counts_attempts_and_caps_them(store):
+    job = make(store)
+    assert [store.start_attempt(job.id, 2, "m", False).attempts for _ in range(2)] == [1, 2]
+    result = store.start_attempt(job.id, 2, "m", False)
+    assert result.outcome == "exhausted" and result.attempts == 2
+    assert store.fail(job.id, ErrorCode.WORKER_LOST, "lost") == ("ok", "failed")
+    assert store.get(job.id).error_code == "worker_lost"
+
+
+def test_finished_job_is_never_started_again(store):
+    job = make(store)
+    store.start_attempt(job.id, 3, "m", False)
+    assert store.transition(job.id, JobStatus.SUCCEEDED, outputs={"video": "v", "poster": "p"}) == (
+        "ok",
+        "succeeded",
+    )
+    assert store.start_attempt(job.id, 3, "m", False).outcome == "finished"
+    assert store.transition(job.id, JobStatus.FAILED) == ("refused", "succeeded")
+
+
+def test_terminal_transition_sets_ttl_and_frees_the_quota_slot(store):
+    job = make(store)
+    assert store.reserve_slot(job.owner, job.id, 5)
+    store.start_attempt(job.id, 3, "m", False)
+    store.transition(job.id, JobStatus.FAILED, error_code="timeout")
+    assert 0 < store.r.ttl(store.job_key(job.id)) <= 3600
+    assert store.r.zcard(store.active_key(job.owner)) == 0
+
+
+def test_cancel_of_queued_job_is_immediate_and_final(store):
+    job = make(store)
+    assert store.request_cancel(job.id) == "canceled"
+    record = store.get(job.id)
+    assert record.status is JobStatus.CANCELED and record.finished_at is not None
+    assert store.start_attempt(job.id, 3, "m", False).outcome == "finished"
+    assert store.request_cancel(job.id) == "terminal"
+
+
+def test_cancel_of_running_job_is_a_request_that_wins_over_success(store):
+    job = make(store)
+    store.start_attempt(job.id, 3, "m", False)
+    assert store.request_cancel(job.id) == "requested"
+    assert store.is_cancel_requested(job.id)
+    assert store.transition(job.id, JobStatus.SUCCEEDED, cancel_wins=True, outputs={"video": "v"}) == (
+        "ok",
+        "canceled",
+    )
+    assert store.get(job.id).outputs == {}
+
+
+def test_redelivered_copy_of_a_canceled_queued_job_sees_cancel(store):
+    job = make(store)
+    store.r.hset(store.job_key(job.id), "cancel_requested", "1")
+    assert store.start_attempt(job.id, 3, "m", False).outcome == "cancel"
+
+
+def test_job_lock_admits_one_holder_and_only_the_holder_releases_it(store):
+    assert store.try_lock("j", "t1", 5)
+    assert not store.try_lock("j", "t2", 5)
+    assert not store.refresh_lock("j", "t2", 5)
+    store.release_lock("j", "t2")
+    assert not store.try_lock("j", "t3", 5)
+    assert store.refresh_lock("j", "t1", 5)
+    store.release_lock("j", "t1")
+    assert store.try_lock("j", "t3", 5)
+
+
+def test_job_lock_expires_when_its_holder_stops_refreshing(store):
+    assert store.try_lock("j", "t1", 0.2)
+    time.sleep(0.3)
+    assert store.try_lock("j", "t2", 5)
+
+
+def test_quota_refuses_beyond_max_active_and_frees_slots_of_finished_jobs(store):
+    jobs = [make(store) for _ in range(3)]
+    assert store.reserve_slot("key_a", jobs[0].id, 2)
+    assert store.reserve_slot("key_a", jobs[1].id, 2)
+    assert not store.reserve_slot("key_a", jobs[2].id, 2)
+    store.request_cancel(jobs[0].id)
+    assert store.reserve_slot("key_a", jobs[2].id, 2)
+
+
+def test_quota_slot_of_a_job_never_created_is_reclaimed(store):
+    assert store.reserve_slot("key_a", "anim_ghost", 1, stale_after_s=0.1)
+    assert not store.reserve_slot("key_a", "anim_x", 1, stale_after_s=0.1)
+    time.sleep(0.2)
+    assert store.reserve_slot("key_a", "anim_x", 1, stale_after_s=0.1)
+
+
+def test_idempotency_claim_is_won_once_under_concurrency(store):
+    results = []
+
+    def claim(i):
+        results.append((i, store.claim_idempotency("key_a", "idem-1", f"anim_{i}", "h", 60)))
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [i for i, existing in results if existing is None]
+    assert len(winners) == 1
+    assert all(
+        existing == {"job_id": f"anim_{winners[0]}", "hash": "h"} for _, existing in results if existing
+    )
+
+
+def test_idempotency_release_only_by_the_claimer(store):
+    store.claim_idempotency("key_a", "k", "anim_1", "h", 60)
+    store.release_idempotency("key_a", "k", "anim_2")
+    assert store.claim_idempotency("key_a", "k", "anim_3", "h", 60) == {"job_id": "anim_1", "hash": "h"}
+    store.release_idempotency("key_a", "k", "anim_1")
+    assert store.claim_idempotency("key_a", "k", "anim_3", "h", 60) is None
+
+
+def test_listing_is_newest_first_with_a_cursor_and_skips_expired_jobs(store):
+    jobs = [make(store) for _ in range(5)]
+    time.sleep(0.002)
+    store.r.delete(store.job_key(jobs[2].id))  # as if its TTL ran out
+    page1, cursor = store.list_owned("key_a", 2)
+    page2, cursor2 = store.list_owned("key_a", 2, cursor)
+    assert [j.id for j in page1 + page2] == [jobs[4].id, jobs[3].id, jobs[1].id, jobs[0].id]
+    assert cursor2 is None
+    assert store.list_owned("key_b", 2) == ([], None)
+
+
+def test_progress_updates_only_a_running_job(store):
+    job = make(store)
+    store.update_progress(job.id, "sampling", 0.5)
+    assert store.get(job.id).stage == "queued"
+    store.start_attempt(job.id, 3, "m", False)
+    store.update_progress(job.id, "sampling", 0.5, timings={"inverting": 1.5})
+    record = store.get(job.id)
+    assert (record.stage, record.progress, record.timings) == ("sampling", 0.5, {"inverting": 1.5})
+
+
+def test_progress_is_published_on_the_job_channel(store):
+    job = make(store)
+    pubsub = store.r.pubsub()
+    pubsub.subscribe(store.channel(job.id))
+    pubsub.get_message(timeout=1)
+    store.start_attempt(job.id, 3, "m", False)
+    store.update_progress(job.id, "sampling", 0.25)
+    messages = [pubsub.get_message(timeout=1) for _ in range(2)]
+    assert '"progress":0.25' in messages[1]["data"] and '"status":"running"' in messages[0]["data"]
+    pubsub.close()
+
+
+def test_rate_limit_allows_a_burst_then_says_when_to_retry(store):
+    decisions = [store.rate_limit("submit", "key_a", 3) for _ in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    assert 0 < decisions[-1].retry_after_s <= 20
+    assert store.rate_limit("submit", "key_b", 3).allowed  # limits are per key
+
+
+def test_rate_limit_refills_over_time(store):
+    assert store.rate_limit("req", "key_a", 600).allowed
+    for _ in range(599):
+        store.rate_limit("req", "key_a", 600)
+    assert not store.rate_limit("req", "key_a", 600).allowed
+    time.sleep(0.12)  # 600/min = one every 100 ms
+    assert store.rate_limit("req", "key_a", 600).allowed
+
+
+def test_webhook_deliveries_are_recorded_with_the_job_ttl(store):
+    job = make(store)
+    store.start_attempt(job.id, 3, "m", False)
+    store.transition(job.id, JobStatus.FAILED)
+    store.record_delivery(job.id, {"webhook_id": "msg_1", "attempt": 1})
+    assert store.deliveries(job.id) == [{"webhook_id": "msg_1", "attempt": 1}]
+    assert store.r.ttl(store.deliveries_key(job.id)) > 0

@@ -1,0 +1,275 @@
+"""The job contract shared by the API and the workers: statuses, request, job, progress and errors.
+
+Torch-free and import-light: the slim API image imports it. One status enum with ``is_terminal()``
+and one job envelope (id, status, params, output, error, timings, timestamps) everywhere: in HTTP
+replies, Server-Sent Events and webhook payloads.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+
+
+class Stage(StrEnum):
+    """What a running job is doing; the engine reports the middle four."""
+
+    QUEUED = "queued"
+    LOADING = "loading"
+    INVERTING = "inverting"
+    OPTIMIZING = "optimizing"
+    SAMPLING = "sampling"
+    ENCODING = "encoding"
+    UPLOADING = "uploading"
+    DONE = "done"
+
+
+class ErrorCode(StrEnum):
+    """Stable codes of a failed job (``error.code``)."""
+
+    INVALID_INPUT = "invalid_input"
+    GPU_OUT_OF_MEMORY = "gpu_out_of_memory"
+    WORKER_LOST = "worker_lost"
+    TIMEOUT = "timeout"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
+    MODEL_UNAVAILABLE = "model_unavailable"
+    QUEUE_UNAVAILABLE = "queue_unavailable"
+    INTERNAL_ERROR = "internal_error"
+
+
+class WebhookEvent(StrEnum):
+    STARTED = "started"
+    PROGRESS = "progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def type(self) -> str:
+        return f"animation.{self.value}"
+
+
+DEFAULT_WEBHOOK_EVENTS = (WebhookEvent.COMPLETED, WebhookEvent.FAILED, WebhookEvent.CANCELED)
+
+# A 2-frame compact pose sequence, used as the OpenAPI example.
+_EXAMPLE_FRAME = [
+    [256, 100, 1], [256, 150, 1], [216, 150, 1], [196, 210, 1], [186, 270, 1], [296, 150, 1],
+    [316, 210, 1], [326, 270, 1], [231, 280, 1], [226, 370, 1], [221, 460, 1], [281, 280, 1],
+    [286, 370, 1], [291, 460, 1], [246, 90, 1], [266, 90, 1], [236, 95, 1], [276, 95, 1],
+]  # fmt: skip
+EXAMPLE_POSES: dict[str, Any] = {"width": 512, "height": 512, "frames": [_EXAMPLE_FRAME, _EXAMPLE_FRAME]}
+
+
+class AnimationParams(BaseModel):
+    """Generation knobs. ``None`` means the engine's paper default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(
+        default=...,
+        min_length=1,
+        max_length=2000,
+        description="What the character is; the engine conditions every frame on it.",
+        examples=["a photo of an astronaut, standing in the street"],
+    )
+    subject_words: list[str] | None = Field(
+        default=None,
+        max_length=8,
+        description="Prompt words naming the character (for the mask).",
+        examples=[["astronaut"]],
+    )
+    steps: int | None = Field(
+        default=None, ge=1, le=1000, description="DDIM steps (paper: 50).", examples=[50]
+    )
+    guidance: float | None = Field(
+        default=None, ge=1.0, le=30.0, description="CFG scale (paper: 7.5).", examples=[7.5]
+    )
+    transition_frames: int | None = Field(default=None, ge=0, le=64, description="PATA transition frames.")
+    fps: int = Field(default=8, ge=1, le=60, description="Frames per second of the MP4.")
+    size: int = Field(
+        default=512, ge=64, le=2048, multiple_of=8, description="Square generation size, pixels."
+    )
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+
+
+class AnimationCreate(AnimationParams):
+    """JSON body of ``POST /animations``. Multipart takes the same names as form fields/files."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "image": "https://example.com/character.png",
+                    "poses": EXAMPLE_POSES,
+                    "prompt": "a photo of an astronaut, standing in the street",
+                    "steps": 50,
+                    "fps": 8,
+                    "webhook_url": "https://app.example.com/hooks/poseanimate",
+                    "webhook_events": ["completed", "failed"],
+                }
+            ]
+        },
+    )
+
+    image: str = Field(
+        default=..., description="https URL or base64 data URI (PNG, JPEG or WebP) of the character image."
+    )
+    poses: Any = Field(
+        default=...,
+        description="Target poses: OpenPose JSON (a frame or a list of frames) or compact "
+        '{"width","height","frames":[[[x,y,c]*18],...]}.',
+    )
+    source_pose: Any | None = Field(
+        default=None, description="The image's own pose (one frame); detected if absent."
+    )
+    mask: str | None = Field(
+        default=None, description="Character mask image (URL or data URI); white = character."
+    )
+    webhook_url: str | None = Field(
+        default=None, max_length=2048, description="http(s) URL that receives events."
+    )
+    webhook_events: list[WebhookEvent] = Field(default_factory=lambda: list(DEFAULT_WEBHOOK_EVENTS))
+
+
+class JobError(BaseModel):
+    code: str = Field(..., examples=["gpu_out_of_memory"])
+    message: str = Field(..., examples=["The GPU ran out of memory; try fewer frames or a smaller size."])
+
+
+class JobOutput(BaseModel):
+    video_url: str = Field(..., description="H.264 MP4; a presigned/signed link that expires.")
+    poster_url: str = Field(..., description="PNG of the first frame.")
+    expires_at: datetime
+
+
+class WebhookAttempt(BaseModel):
+    webhook_id: str
+    event: str
+    attempt: int
+    at: datetime
+    status_code: int | None = None
+    result: Literal["delivered", "retrying", "failed", "gone", "refused"]
+    error: str | None = None
+    duration_s: float | None = None
+
+
+class WebhookInfo(BaseModel):
+    url: str
+    events: list[str]
+    deliveries: list[WebhookAttempt] = Field(default_factory=list)
+
+
+class ModelInfo(BaseModel):
+    name: str = Field(..., description="Model that produced the output (set once a worker took the job).")
+    random_weights: bool = Field(
+        default=False, description="True for the tiny smoke-test model: the output is noise."
+    )
+
+
+class Job(BaseModel):
+    """The job envelope: what ``GET /animations/{id}``, SSE and webhooks carry."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "anim_01JD8X3K4M5N6P7Q8R9S0T1V2W",
+                    "object": "animation",
+                    "status": "running",
+                    "stage": "sampling",
+                    "progress": 0.62,
+                    "queue_position": None,
+                    "attempts": 1,
+                    "created_at": "2026-11-25T10:00:00Z",
+                    "started_at": "2026-11-25T10:00:03Z",
+                    "finished_at": None,
+                    "params": {"prompt": "a photo of an astronaut", "steps": 50, "fps": 8, "size": 512},
+                    "num_frames": 16,
+                    "timings": {"inverting": 4.2, "optimizing": 31.0},
+                    "error": None,
+                    "output": None,
+                }
+            ]
+        }
+    )
+
+    id: str
+    object: Literal["animation"] = "animation"
+    status: JobStatus
+    stage: Stage | None = None
+    progress: float = Field(default=0.0, ge=0.0, le=1.0)
+    queue_position: int | None = Field(default=None, ge=1, description="1 = next to run; only while queued.")
+    attempts: int = 0
+    cancel_requested: bool = False
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    params: AnimationParams
+    num_frames: int = Field(..., ge=1)
+    timings: dict[str, float] = Field(default_factory=dict, description="Seconds per stage.")
+    unet_evals: dict[str, int] = Field(default_factory=dict)
+    model: ModelInfo | None = None
+    error: JobError | None = None
+    output: JobOutput | None = None
+    webhook: WebhookInfo | None = None
+
+
+class JobList(BaseModel):
+    data: list[Job]
+    next_cursor: str | None = Field(default=None, description="Pass as ?cursor= for the next (older) page.")
+
+
+class ProgressEvent(BaseModel):
+    """Published on the job's Redis channel and sent as an SSE ``progress`` event."""
+
+    id: str
+    status: JobStatus
+    stage: Stage | None = None
+    progress: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; ``code`` is stable and machine-readable."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "https://poseanimate.dev/problems/pose_keypoint_count",
+                    "title": "Invalid pose",
+                    "status": 422,
+                    "detail": "poses frame 3 has 17 keypoints; expected 18 (COCO-18 order)",
+                    "code": "pose_keypoint_count",
+                    "request_id": "b7c3b0d9f2a64e61",
+                }
+            ]
+        },
+    )
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    code: str
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[dict[str, Any]] | None = None

@@ -1,0 +1,223 @@
+"""Object storage for job inputs and outputs: S3-compatible (boto3) or a local directory.
+
+Keys: ``inputs/{job}/image.png``, ``inputs/{job}/poses.json``, ``inputs/{job}/source_pose.json``,
+``inputs/{job}/mask.png``, ``outputs/{job}/animation.mp4``, ``outputs/{job}/poster.png``.
+Outputs are handed out as expiring links: presigned GETs for S3, HMAC-signed links served by the
+API (``/files/{key}?expires=..&sig=..``) for the local backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
+
+from worker.settings import Settings
+
+
+class StorageUnavailable(Exception):
+    """The storage backend could not be reached or refused the operation (after retries)."""
+
+
+class ObjectNotFound(KeyError):
+    pass
+
+
+def input_key(job_id: str, name: str) -> str:
+    return f"inputs/{job_id}/{name}"
+
+
+def output_key(job_id: str, name: str) -> str:
+    return f"outputs/{job_id}/{name}"
+
+
+class Storage(Protocol):
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None: ...
+    def put_file(self, key: str, path: Path, content_type: str) -> None: ...
+    def get_bytes(self, key: str) -> bytes: ...
+    def delete_prefix(self, prefix: str) -> None: ...
+    def url(self, key: str, expires_s: int, base_url: str | None = None) -> str: ...
+    def check(self) -> None: ...
+
+
+def _safe_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in key:
+        raise ValueError(f"invalid storage key {key!r}")
+    return key
+
+
+class LocalStorage:
+    """Files under one directory; links are signed by the API that serves them."""
+
+    def __init__(self, root: Path, signing_secret: bytes) -> None:
+        self.root = root
+        self.secret = signing_secret
+
+    def _path(self, key: str) -> Path:
+        return self.root / _safe_key(key)
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Write then rename: a reader never sees half a file.
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StorageUnavailable(f"local storage write failed: {exc.strerror}") from exc
+
+    def put_file(self, key: str, path: Path, content_type: str) -> None:
+        self.put_bytes(key, path.read_bytes(), content_type)
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(key) from exc
+        except OSError as exc:
+            raise StorageUnavailable(f"local storage read failed: {exc.strerror}") from exc
+
+    def delete_prefix(self, prefix: str) -> None:
+        shutil.rmtree(self.root / _safe_key(prefix.rstrip("/")), ignore_errors=True)
+
+    def sign(self, key: str, expires: int) -> str:
+        return hmac.new(self.secret, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def verify(self, key: str, expires: int, signature: str) -> bool:
+        return expires >= time.time() and hmac.compare_digest(self.sign(key, expires), signature)
+
+    def url(self, key: str, expires_s: int, base_url: str | None = None) -> str:
+        expires = int(time.time()) + expires_s
+        path = f"/files/{quote(_safe_key(key))}?expires={expires}&sig={self.sign(key, expires)}"
+        return f"{base_url.rstrip('/')}{path}" if base_url else path
+
+    def open_path(self, key: str) -> Path:
+        return self._path(key)
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / ".readyz"
+            probe.write_bytes(b"ok")
+        except OSError as exc:
+            raise StorageUnavailable(f"local storage not writable: {exc.strerror}") from exc
+
+
+class S3Storage:
+    """Any S3-compatible endpoint (AWS, MinIO, moto). boto3 retries transient errors itself."""
+
+    def __init__(self, settings: Settings, bucket: str, prefix: str) -> None:
+        import boto3
+        from botocore.config import Config
+
+        style = settings.s3_addressing_style or ("path" if settings.s3_endpoint_url else "auto")
+        secret = settings.s3_secret_access_key
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.client: Any = boto3.client(
+            "s3",
+            endpoint_url=settings.s3_endpoint_url,
+            region_name=settings.s3_region,
+            aws_access_key_id=settings.s3_access_key_id,
+            aws_secret_access_key=secret.get_secret_value() if secret else None,
+            config=Config(
+                retries={"max_attempts": 5, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=60,
+                s3={"addressing_style": style},
+                signature_version="s3v4",
+            ),
+        )
+
+    def _key(self, key: str) -> str:
+        key = _safe_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _call(self, op: str, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(self.client, op)(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise ObjectNotFound(kwargs.get("Key", "")) from exc
+            raise StorageUnavailable(f"S3 {op} failed: {code}") from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailable(f"S3 {op} failed: {type(exc).__name__}") from exc
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        self._call("put_object", Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type)
+
+    def put_file(self, key: str, path: Path, content_type: str) -> None:
+        with path.open("rb") as f:
+            self._call("put_object", Bucket=self.bucket, Key=self._key(key), Body=f, ContentType=content_type)
+
+    def get_bytes(self, key: str) -> bytes:
+        body = self._call("get_object", Bucket=self.bucket, Key=self._key(key))["Body"]
+        return bytes(body.read())
+
+    def delete_prefix(self, prefix: str) -> None:
+        listing = self._call(
+            "list_objects_v2", Bucket=self.bucket, Prefix=self._key(prefix.rstrip("/")) + "/"
+        )
+        objects = [{"Key": o["Key"]} for o in listing.get("Contents", [])]
+        if objects:
+            self._call("delete_objects", Bucket=self.bucket, Delete={"Objects": objects})
+
+    def url(self, key: str, expires_s: int, base_url: str | None = None) -> str:
+        return str(
+            self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=expires_s
+            )
+        )
+
+    def check(self) -> None:
+        self._call("head_bucket", Bucket=self.bucket)
+
+
+def _local_root(url: str) -> Path:
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise ValueError("file storage URL must be file:///absolute/dir or file:relative/dir")
+    return Path(parts.path).expanduser().resolve()
+
+
+def link_secret(settings: Settings, redis: Any = None) -> bytes:
+    """The key that signs local-file links; the API and the workers must agree on it.
+
+    Configured, else derived from the webhook secret, else one random key shared through Redis
+    (the first process to start picks it), else (no Redis) a per-process key.
+    """
+    if settings.link_signing_secret is not None:
+        return settings.link_signing_secret.get_secret_value().encode()
+    if settings.webhook_secret is not None:
+        return hashlib.sha256(
+            b"poseanimate-links:" + settings.webhook_secret.get_secret_value().encode()
+        ).digest()
+    if redis is not None:
+        key = f"{settings.key_prefix}:link-secret"
+        redis.set(key, secrets.token_hex(32), nx=True)
+        value = redis.get(key)
+        return value if isinstance(value, bytes) else str(value).encode()
+    return secrets.token_bytes(32)
+
+
+def storage_from_settings(settings: Settings, redis: Any = None) -> Storage:
+    """The configured backend; ``redis`` lets local-file link signing share a generated key."""
+    if settings.storage_url.startswith("s3://"):
+        parts = urlsplit(settings.storage_url)
+        if not parts.netloc:
+            raise ValueError("s3 storage URL needs a bucket: s3://bucket/prefix")
+        return S3Storage(settings, parts.netloc, parts.path)
+    return LocalStorage(_local_root(settings.storage_url), link_secret(settings, redis))
