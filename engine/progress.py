@@ -16,8 +16,8 @@ CancelCheck = Callable[[], bool]
 class StageTracker:
     """Reports ``on_progress(stage, fraction)`` and raises ``AnimationCancelled`` when asked to stop.
 
-    ``advance()`` is called once per unit of work (one denoising step, one decoded frame); each call
-    first checks ``should_cancel`` so a cancel takes effect within one step.
+    ``advance()`` is called after each unit of work (one denoising step, one decoded frame); it
+    reports, then checks ``should_cancel``, so a cancel takes effect before the next step starts.
     """
 
     def __init__(self, on_progress: ProgressCallback | None, should_cancel: CancelCheck | None) -> None:
@@ -37,9 +37,9 @@ class StageTracker:
         self._report(0.0)
 
     def advance(self, units: int = 1) -> None:
-        self.check()
         self._done = min(self._total, self._done + units)
         self._report(self._done / self._total)
+        self.check()
 
     def check(self) -> None:
         if self._should_cancel is not None and self._should_cancel():
