@@ -1,0 +1,197 @@
+"""PATA: the pose alignment transition algorithm (paper Sec. 3, DESIGN 2.2).
+
+The target sequence is moved onto the source character with ONE uniform-scale + translation
+transform fitted on the first target pose, so the motion itself is untouched; ``t`` interpolated
+poses then carry the character from its own pose ``p_s`` into the aligned first target.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.pose import KEYPOINT_NAMES, LIMBS, Pose, PoseSequence
+
+__all__ = [
+    "MIN_CONFIDENCE",
+    "SCALE_RANGE",
+    "AlignmentError",
+    "SimilarityTransform",
+    "align_poses",
+    "fit_similarity",
+    "interpolate_poses",
+]
+
+# A keypoint must be at least this confident in both poses to take part in the fit.
+MIN_CONFIDENCE = 0.05
+# A fitted scale outside this range means a broken pose, not a real body-size difference.
+SCALE_RANGE = (0.1, 10.0)
+
+_INDEX = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
+_NECK, _R_HIP, _L_HIP = _INDEX["neck"], _INDEX["r_hip"], _INDEX["l_hip"]
+_MID_HIP = "mid_hip"
+# Torso segments: the body parts that change least with the motion, so they set the body size.
+_TORSO_SEGMENTS: tuple[tuple[int | str, int | str], ...] = (
+    (_NECK, _R_HIP),
+    (_NECK, _L_HIP),
+    (_INDEX["r_shoulder"], _INDEX["l_shoulder"]),
+    (_R_HIP, _L_HIP),
+    (_NECK, _MID_HIP),
+)
+_EPS = 1e-6
+
+
+class AlignmentError(ValueError):
+    """Bad arguments to the pose alignment."""
+
+
+@dataclass(frozen=True)
+class SimilarityTransform:
+    """``(x, y) -> (scale * x + tx, scale * y + ty)`` in pixels; confidences are untouched."""
+
+    scale: float = 1.0
+    tx: float = 0.0
+    ty: float = 0.0
+
+    def apply(self, pose: Pose) -> Pose:
+        """The transformed pose, on the same canvas. Points may leave the canvas; they are kept."""
+        kp = pose.keypoints.copy()
+        kp[:, 0] = kp[:, 0] * self.scale + self.tx
+        kp[:, 1] = kp[:, 1] * self.scale + self.ty
+        return pose.with_keypoints(kp)
+
+
+def _points(pose: Pose) -> dict[int | str, np.ndarray]:
+    """Confident keypoints by index, plus the virtual mid-hip when both hips are confident."""
+    kp = pose.keypoints
+    points: dict[int | str, np.ndarray] = {i: kp[i, :2] for i in range(len(kp)) if kp[i, 2] > MIN_CONFIDENCE}
+    if _R_HIP in points and _L_HIP in points:
+        points[_MID_HIP] = (points[_R_HIP] + points[_L_HIP]) / 2
+    return points
+
+
+def _length_ratios(
+    src: dict[int | str, np.ndarray],
+    tgt: dict[int | str, np.ndarray],
+    segments: tuple[tuple[int | str, int | str], ...],
+) -> list[float]:
+    ratios = []
+    for a, b in segments:
+        if a in src and b in src and a in tgt and b in tgt:
+            src_len = float(np.linalg.norm(src[a] - src[b]))
+            tgt_len = float(np.linalg.norm(tgt[a] - tgt[b]))
+            if src_len > _EPS and tgt_len > _EPS:
+                ratios.append(src_len / tgt_len)
+    return ratios
+
+
+def fit_similarity(source: Pose, target: Pose) -> SimilarityTransform:
+    """The transform that puts ``target`` on ``source``'s body size and position.
+
+    Scale: median ratio source/target of the torso segment lengths present in both, else of all
+    skeleton limbs present in both, else of the RMS spread about the common keypoints' centroid,
+    else 1; clamped to :data:`SCALE_RANGE`. Translation: the target's neck (else mid-hip, else the
+    common centroid) lands on the source's; no translation without common keypoints. Both poses
+    should be on the same canvas (pixels are compared as they are).
+    """
+    src, tgt = _points(source), _points(target)
+    common = sorted(k for k in src.keys() & tgt.keys() if isinstance(k, int))
+
+    ratios = _length_ratios(src, tgt, _TORSO_SEGMENTS) or _length_ratios(src, tgt, LIMBS)
+    scale = 1.0
+    if ratios:
+        scale = float(np.median(ratios))
+    elif len(common) >= 2:
+        src_pts = np.stack([src[k] for k in common])
+        tgt_pts = np.stack([tgt[k] for k in common])
+        src_rms = math.sqrt(float(((src_pts - src_pts.mean(axis=0)) ** 2).sum(axis=1).mean()))
+        tgt_rms = math.sqrt(float(((tgt_pts - tgt_pts.mean(axis=0)) ** 2).sum(axis=1).mean()))
+        if src_rms > _EPS and tgt_rms > _EPS:
+            scale = src_rms / tgt_rms
+    scale = min(max(scale, SCALE_RANGE[0]), SCALE_RANGE[1])
+
+    for anchor in (_NECK, _MID_HIP):
+        if anchor in src and anchor in tgt:
+            src_anchor, tgt_anchor = src[anchor], tgt[anchor]
+            break
+    else:
+        if not common:
+            return SimilarityTransform(scale=scale)
+        src_anchor = np.stack([src[k] for k in common]).mean(axis=0)
+        tgt_anchor = np.stack([tgt[k] for k in common]).mean(axis=0)
+    tx, ty = src_anchor - scale * tgt_anchor
+    return SimilarityTransform(scale=scale, tx=float(tx), ty=float(ty))
+
+
+def interpolate_poses(a: Pose, b: Pose, count: int) -> list[Pose]:
+    """``count`` poses strictly between ``a`` and ``b``, at ``alpha = k / (count + 1)``, k = 1..count.
+
+    A keypoint visible in both moves linearly and blends its confidence. A keypoint visible on one
+    side only never travels (it would fly in from wherever the missing side stores it): it stays at
+    its own position, visible while ``alpha < 0.5`` if it belongs to ``a``, ``alpha >= 0.5`` if to
+    ``b``. Both poses must share one canvas.
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise AlignmentError(f"count must be a non-negative integer, got {count!r}")
+    if (a.width, a.height) != (b.width, b.height):
+        raise AlignmentError(
+            f"poses are on different canvases: {a.width}x{a.height} and {b.width}x{b.height}"
+        )
+    ka, kb = a.keypoints, b.keypoints
+    both = a.visible & b.visible
+    only_a = a.visible & ~b.visible
+    only_b = b.visible & ~a.visible
+    poses = []
+    for k in range(1, count + 1):
+        alpha = k / (count + 1)
+        kp = np.zeros_like(ka)
+        kp[both] = (1 - alpha) * ka[both] + alpha * kb[both]
+        if alpha < 0.5:
+            kp[only_a] = ka[only_a]
+        else:
+            kp[only_b] = kb[only_b]
+        poses.append(a.with_keypoints(kp))
+    return poses
+
+
+def align_poses(
+    source_pose: Pose,
+    target_poses: PoseSequence,
+    transition_frames: int,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+) -> PoseSequence:
+    """PATA: ``[p_s, t transition poses, M aligned target poses]``, ``N + 1 = 1 + t + M`` poses.
+
+    Everything is first mapped (:meth:`Pose.to_canvas`) onto ``width`` x ``height`` if given, else
+    onto the source pose's canvas. One :class:`SimilarityTransform` is fitted on the first target
+    pose that shares a confident keypoint with ``p_s`` (normally the first one) and applied to every
+    target, so relative motion is preserved; the transition runs from ``p_s`` to the aligned first
+    target (:func:`interpolate_poses`).
+    """
+    if isinstance(transition_frames, bool) or not isinstance(transition_frames, int):
+        raise AlignmentError(f"transition_frames must be an integer, got {transition_frames!r}")
+    if transition_frames < 0:
+        raise AlignmentError(f"transition_frames must be >= 0, got {transition_frames}")
+    if (width is None) != (height is None):
+        raise AlignmentError("give both width and height, or neither")
+    if not isinstance(source_pose, Pose) or not isinstance(target_poses, PoseSequence):
+        raise AlignmentError("expected a Pose and a PoseSequence")
+    if width is None or height is None:
+        width, height = source_pose.width, source_pose.height
+    source = source_pose.to_canvas(width, height)
+    targets = target_poses.to_canvas(width, height)
+
+    # A first frame with nobody in it (the dancer walks in) says nothing about size or position.
+    src_points = _points(source)
+    reference = next(
+        (p for p in targets if any(isinstance(k, int) for k in src_points.keys() & _points(p).keys())),
+        targets[0],
+    )
+    transform = fit_similarity(source, reference)
+    aligned = [transform.apply(p) for p in targets]
+    transition = interpolate_poses(source, aligned[0], transition_frames)
+    return PoseSequence([source, *transition, *aligned])
