@@ -22,7 +22,33 @@ from engine.errors import InvalidInput
 
 # Function words never chosen as the subject automatically.
 _STOPWORDS = frozenset(
-    ["a", "an", "the", "of", "in", "on", "at", "with", "and", "or", "is", "are", "to", "for", "by", "from", "into", "onto", "over", "under", "near", "his", "her", "their", "its"]
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "in",
+        "on",
+        "at",
+        "with",
+        "and",
+        "or",
+        "is",
+        "are",
+        "to",
+        "for",
+        "by",
+        "from",
+        "into",
+        "onto",
+        "over",
+        "under",
+        "near",
+        "his",
+        "her",
+        "their",
+        "its",
+    ]
 )
 
 

@@ -18,7 +18,45 @@ import torch
 TINY_MARKER = "poseanimate_tiny.json"
 
 # Words the tiny BPE vocabulary knows as whole tokens; anything else falls back to characters.
-_WORDS = ["a", "an", "the", "of", "in", "on", "at", "with", "and", "person", "man", "woman", "astronaut", "boy", "girl", "character", "dancer", "iron", "firefighter", "smoke", "street", "road", "park", "beach", "space", "suit", "red", "blue", "white", "black", "standing", "walking", "raising", "arm", "arms", "photo", "portrait"]
+_WORDS = [
+    "a",
+    "an",
+    "the",
+    "of",
+    "in",
+    "on",
+    "at",
+    "with",
+    "and",
+    "person",
+    "man",
+    "woman",
+    "astronaut",
+    "boy",
+    "girl",
+    "character",
+    "dancer",
+    "iron",
+    "firefighter",
+    "smoke",
+    "street",
+    "road",
+    "park",
+    "beach",
+    "space",
+    "suit",
+    "red",
+    "blue",
+    "white",
+    "black",
+    "standing",
+    "walking",
+    "raising",
+    "arm",
+    "arms",
+    "photo",
+    "portrait",
+]
 
 
 def _bytes_to_unicode() -> dict[int, str]:

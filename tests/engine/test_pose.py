@@ -533,3 +533,11 @@ def test_pose_module_imports_only_numpy_pil_and_stdlib():
         "numpy",
         "PIL",
     }
+
+
+def test_importing_poses_does_not_load_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, engine.pose, engine.alignment; assert 'torch' not in sys.modules, 'torch loaded'"
+    subprocess.run([sys.executable, "-c", code], check=True)
