@@ -28,6 +28,12 @@ from engine.denoiser import ControlledDenoiser, guided
 from engine.progress import StageTracker
 
 
+def _loss_scale(denoiser: ControlledDenoiser) -> float:
+    """fp16 backward passes underflow on these tiny latent-MSE gradients; Adam is invariant to a
+    constant gradient scale (up to its epsilon), so scale the loss instead of keeping a GradScaler."""
+    return 1024.0 if denoiser.dtype == torch.float16 else 1.0
+
+
 @dataclass
 class SourceInversion:
     """Source-side results of PACM, reusable across jobs on the same avatar."""
@@ -96,6 +102,7 @@ def pose_aware_inversion(
     T = schedule.num_steps
     embeddings = torch.empty((T, *cond.shape[1:]), dtype=denoiser.dtype, device=cond.device)
     master = cond.detach().float()  # O_{s,T+1} := prompt embedding; Adam works on a float32 master
+    scale = _loss_scale(denoiser)
     z_bar = latents[T : T + 1]
     final_losses: list[float] = []
     for t in range(T, 0, -1):
@@ -109,7 +116,7 @@ def pose_aware_inversion(
                 eps = guided(eps_uncond, denoiser(z_bar, t, master, pose), guidance_scale)
                 loss = F.mse_loss(schedule.step(z_bar, eps, t), target)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * scale).backward()
             denoiser.count_backward(1)
             optimizer.step()
             if loss.item() < early_stop:
@@ -150,6 +157,7 @@ def optimise_pose_embeddings(
     out = torch.empty((T, n, *source.embeddings.shape[1:]), dtype=denoiser.dtype, device=poses.device)
     z = source.latents[T : T + 1].expand(n, -1, -1, -1)  # Ztilde_{i,T} = Z_T
     uncond = uncond.expand(n, -1, -1)
+    scale = _loss_scale(denoiser)
     for t in range(T, 0, -1):
         target = source.latents[t - 1 : t]
         with torch.no_grad():
@@ -163,11 +171,11 @@ def optimise_pose_embeddings(
                 # Per-frame MSE, summed over frames: each frame's gradient is its own.
                 loss = (z_prev - target).pow(2).flatten(1).mean(1).sum()
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()  # Alg. 1 line 7
+                (loss * scale).backward()  # Alg. 1 line 7
             denoiser.count_backward(n)
             optimizer.step()
         out[T - t] = emb.detach().to(denoiser.dtype)
         z = z_prev.detach()  # the trajectory continues from line 6's sample
         if tracker is not None:
-            tracker.advance()
+            tracker.advance(n)
     return out

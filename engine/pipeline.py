@@ -6,8 +6,9 @@ prepare inputs, and ``animate`` is a list of numbered steps.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from PIL import Image, ImageOps
 
 from engine.alignment import align_poses
 from engine.attention import AttentionController, install_processors
+from engine.batching import FrameBatcher, auto_frame_batch
 from engine.cache import InversionCache, inversion_cache_key
 from engine.config import AnimateConfig
 from engine.ddim import DDIMSchedule
@@ -65,6 +67,8 @@ class AnimationResult:
     model: dict[str, object] = field(default_factory=dict)
     cache_hit: bool = False
     """The source-side inversion came from the inversion cache (0 U-Net evaluations for it)."""
+    frame_batch_size: int = 0
+    """Frames per chunk at the end of the job (after any out-of-memory halving)."""
 
     @property
     def num_frames(self) -> int:
@@ -118,12 +122,17 @@ class PoseAnimator:
         pose_detector: str | object | None = "auto",
         segmenter: str | object | None = "auto",
         inversion_cache: InversionCache | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> PoseAnimator:
         """Load SD-1.5 components from ``base`` and the OpenPose ControlNet from ``controlnet``.
 
         Both accept a hub id or a local directory (diffusers layout). ``controlnet=None`` looks for a
         ``controlnet/`` folder inside ``base`` (the layout ``make-tiny-model`` writes). The DDIM
         scheduler is built from the base model's scheduler config.
+
+        Speed switches: ``channels_last`` (NHWC convolutions, helps tensor-core GPUs) and ``compile``
+        (``torch.compile`` of U-Net and ControlNet; CUDA only, first calls pay the compilation).
         """
         from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
@@ -149,6 +158,14 @@ class PoseAnimator:
             base, subfolder="unet", torch_dtype=dtype, variant=variant, **common
         )
         control = ControlNetModel.from_pretrained(str(controlnet), torch_dtype=dtype, **common)
+        if compile and device.type != "cuda":
+            raise InvalidInput("compile=True is for CUDA devices; the CPU path runs eagerly")
+        if channels_last:
+            unet.to(memory_format=torch.channels_last)
+            control.to(memory_format=torch.channels_last)
+        if compile:
+            unet.compile(dynamic=True)
+            control.compile(dynamic=True)
         random_weights = (Path(base) / TINY_MARKER).is_file()
         info = {
             "base": base,
@@ -156,6 +173,8 @@ class PoseAnimator:
             "random_weights": random_weights,
             "dtype": str(dtype).removeprefix("torch."),
             "device": str(device),
+            "channels_last": channels_last,
+            "compiled": compile,
             "load_seconds": None,
         }
         animator = cls(
@@ -376,11 +395,17 @@ class PoseAnimator:
             tracker.start("inverting", 1)
             tracker.advance()
 
-        # 6. PACM, per frame: pose-aware embedding optimisation (Alg. 1 lines 3-9)
-        frame_embeddings = self.optimise_frames(denoiser, source_inv, uncond, pose_pixels, config, tracker)
+        # 6. PACM, per frame: pose-aware embedding optimisation (Alg. 1 lines 3-9), frames batched
+        latent_hw = tuple(source_inv.latents.shape[-2:])
+        batcher = FrameBatcher(
+            config.frame_batch_size
+            or auto_frame_batch(self.device, self.dtype, latent_hw, config.gradient_checkpointing)
+        )
+        frame_embeddings = self.optimise_frames(
+            denoiser, source_inv, uncond, pose_pixels, batcher, config, tracker
+        )
 
         # 7. Generation with DCAM/MGDM in the up-blocks
-        latent_hw = tuple(source_inv.latents.shape[-2:])
         masks = None
         if use_masks:
             masks = self.initial_masks(poses, mask_array, latent_hw, config)
@@ -393,11 +418,11 @@ class PoseAnimator:
                 ratio=config.subject_token_ratio,
             )
         latents = self.sample(
-            denoiser, source_inv, frame_embeddings, cond, uncond, pose_pixels, masks, config, tracker
+            denoiser, source_inv, frame_embeddings, cond, uncond, pose_pixels, masks, batcher, config, tracker
         )
 
         # 8. Decode
-        frames = self.decode_frames(latents, config, tracker, on_frame, keep_frames)
+        frames = self.decode_frames(latents, batcher, tracker, on_frame, keep_frames)
         tracker.finish()
 
         chosen = masks.subject_tokens if masks is not None and masks.subject_tokens else []
@@ -415,6 +440,7 @@ class PoseAnimator:
             inversion_losses=source_inv.final_losses,
             model=dict(self.model_info),
             cache_hit=cache_key is not None and denoiser.counter.forward["inverting"] == 0,
+            frame_batch_size=batcher.size,
         )
 
     def invert_source(
@@ -433,18 +459,19 @@ class PoseAnimator:
         latents = ddim_inversion(denoiser, z0, cond, pose, tracker)
         if not config.use_pacm:
             return SourceInversion(latents, None, None, [])
-        return pose_aware_inversion(
-            denoiser,
-            latents,
-            cond,
-            uncond,
-            pose,
-            guidance_scale=config.guidance_scale,
-            inner_steps=config.inversion_inner_steps,
-            lr=config.inversion_lr,
-            early_stop=config.inversion_early_stop,
-            tracker=tracker,
-        )
+        with self._checkpointing(config.gradient_checkpointing):
+            return pose_aware_inversion(
+                denoiser,
+                latents,
+                cond,
+                uncond,
+                pose,
+                guidance_scale=config.guidance_scale,
+                inner_steps=config.inversion_inner_steps,
+                lr=config.inversion_lr,
+                early_stop=config.inversion_early_stop,
+                tracker=tracker,
+            )
 
     def optimise_frames(
         self,
@@ -452,20 +479,24 @@ class PoseAnimator:
         source: SourceInversion,
         uncond: torch.Tensor,
         pose_pixels: torch.Tensor,
+        batcher: FrameBatcher,
         config: AnimateConfig,
         tracker: StageTracker,
     ) -> torch.Tensor | None:
-        """-> (T, N, 77, D) on the CPU in the model dtype (``[T - t, i - 1] = Otilde_{i,t}``), or None."""
+        """-> (T, N, 77, D) on the CPU in the model dtype (``[T - t, i - 1] = Otilde_{i,t}``), or None.
+
+        Kept on the CPU so device memory does not grow with the sequence length.
+        """
         if not config.use_pacm:
             return None
         n_frames = pose_pixels.shape[0] - 1
-        chunks = _chunks(range(1, n_frames + 1), config.frame_batch_size)
-        tracker.start("optimizing", config.num_inference_steps * len(chunks))
+        tracker.start("optimizing", config.num_inference_steps * n_frames)
         denoiser.counter.stage = "optimizing"
         store = torch.empty(
             (config.num_inference_steps, n_frames, *uncond.shape[1:]), dtype=self.dtype, device="cpu"
         )
-        for chunk in chunks:
+
+        def work(chunk: list[int]) -> None:
             embeddings = optimise_pose_embeddings(
                 denoiser,
                 source,
@@ -477,7 +508,25 @@ class PoseAnimator:
                 tracker=tracker,
             )
             store[:, chunk[0] - 1 : chunk[-1]] = embeddings.cpu()
+
+        with self._checkpointing(config.gradient_checkpointing):
+            batcher.run(range(1, n_frames + 1), work)
         return store
+
+    @contextlib.contextmanager
+    def _checkpointing(self, enabled: bool) -> Iterator[None]:
+        """Gradient checkpointing for the optimisation passes only; restored afterwards."""
+        if not enabled:
+            yield
+            return
+        models = [m for m in (self.unet, self.controlnet) if not m.is_gradient_checkpointing]
+        for m in models:
+            m.enable_gradient_checkpointing()
+        try:
+            yield
+        finally:
+            for m in models:
+                m.disable_gradient_checkpointing()
 
     def initial_masks(
         self,
@@ -502,6 +551,7 @@ class PoseAnimator:
         uncond: torch.Tensor,
         pose_pixels: torch.Tensor,
         masks: MaskTracker | None,
+        batcher: FrameBatcher,
         config: AnimateConfig,
         tracker: StageTracker,
     ) -> torch.Tensor:
@@ -515,7 +565,6 @@ class PoseAnimator:
         T = schedule.num_steps
         total = pose_pixels.shape[0]
         z = source.latents[T : T + 1].expand(total, -1, -1, -1).clone()
-        chunks = _chunks(range(total), config.frame_batch_size)
         latent_hw = tuple(z.shape[-2:])
         controller = AttentionController(latent_hw=latent_hw, batch_size=2)
         if masks is not None:
@@ -530,7 +579,8 @@ class PoseAnimator:
         ):
             for t in range(T, 0, -1):
                 controller.recording = masks is not None
-                for chunk in chunks:
+
+                def work(chunk: list[int], t: int = t) -> None:
                     tracker.check()
                     text = self._frame_text(chunk, t, T, source, frame_embeddings, cond)
                     pose = self._to_device(pose_pixels[chunk])
@@ -544,6 +594,9 @@ class PoseAnimator:
                     )
                     eps_uncond, eps_cond = eps.chunk(2)
                     z[chunk] = schedule.step(z_chunk, guided(eps_uncond, eps_cond, config.guidance_scale), t)
+
+                # Chunks run in frame order (frame 0 first); a retried chunk overwrites what it cached.
+                batcher.run(range(total), work)
                 controller.end_step()
                 if masks is not None:
                     maps = controller.pop_maps()
@@ -576,28 +629,28 @@ class PoseAnimator:
     def decode_frames(
         self,
         latents: torch.Tensor,
-        config: AnimateConfig,
+        batcher: FrameBatcher,
         tracker: StageTracker,
         on_frame: FrameSink | None,
         keep_frames: bool,
     ) -> list[Image.Image]:
+        """VAE-decode in chunks and hand each frame on in order; frames are kept only if asked."""
         tracker.start("encoding", latents.shape[0])
         frames: list[Image.Image] = []
-        for chunk in _chunks(range(latents.shape[0]), config.frame_batch_size):
+
+        def work(chunk: list[int]) -> None:
             tracker.check()
-            for index, frame in zip(chunk, self.decode_latents(latents[chunk]), strict=True):
+            decoded = self.decode_latents(latents[chunk])  # decode the whole chunk before handing on
+            for index, frame in zip(chunk, decoded, strict=True):
                 if on_frame is not None:
                     on_frame(index, frame)
                 if keep_frames:
                     frames.append(frame)
                 tracker.advance()
+
+        batcher.run(range(latents.shape[0]), work)
         return frames
 
     def _to_device(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, H, W) -> float in [0, 1] on the device (the ControlNet's input range)."""
         return pixels.to(self.device).float().div_(255.0)
-
-
-def _chunks(indices: range, size: int) -> list[list[int]]:
-    items = list(indices)
-    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -330,3 +330,46 @@ def test_too_many_frames_are_refused(animator, example):
         animator.animate(
             image, targets, "an astronaut", source_pose=source, config=FAST.replace(max_frames=3)
         )
+
+
+def test_out_of_memory_halves_the_frame_batch_and_keeps_the_result(animator, example):
+    reference = _run(animator, example, FAST.replace(frame_batch_size=2))
+
+    def refuse_big_batches(module, args, kwargs):
+        if args[0].shape[0] > 4:
+            raise torch.OutOfMemoryError("simulated: batch too large")
+
+    handle = animator.unet.register_forward_pre_hook(refuse_big_batches, with_kwargs=True)
+    try:
+        squeezed = _run(animator, example, FAST.replace(frame_batch_size=8))
+    finally:
+        handle.remove()
+    assert squeezed.frame_batch_size == 2  # 8 -> 4 (optimising) -> 2 (CFG doubles the batch)
+    assert len(squeezed.frames) == len(reference.frames)
+    for a, b in zip(reference.frames, squeezed.frames, strict=True):
+        assert np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).max() <= 2
+
+
+def test_gradient_checkpointing_changes_memory_not_results(animator, example):
+    plain = _run(animator, example)
+    checkpointed = _run(animator, example, FAST.replace(gradient_checkpointing=True))
+    assert not animator.unet.is_gradient_checkpointing  # switched off again after the job
+    for a, b in zip(plain.frames, checkpointed.frames, strict=True):
+        assert np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).max() <= 1
+
+
+def test_long_sequences_stream_frames_without_keeping_them(animator, example):
+    image, source, targets = example
+    long = PoseSequence([targets[i % len(targets)] for i in range(120)])
+    written: list[int] = []
+    result = animator.animate(
+        image,
+        long,
+        "an astronaut",
+        source_pose=source,
+        config=FAST.replace(num_inference_steps=2, transition_frames=2),
+        on_frame=lambda index, frame: written.append(index),
+        keep_frames=False,
+    )
+    assert written == list(range(1 + 2 + 120))
+    assert result.frames == [] and result.num_frames == 123
