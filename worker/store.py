@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,10 +37,23 @@ from worker.lifecycle import sources_of
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
+_last_id = 0
+_id_lock = threading.Lock()
+
+
 def new_job_id(now: float | None = None) -> str:
-    """``anim_`` + a ULID: 48-bit millisecond time + 80 random bits, Crockford base32 (sorts by time)."""
+    """``anim_`` + a ULID: 48-bit millisecond time + 80 random bits, Crockford base32 (sorts by time).
+
+    Monotonic within a process (ULID spec): a second id in the same millisecond is the previous one
+    plus one, so listings keep submission order.
+    """
+    global _last_id
     ms = int((time.time() if now is None else now) * 1000)
-    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    with _id_lock:
+        value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+        if value >> 80 == _last_id >> 80 and value <= _last_id:
+            value = _last_id + 1
+        _last_id = value
     chars = []
     for _ in range(26):
         chars.append(_CROCKFORD[value & 31])

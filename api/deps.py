@@ -1,0 +1,95 @@
+"""The API's shared services and its ``Annotated`` dependencies (auth, rate limit)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.errors import ApiError, retry_after
+from api.metrics import ApiMetrics
+from worker.queue import QueueClient
+from worker.settings import Settings
+from worker.ssrf import Resolver, system_resolver
+from worker.storage import Storage
+from worker.store import JobStore
+
+log = logging.getLogger(__name__)
+
+LOCAL_OWNER = "local"
+
+
+def key_hashes(api_keys: list[str]) -> dict[str, str]:
+    """sha256 hex of each configured key -> owner id. A ``sha256:<hex>`` entry is taken as already
+    hashed, so operators can keep only hashes in the environment."""
+    out = {}
+    for key in api_keys:
+        digest = (
+            key.removeprefix("sha256:").lower()
+            if key.startswith("sha256:")
+            else hashlib.sha256(key.encode()).hexdigest()
+        )
+        out[digest] = "key_" + digest[:16]
+    return out
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: JobStore
+    storage: Storage
+    queue: QueueClient
+    metrics: ApiMetrics
+    keys: dict[str, str]
+    resolver: Resolver = system_resolver
+
+    def owner_for(self, presented: str) -> str | None:
+        digest = hashlib.sha256(presented.encode()).hexdigest()
+        for known, owner in self.keys.items():
+            if hmac.compare_digest(known, digest):
+                return owner
+        return None
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
+
+
+def authenticate(
+    services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> str:
+    """The caller's owner id (a hash of its key, never the key), after the per-key rate limit."""
+    settings = services.settings
+    if not settings.auth_enabled:
+        owner = LOCAL_OWNER
+    else:
+        owner_or_none = services.owner_for(credentials.credentials) if credentials else None
+        if owner_or_none is None:
+            raise ApiError(
+                401, "unauthorized", "a valid API key is required: Authorization: Bearer <key>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )  # fmt: skip
+        owner = owner_or_none
+    decision = services.store.rate_limit("req", owner, settings.rate_limit_requests_per_minute)
+    if not decision.allowed:
+        raise ApiError(
+            429,
+            "rate_limited",
+            "too many requests for this API key",
+            headers=retry_after(decision.retry_after_s),
+        )
+    return owner
+
+
+Owner = Annotated[str, Depends(authenticate)]

@@ -1,0 +1,169 @@
+"""RFC 9457 problem details for every error, each with a stable machine-readable ``code``.
+
+No stack traces or internal paths ever reach a client: unexpected exceptions become
+``internal_error`` with the request id to quote, and are logged server-side.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from worker.images import ImageValidationError
+from worker.intake import QueueUnavailable
+from worker.logs import request_id_var
+from worker.poses import PoseValidationError
+from worker.ssrf import FetchError, UnsafeURLError
+from worker.storage import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "https://poseanimate.dev/problems/"
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Content too large",
+    415: "Unsupported media type",
+    422: "Invalid request",
+    429: "Too many requests",
+    500: "Internal error",
+    503: "Service unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error with an HTTP status, a stable code and a client-safe detail."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        title: str | None = None,
+    ) -> None:
+        super().__init__(detail or code)
+        self.status, self.code, self.detail = status, code, detail
+        self.headers = headers or {}
+        self.errors = errors
+        self.title = title
+
+
+def retry_after(seconds: float) -> dict[str, str]:
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
+
+
+def problem_response(
+    status: int,
+    code: str,
+    detail: str | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    title: str | None = None,
+    instance: str | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + code,
+        "title": title or _TITLES.get(status, "Error"),
+        "status": status,
+        "code": code,
+    }
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    if errors:
+        body["errors"] = errors
+    request_id = request_id_var.get()
+    if request_id:
+        body["request_id"] = request_id
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def _clean_errors(errors: Any) -> list[dict[str, Any]]:
+    """Pydantic errors without the echoed input (it may be huge or secret)."""
+    out = []
+    for err in errors:
+        loc = [str(part) for part in err.get("loc", ())]
+        out.append({"loc": loc, "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))})
+    return out[:50]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return problem_response(
+            exc.status, exc.code, exc.detail, headers=exc.headers, errors=exc.errors, title=exc.title,
+            instance=request.url.path,
+        )  # fmt: skip
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return problem_response(
+            422, "validation_error", "the request does not match the schema", errors=_clean_errors(exc.errors()),
+            instance=request.url.path,
+        )  # fmt: skip
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 400: "bad_request"}.get(
+            exc.status_code, f"http_{exc.status_code}"
+        )
+        detail = exc.detail if isinstance(exc.detail, str) and exc.status_code != 404 else None
+        return problem_response(exc.status_code, code, detail, headers=dict(exc.headers or {}))
+
+    async def input_error(request: Request, exc: Exception) -> JSONResponse:
+        status = getattr(exc, "status", 422)
+        if isinstance(exc, FetchError):
+            status = 413 if exc.code == "image_too_large" else 422
+        return problem_response(status, exc.code, exc.message, instance=request.url.path)  # type: ignore[attr-defined]
+
+    async def redis_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("redis unavailable", extra={"error": type(exc).__name__})
+        return problem_response(
+            503, "service_unavailable", "the job store is unavailable; retry", headers=retry_after(5)
+        )
+
+    async def storage_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("storage unavailable", extra={"error": str(exc)})
+        return problem_response(
+            503, "storage_unavailable", "object storage is unavailable; retry", headers=retry_after(5)
+        )
+
+    async def queue_down(request: Request, exc: Exception) -> JSONResponse:
+        return problem_response(
+            503, "queue_unavailable", "the job queue is unavailable; retry", headers=retry_after(5)
+        )
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc)
+        return problem_response(
+            500, "internal_error", "unexpected error; quote the request_id when reporting it"
+        )
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    for cls in (PoseValidationError, ImageValidationError, UnsafeURLError, FetchError):
+        app.add_exception_handler(cls, input_error)
+    app.add_exception_handler(redis.exceptions.ConnectionError, redis_down)
+    app.add_exception_handler(redis.exceptions.TimeoutError, redis_down)
+    app.add_exception_handler(StorageUnavailable, storage_down)
+    app.add_exception_handler(QueueUnavailable, queue_down)
+    app.add_exception_handler(Exception, unexpected)

@@ -1,0 +1,178 @@
+"""Reading and validating ``POST /animations`` bodies (JSON or multipart) before anything is stored.
+
+Bad input never reaches a GPU: images are sniffed and size/pixel-checked from their header before
+decoding, fetched URLs go through the SSRF guard with size and time limits, poses are schema-checked
+and normalised to the compact form, and every parameter is bounded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+
+from api.errors import ApiError, _clean_errors
+from worker.contract import AnimationCreate, AnimationParams
+from worker.images import CheckedImage, check_image, check_mask, decode_data_uri
+from worker.intake import ValidatedJob
+from worker.poses import normalize_poses, normalize_source_pose, parse_pose_json
+from worker.settings import Settings
+from worker.ssrf import Resolver, fetch_bytes, system_resolver, vet_url
+
+FILE_FIELDS = ("image", "poses", "source_pose", "mask")
+LIST_FIELDS = ("subject_words", "webhook_events")
+# Engine default when the client gives none (AnimateConfig.transition_frames).
+DEFAULT_TRANSITION_FRAMES = 4
+UPLOADED = "upload:"
+
+
+@dataclass
+class Submission:
+    request: AnimationCreate
+    files: dict[str, bytes] = field(default_factory=dict)
+    request_hash: str = ""
+
+
+def _hash(fields: dict[str, Any], files: dict[str, bytes]) -> str:
+    canonical = {**fields, **{f"file:{k}": hashlib.sha256(v).hexdigest() for k, v in files.items()}}
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _validate_model(fields: dict[str, Any]) -> AnimationCreate:
+    try:
+        return AnimationCreate.model_validate(fields)
+    except ValidationError as exc:
+        raise ApiError(
+            422,
+            "validation_error",
+            "the request does not match the schema",
+            errors=_clean_errors(exc.errors()),
+        ) from exc
+
+
+async def read_submission(request: Request, settings: Settings) -> Submission:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        body = await request.body()
+        try:
+            fields = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise ApiError(400, "malformed_json", "the body is not valid JSON") from exc
+        if not isinstance(fields, dict):
+            raise ApiError(422, "validation_error", "the body must be a JSON object")
+        return Submission(_validate_model(fields), {}, _hash(fields, {}))
+    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        try:
+            form = await request.form(
+                max_files=len(FILE_FIELDS), max_fields=32, max_part_size=settings.max_pose_bytes
+            )
+        except MultiPartException as exc:
+            raise ApiError(
+                400, "malformed_multipart", f"the multipart body does not parse: {exc.message}"
+            ) from exc
+        form_fields: dict[str, Any] = {}
+        files: dict[str, bytes] = {}
+        for name in set(form.keys()):
+            values = form.getlist(name)
+            if name in FILE_FIELDS and isinstance(values[0], UploadFile):
+                files[name] = await values[0].read()
+                continue
+            texts = [v for v in values if isinstance(v, str)]
+            if name in LIST_FIELDS:
+                items = [part.strip() for text in texts for part in text.split(",")]
+                form_fields[name] = [item for item in items if item]
+            elif texts and texts[0] != "":
+                form_fields[name] = texts[0]
+        await form.close()
+        for name in ("poses", "source_pose"):
+            if name in files:
+                form_fields[name] = parse_pose_json(files.pop(name), max_bytes=settings.max_pose_bytes)
+            elif isinstance(form_fields.get(name), str):
+                form_fields[name] = parse_pose_json(form_fields[name], max_bytes=settings.max_pose_bytes)
+        for name in ("image", "mask"):
+            if name in files:
+                form_fields[name] = UPLOADED
+        request_hash = _hash(form_fields, files)
+        return Submission(_validate_model(form_fields), files, request_hash)
+    raise ApiError(415, "unsupported_media_type", "send application/json or multipart/form-data")
+
+
+def _load_image_bytes(
+    ref: str, upload: bytes | None, settings: Settings, resolver: Resolver, what: str
+) -> bytes:
+    if ref == UPLOADED and upload is not None:
+        return upload
+    if ref.startswith("data:"):
+        return decode_data_uri(ref, max_bytes=settings.max_image_bytes)
+    if ref.lower().startswith(("http://", "https://")):
+        return fetch_bytes(
+            ref, max_bytes=settings.max_image_bytes, timeout_s=settings.url_fetch_timeout_s,
+            allow_private=settings.allow_private_urls, max_redirects=settings.url_max_redirects, resolver=resolver,
+        )  # fmt: skip
+    raise ApiError(
+        422, f"{what}_reference_invalid", f"{what} must be an uploaded file, an http(s) URL or a data URI"
+    )
+
+
+def _check_limits(req: AnimationParams, settings: Settings) -> None:
+    if len(req.prompt) > settings.max_prompt_chars:
+        raise ApiError(
+            422, "prompt_too_long", f"prompt is longer than {settings.max_prompt_chars} characters"
+        )
+    if req.steps is not None and req.steps > settings.max_steps:
+        raise ApiError(422, "parameter_out_of_range", f"steps must be at most {settings.max_steps}")
+    if req.size > settings.max_size:
+        raise ApiError(422, "parameter_out_of_range", f"size must be at most {settings.max_size}")
+    for word in req.subject_words or []:
+        if not word.strip() or len(word) > 64:
+            raise ApiError(422, "parameter_out_of_range", "subject words must be 1..64 characters")
+
+
+def _json_value(value: Any, settings: Settings) -> Any:
+    """Poses may arrive inline or as JSON text (a string field)."""
+    return parse_pose_json(value, max_bytes=settings.max_pose_bytes) if isinstance(value, str) else value
+
+
+def validate_submission(
+    sub: Submission, settings: Settings, resolver: Resolver = system_resolver
+) -> ValidatedJob:
+    """Everything that can refuse the job, in cheap-to-expensive order. Blocking: run in a thread."""
+    req = sub.request
+    _check_limits(req, settings)
+    poses = normalize_poses(_json_value(req.poses, settings), max_frames=settings.max_frames)
+    source_pose = None
+    if req.source_pose is not None:
+        source_pose = normalize_source_pose(_json_value(req.source_pose, settings))
+    if req.webhook_url:
+        vet_url(req.webhook_url, allow_private=settings.allow_private_urls, resolver=resolver)
+    image: CheckedImage = check_image(
+        _load_image_bytes(req.image, sub.files.get("image"), settings, resolver, "image"),
+        max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels,
+    )  # fmt: skip
+    mask_png = None
+    if req.mask is not None:
+        mask = check_mask(
+            _load_image_bytes(req.mask, sub.files.get("mask"), settings, resolver, "mask"),
+            max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels,
+        )  # fmt: skip
+        mask_png = mask.png
+    params = AnimationParams.model_validate(
+        req.model_dump(include=set(AnimationParams.model_fields))
+    ).model_dump()
+    transition = req.transition_frames if req.transition_frames is not None else DEFAULT_TRANSITION_FRAMES
+    return ValidatedJob(
+        params=params,
+        image_png=image.png,
+        poses=poses,
+        source_pose=source_pose,
+        mask_png=mask_png,
+        webhook_url=req.webhook_url,
+        webhook_events=[e.value for e in req.webhook_events],
+        num_frames=1 + transition + len(poses["frames"]),
+    )

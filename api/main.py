@@ -1,0 +1,110 @@
+"""Builds the FastAPI app: services, error handlers, middleware, routers.
+
+``uvicorn api.main:app`` works (the app is built on first access, from the environment);
+``poseanimate serve`` uses ``create_app`` as a factory.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from api.deps import Services, key_hashes
+from api.errors import install_error_handlers
+from api.metrics import ApiMetrics
+from api.middleware import RequestContextMiddleware
+from api.routes import animations, files, system
+from worker.queue import QueueClient, create_celery
+from worker.settings import Settings, get_settings
+from worker.ssrf import Resolver, system_resolver
+from worker.storage import storage_from_settings
+from worker.store import JobStore
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Animate a character image along a pose sequence (PoseAnimate, IJCAI 2024).
+
+Submit with `POST /animations`, then poll `GET /animations/{id}`, follow `GET /animations/{id}/events`
+(Server-Sent Events) or receive a signed webhook. Outputs are an H.264 MP4 and a PNG poster behind
+expiring links. Errors are `application/problem+json` with a stable `code`.
+"""
+
+
+def create_app(settings: Settings | None = None, *, resolver: Resolver = system_resolver) -> FastAPI:
+    settings = settings or get_settings()
+    store = JobStore.from_url(settings.redis_url, settings.key_prefix, job_ttl_s=settings.job_ttl_s)
+    try:
+        storage = storage_from_settings(settings, store.r)
+    except Exception:  # Redis down at start: local links fall back to a per-process key
+        log.warning("could not share the link-signing key through Redis", exc_info=True)
+        storage = storage_from_settings(settings)
+    queue = QueueClient(create_celery(settings))
+    metrics = ApiMetrics(store, queue)
+    if settings.auth_enabled and not settings.api_keys:
+        log.warning("auth is on but POSEANIMATE_API_KEYS is empty: every request will be refused")
+
+    app = FastAPI(
+        title="PoseAnimate",
+        version="0.1.0",
+        description=DESCRIPTION,
+        openapi_tags=[
+            {"name": "animations", "description": "Submit and follow animation jobs"},
+            {"name": "files", "description": "Signed links (local storage backend)"},
+            {"name": "system", "description": "Health, readiness, metrics"},
+        ],
+    )
+    app.state.services = Services(
+        settings=settings, store=store, storage=storage, queue=queue, metrics=metrics,
+        keys=key_hashes(settings.api_keys), resolver=resolver,
+    )  # fmt: skip
+    install_error_handlers(app)
+    app.include_router(animations.router)
+    app.include_router(files.router)
+    app.include_router(system.router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Prefer"],
+        )  # fmt: skip
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    _add_schema_components(app)
+    return app
+
+
+def _add_schema_components(app: FastAPI) -> None:
+    """The JSON request body is declared by hand (the route also takes multipart): publish its
+    schema and the problem schema under components."""
+    from worker.contract import AnimationCreate
+
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        body = AnimationCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in body.pop("$defs", {}).items():
+            components.setdefault(name, sub)
+        components["AnimationCreate"] = body
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+_app: FastAPI | None = None
+
+
+def __getattr__(name: str) -> Any:
+    # `uvicorn api.main:app`: build the app on first access, not at import.
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = create_app()
+        return _app
+    raise AttributeError(name)

@@ -1,0 +1,303 @@
+"""``/animations``: submit, read, list, cancel, follow. Thin: parsing and policy live elsewhere."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Owner, Services, ServicesDep
+from api.errors import PROBLEM_JSON, ApiError, retry_after
+from api.intake import read_submission, validate_submission
+from api.waiting import follow, wait_for_terminal
+from worker.contract import AnimationCreate, Job, JobList, JobStatus, Problem, ProgressEvent, WebhookEvent
+from worker.intake import QuotaExceeded, accept_job
+from worker.store import JobRecord, new_job_id
+from worker.views import emit_webhook, job_view
+
+router = APIRouter(prefix="/animations", tags=["animations"])
+
+JobId = Annotated[str, Path(pattern=r"^anim_[0-9A-Z]{26}$", examples=["anim_01JD8X3K4M5N6P7Q8R9S0T1V2W"])]
+MAX_PREFER_WAIT_S = 60
+IDEMPOTENCY_WAIT_S = 10.0
+_WAIT = re.compile(r"(?:^|[\s,;])wait=(\d+)")
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        s: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Problem details"}
+        for s in statuses
+    }
+
+
+def _schema_ref(model: type) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+MULTIPART_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["image", "poses", "prompt"],
+    "properties": {
+        "image": {
+            "type": "string",
+            "format": "binary",
+            "description": "PNG, JPEG or WebP (or a URL/data URI as text)",
+        },
+        "poses": {"type": "string", "format": "binary", "description": "pose JSON file (or JSON text)"},
+        "source_pose": {
+            "type": "string",
+            "format": "binary",
+            "description": "one-frame pose JSON (optional)",
+        },
+        "mask": {"type": "string", "format": "binary", "description": "character mask image (optional)"},
+        "prompt": {"type": "string"},
+        "subject_words": {"type": "string", "description": "comma-separated"},
+        "steps": {"type": "integer"},
+        "guidance": {"type": "number"},
+        "transition_frames": {"type": "integer"},
+        "fps": {"type": "integer"},
+        "size": {"type": "integer"},
+        "seed": {"type": "integer"},
+        "webhook_url": {"type": "string"},
+        "webhook_events": {
+            "type": "string",
+            "description": "comma-separated: started,progress,completed,failed,canceled",
+        },
+    },
+}
+
+CREATE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _schema_ref(AnimationCreate)},
+            "multipart/form-data": {"schema": MULTIPART_SCHEMA},
+        },
+    }
+}
+
+
+def view(services: Services, request: Request, record: JobRecord) -> Job:
+    store = services.store
+    return job_view(
+        record,
+        storage=services.storage,
+        url_ttl_s=services.settings.output_url_ttl_s,
+        base_url=services.settings.public_base_url or str(request.base_url),
+        queue_position=store.queue_position(record.id) if record.status is JobStatus.QUEUED else None,
+        deliveries=store.deliveries(record.id) if record.webhook_url else None,
+    )
+
+
+def _prefer_wait(prefer: str | None) -> int:
+    match = _WAIT.search(prefer or "")
+    return min(int(match.group(1)), MAX_PREFER_WAIT_S) if match else 0
+
+
+async def _wait_for_record(services: Services, job_id: str) -> JobRecord:
+    """A concurrent request with the same Idempotency-Key is still creating the job: wait for it."""
+    deadline = time.monotonic() + IDEMPOTENCY_WAIT_S
+    while time.monotonic() < deadline:
+        record = await run_in_threadpool(services.store.get, job_id)
+        if record is not None:
+            return record
+        await asyncio.sleep(0.05)
+    raise ApiError(
+        409, "idempotency_in_progress", "a request with this Idempotency-Key is still being processed"
+    )
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=Job,
+    summary="Submit an animation job",
+    openapi_extra=CREATE_BODY,
+    responses={
+        200: {"model": Job, "description": "The job finished within `Prefer: wait=N`"},
+        **problems(400, 401, 409, 413, 415, 422, 429, 503),
+    },
+)
+async def create_animation(
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    owner: Owner,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=255, description="Same key + same body = same job")
+    ] = None,
+    prefer: Annotated[
+        str | None, Header(description="`wait=N` (<= 60): hold the reply until the job ends")
+    ] = None,
+) -> Job:
+    """JSON (image as URL or data URI, poses inline) or multipart (files). Returns the queued job
+    with `Location: /animations/{id}`; poll it, follow `/events`, or receive a webhook."""
+    settings, store, metrics = services.settings, services.store, services.metrics
+    decision = await run_in_threadpool(
+        store.rate_limit, "submit", owner, settings.rate_limit_submissions_per_minute
+    )
+    if not decision.allowed:
+        metrics.submitted.labels("rate_limited").inc()
+        raise ApiError(
+            429,
+            "rate_limited",
+            "too many submissions for this API key",
+            headers=retry_after(decision.retry_after_s),
+        )
+    try:
+        submission = await read_submission(request, settings)
+    except ApiError:
+        metrics.submitted.labels("invalid").inc()
+        raise
+    job_id = new_job_id()
+    if idempotency_key:
+        existing = await run_in_threadpool(
+            store.claim_idempotency,
+            owner,
+            idempotency_key,
+            job_id,
+            submission.request_hash,
+            settings.idempotency_ttl_s,
+        )
+        if existing is not None:
+            if existing["hash"] != submission.request_hash:
+                metrics.submitted.labels("invalid").inc()
+                raise ApiError(
+                    422, "idempotency_key_reused", "this Idempotency-Key was used with a different body"
+                )
+            record = await _wait_for_record(services, existing["job_id"])
+            metrics.submitted.labels("replayed").inc()
+            response.headers["Idempotent-Replayed"] = "true"
+            return await _reply(services, request, response, record, prefer)
+    try:
+        validated = await run_in_threadpool(validate_submission, submission, settings, services.resolver)
+        record = await run_in_threadpool(
+            lambda: accept_job(
+                job_id,
+                owner,
+                validated,
+                store=store,
+                storage=services.storage,
+                queue=services.queue,
+                max_active=settings.max_active_jobs,
+                request_hash=submission.request_hash,
+            )
+        )
+    except BaseException as exc:
+        if idempotency_key:
+            await run_in_threadpool(store.release_idempotency, owner, idempotency_key, job_id)
+        if isinstance(exc, QuotaExceeded):
+            metrics.submitted.labels("quota_exceeded").inc()
+            raise ApiError(
+                429, "quota_exceeded", f"this API key already has {settings.max_active_jobs} active jobs",
+                headers=retry_after(30),
+            ) from exc  # fmt: skip
+        metrics.submitted.labels("invalid" if isinstance(exc, ValueError | ApiError) else "unavailable").inc()
+        raise
+    metrics.submitted.labels("accepted").inc()
+    return await _reply(services, request, response, record, prefer)
+
+
+async def _reply(
+    services: Services, request: Request, response: Response, record: JobRecord, prefer: str | None
+) -> Job:
+    response.headers["Location"] = f"/animations/{record.id}"
+    wait = _prefer_wait(prefer)
+    if wait:
+        response.headers["Preference-Applied"] = f"wait={wait}"
+        await wait_for_terminal(services.settings.redis_url, services.store, record.id, wait)
+        latest = await run_in_threadpool(services.store.get, record.id)
+        record = latest or record
+    if record.status.is_terminal():
+        response.status_code = 200
+    return await run_in_threadpool(view, services, request, record)
+
+
+def owned_job(job_id: JobId, services: ServicesDep, owner: Owner) -> JobRecord:
+    record = services.store.get_owned(job_id, owner)
+    if record is None:  # another key's job is indistinguishable from a missing one
+        raise ApiError(404, "not_found", "no such animation")
+    return record
+
+
+OwnedJob = Annotated[JobRecord, Depends(owned_job)]
+
+
+@router.get("/{job_id}", response_model=Job, summary="Get a job", responses=problems(401, 404, 429, 503))
+def get_animation(request: Request, services: ServicesDep, record: OwnedJob) -> Job:
+    return view(services, request, record)
+
+
+@router.get(
+    "", response_model=JobList, summary="List your jobs, newest first", responses=problems(401, 422, 429)
+)
+def list_animations(
+    request: Request,
+    services: ServicesDep,
+    owner: Owner,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[
+        str | None, Query(pattern=r"^anim_[0-9A-Z]{26}$", description="next_cursor of the previous page")
+    ] = None,
+) -> JobList:
+    records, next_cursor = services.store.list_owned(owner, limit, cursor)
+    return JobList(data=[view(services, request, r) for r in records], next_cursor=next_cursor)
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=Job,
+    summary="Cancel a job",
+    responses={
+        202: {"model": Job, "description": "Running: the worker stops it within a step"},
+        **problems(401, 404, 409),
+    },
+)
+def cancel_animation(request: Request, response: Response, services: ServicesDep, record: OwnedJob) -> Job:
+    """Queued jobs are canceled at once (200) and never reach a GPU; running jobs stop within one
+    engine step (202, `cancel_requested: true`); finished jobs cannot be canceled (409)."""
+    outcome = services.store.request_cancel(record.id)
+    if outcome == "terminal" and record.status is not JobStatus.CANCELED:
+        current = services.store.get(record.id) or record
+        if current.status is not JobStatus.CANCELED:
+            raise ApiError(409, "job_already_finished", f"the job already {current.status.value}")
+    if outcome == "canceled":
+        emit_webhook(
+            record.id, WebhookEvent.CANCELED, store=services.store, storage=services.storage, queue=services.queue,
+            url_ttl_s=services.settings.output_url_ttl_s, base_url=services.settings.public_base_url,
+        )  # fmt: skip
+    response.status_code = 202 if outcome == "requested" else 200
+    updated = services.store.get(record.id) or record
+    return view(services, request, updated)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=EventSourceResponse,
+    summary="Server-Sent Events of status and progress",
+    responses=problems(401, 404),
+)
+async def animation_events(
+    request: Request, services: ServicesDep, record: OwnedJob
+) -> AsyncIterable[ServerSentEvent]:
+    """`event: progress` with a ProgressEvent on every change; a final `event: status` with the
+    whole job when it ends. The stream closes after the final event."""
+    settings = services.settings
+    async for current in follow(
+        settings.redis_url, services.store, record.id, timeout_s=settings.hard_time_limit_s * 2
+    ):
+        progress = ProgressEvent(id=current.id, status=current.status, progress=current.progress)
+        if current.stage:
+            progress = ProgressEvent.model_validate({**progress.model_dump(), "stage": current.stage})
+        yield ServerSentEvent(
+            data=progress.model_dump(mode="json"), event="progress", id=f"{time.time():.3f}"
+        )
+        if current.status.is_terminal():
+            job = await run_in_threadpool(view, services, request, current)
+            yield ServerSentEvent(data=job.model_dump(mode="json"), event="status")

@@ -1,0 +1,176 @@
+"""The job runner in-process on real Redis and local storage, with the noop backend and one stand-in
+animator per failure mode the engine can produce (OOM and bad input cannot be provoked without a GPU
+and the engine)."""
+
+import io
+import json
+import threading
+import time
+
+import av
+import pytest
+from PIL import Image
+
+from worker.animators import AnimatorHolder, GpuOutOfMemory, InvalidJobInput, NoopAnimator
+from worker.contract import EXAMPLE_POSES, JobStatus
+from worker.intake import QuotaExceeded, ValidatedJob, accept_job
+from worker.queue import QueueClient, create_celery
+from worker.runner import JobRunner
+from worker.settings import Settings
+from worker.storage import LocalStorage, ObjectNotFound
+from worker.store import new_job_id
+
+
+def png(color="red", size=64) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (size, size), color).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def env(store, redis_srv, tmp_path):
+    settings = Settings(
+        _env_file=None, redis_url=redis_srv.url, animator="noop", noop_step_seconds=0.01,
+        storage_url=f"file://{tmp_path}/storage", lock_ttl_s=2, cancel_poll_interval_s=0.02,
+        progress_interval_s=0.01, max_attempts=2,
+    )  # fmt: skip
+    storage = LocalStorage(tmp_path / "storage", b"k" * 32)
+    queue = QueueClient(create_celery(settings))
+    runner = JobRunner(settings, store, storage, queue, AnimatorHolder(settings))
+    return settings, store, storage, runner
+
+
+def submit(env, steps=3, **params):
+    _, store, storage, runner = env
+    job = ValidatedJob(
+        params={"prompt": "a person", "steps": steps, "fps": 8, "size": 64, **params},
+        image_png=png(), poses=EXAMPLE_POSES, num_frames=3,
+    )  # fmt: skip
+    return accept_job(
+        new_job_id(), "key_a", job, store=store, storage=storage, queue=runner.queue, max_active=10
+    )
+
+
+def test_job_runs_to_success_and_uploads_a_decodable_mp4(env):
+    _, store, storage, runner = env
+    record = submit(env)
+    assert runner.run(record.id) == "succeeded"
+    done = store.get(record.id)
+    assert done.status is JobStatus.SUCCEEDED and done.progress == 1.0 and done.attempts == 1
+    assert set(done.timings) >= {"loading", "inverting", "optimizing", "sampling", "encoding", "uploading"}
+    assert done.model_name == "noop (no model)"
+    with av.open(io.BytesIO(storage.get_bytes(done.outputs["video"]))) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == 1 + 2 and frames[0].width == 64
+    assert storage.get_bytes(done.outputs["poster"]).startswith(b"\x89PNG")
+
+
+def test_finished_job_is_not_run_again(env):
+    _, store, _, runner = env
+    record = submit(env)
+    runner.run(record.id)
+    assert runner.run(record.id) == "skipped"
+    assert store.get(record.id).attempts == 1
+
+
+def test_queued_then_canceled_job_never_reaches_the_model(env):
+    _, store, _, runner = env
+    record = submit(env)
+    store.request_cancel(record.id)
+    runner.holder = None  # any use of the model would fail loudly
+    assert runner.run(record.id) == "skipped"
+    assert store.get(record.id).status is JobStatus.CANCELED
+
+
+def test_locked_job_is_left_to_its_holder(env):
+    _, store, _, runner = env
+    record = submit(env)
+    assert store.try_lock(record.id, "other-worker", 5)
+    assert runner.run(record.id) == "locked"
+    assert store.get(record.id).status is JobStatus.QUEUED
+
+
+def test_job_whose_worker_keeps_dying_fails_as_worker_lost_after_the_cap(env):
+    _, store, _, runner = env
+    record = submit(env)
+    for _ in range(2):  # two attempts started by workers that then died
+        store.start_attempt(record.id, 2, "noop", False)
+    assert runner.run(record.id) == "failed"
+    done = store.get(record.id)
+    assert (done.status, done.error_code, done.attempts) == (JobStatus.FAILED, "worker_lost", 2)
+
+
+def test_running_job_stops_within_a_step_when_canceled_and_uploads_nothing(env):
+    _, store, storage, runner = env
+    record = submit(env, steps=200)
+    threading.Timer(0.3, store.request_cancel, args=(record.id,)).start()
+    started = time.monotonic()
+    assert runner.run(record.id) == "canceled"
+    assert time.monotonic() - started < 3
+    assert store.get(record.id).status is JobStatus.CANCELED
+    with pytest.raises(ObjectNotFound):
+        storage.get_bytes(f"outputs/{record.id}/animation.mp4")
+
+
+class Failing:
+    name, random_weights = "failing", False
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    def render(self, job, out_dir, on_progress, should_cancel):
+        raise self.exc
+
+
+@pytest.mark.parametrize(
+    "exc,code",
+    [
+        (GpuOutOfMemory("the GPU ran out of memory"), "gpu_out_of_memory"),
+        (InvalidJobInput("source pose has no visible keypoints"), "invalid_input"),
+        (RuntimeError("boom /secret/path"), "internal_error"),
+    ],
+)
+def test_engine_failures_fail_the_job_with_a_stable_code_and_the_worker_keeps_serving(env, exc, code):
+    _, store, _, runner = env
+    runner.holder._animator = Failing(exc)
+    bad = submit(env)
+    assert runner.run(bad.id) == "failed"
+    failed = store.get(bad.id)
+    assert failed.error_code == code and "/secret" not in failed.error_message
+    runner.holder._animator = NoopAnimator(0.0)
+    good = submit(env)
+    assert runner.run(good.id) == "succeeded"
+
+
+def test_missing_inputs_fail_the_job(env):
+    _, store, storage, runner = env
+    record = submit(env)
+    storage.delete_prefix(f"inputs/{record.id}")
+    assert runner.run(record.id) == "failed"
+    assert store.get(record.id).error_code == "internal_error"
+
+
+def test_progress_is_published_while_running(env):
+    _, store, _, runner = env
+    record = submit(env, steps=20)
+    pubsub = store.r.pubsub()
+    pubsub.subscribe(store.channel(record.id))
+    runner.run(record.id)
+    events = []
+    while (message := pubsub.get_message(timeout=0.2)) is not None:
+        if message["type"] == "message":
+            events.append(json.loads(message["data"]))
+    stages = [e["stage"] for e in events]
+    assert {"loading", "inverting", "sampling", "encoding", "uploading"} <= set(stages)
+    progress = [e["progress"] for e in events if e["status"] == "running"]
+    assert progress == sorted(progress)
+    assert events[-1]["status"] == "succeeded"
+
+
+def test_quota_is_enforced_at_intake(env):
+    _, store, storage, runner = env
+    job = ValidatedJob(params={"prompt": "p"}, image_png=png(), poses=EXAMPLE_POSES)
+    for _ in range(2):
+        accept_job(new_job_id(), "key_q", job, store=store, storage=storage, queue=runner.queue, max_active=2)
+    with pytest.raises(QuotaExceeded):
+        accept_job(new_job_id(), "key_q", job, store=store, storage=storage, queue=runner.queue, max_active=2)

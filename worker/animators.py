@@ -1,0 +1,311 @@
+"""The adapter between a job and an animation backend: the one place the worker meets the engine.
+
+``load_animator(settings)`` returns a backend with one method, ``render(job, out_dir, on_progress,
+should_cancel) -> Rendered`` that writes ``animation.mp4`` and ``poster.png`` into ``out_dir``:
+
+- ``engine``: the PoseAnimate engine (``POSEANIMATE_MODEL`` = hub id, local dir or ``tiny``). The
+  engine and torch are imported inside the worker process only, after the fork.
+- ``noop``: NO MODEL. Paints solid-colour frames after short sleeps, honouring progress and
+  cancellation like the engine does; for service tests and API load tests. Its output is labelled
+  ``noop (no model)``.
+
+Backend failures become the typed errors below, which the runner turns into job error codes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from PIL import Image
+
+from worker.contract import ErrorCode
+from worker.settings import DEFAULT_CONTROLNET, Settings
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str, float], None]
+CancelCheck = Callable[[], bool]
+VIDEO_NAME = "animation.mp4"
+POSTER_NAME = "poster.png"
+
+
+class JobCanceled(Exception):
+    """The job was canceled while running (the engine stopped between steps)."""
+
+
+class JobFailure(Exception):
+    """A failure with a stable job error code and a message safe to show the client."""
+
+    code = ErrorCode.INTERNAL_ERROR
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidJobInput(JobFailure):
+    code = ErrorCode.INVALID_INPUT
+
+
+class GpuOutOfMemory(JobFailure):
+    code = ErrorCode.GPU_OUT_OF_MEMORY
+
+
+class ModelUnavailable(JobFailure):
+    code = ErrorCode.MODEL_UNAVAILABLE
+
+
+@dataclass
+class JobInputs:
+    image: Image.Image
+    poses: dict[str, Any]
+    prompt: str
+    source_pose: dict[str, Any] | None = None
+    mask: Image.Image | None = None
+    subject_words: list[str] | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    transition_frames: int | None = None
+    fps: int = 8
+    size: int = 512
+    seed: int | None = None
+
+
+@dataclass
+class Rendered:
+    video: Path
+    poster: Path
+    num_frames: int
+    timings: dict[str, float] = field(default_factory=dict)
+    unet_evals: dict[str, int] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Animator(Protocol):
+    name: str
+    random_weights: bool
+
+    def render(
+        self, job: JobInputs, out_dir: Path, on_progress: ProgressCallback, should_cancel: CancelCheck
+    ) -> Rendered: ...
+
+
+# --------------------------------------------------------------------------------------------
+# noop: no model, for service tests and load tests
+# --------------------------------------------------------------------------------------------
+def write_mp4(frames: list[Image.Image], path: Path, fps: int) -> None:
+    """Minimal H.264 yuv420p faststart writer for the noop backend (the engine has its own)."""
+    import av
+
+    with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = frames[0].size
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_image(frame.convert("RGB"))):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+class NoopAnimator:
+    """Solid-colour frames, one per output pose; sleeps ``noop_step_seconds`` per 'step'."""
+
+    name = "noop (no model)"
+    random_weights = False
+
+    def __init__(self, step_seconds: float) -> None:
+        self.step_seconds = step_seconds
+
+    def render(
+        self, job: JobInputs, out_dir: Path, on_progress: ProgressCallback, should_cancel: CancelCheck
+    ) -> Rendered:
+        steps = job.steps or 50
+        timings: dict[str, float] = {}
+        for stage in ("inverting", "optimizing", "sampling"):
+            started = time.perf_counter()
+            for i in range(steps):
+                if should_cancel():
+                    raise JobCanceled(stage)
+                time.sleep(self.step_seconds)
+                on_progress(stage, (i + 1) / steps)
+            timings[stage] = time.perf_counter() - started
+        started = time.perf_counter()
+        on_progress("encoding", 0.0)
+        count = 1 + (job.transition_frames or 0) + len(job.poses["frames"])
+        frames = [Image.new("RGB", (job.size, job.size), (40 + 13 * i % 200, 90, 160)) for i in range(count)]
+        write_mp4(frames, out_dir / VIDEO_NAME, job.fps)
+        frames[0].save(out_dir / POSTER_NAME, format="PNG")
+        on_progress("encoding", 1.0)
+        timings["encoding"] = time.perf_counter() - started
+        return Rendered(out_dir / VIDEO_NAME, out_dir / POSTER_NAME, count, timings, {}, {"backend": "noop"})
+
+
+# --------------------------------------------------------------------------------------------
+# engine: the PoseAnimate method
+# --------------------------------------------------------------------------------------------
+def _engine(module: str = "engine") -> Any:
+    # Imported by name: the engine (and torch) load only inside a worker process that runs jobs,
+    # and the type checker of this torch-free package does not wander into the engine.
+    return importlib.import_module(module)
+
+
+def model_spec(settings: Settings) -> tuple[str, str | None]:
+    """(model spec, ControlNet override): a local pipeline dir keeps its own ``controlnet/``
+    unless the operator names another ControlNet."""
+    return settings.model, None if settings.controlnet == DEFAULT_CONTROLNET else settings.controlnet
+
+
+class EngineAnimator:
+    def __init__(self, settings: Settings) -> None:
+        torch = importlib.import_module("torch")
+        engine = _engine()
+        spec, controlnet_override = model_spec(settings)
+        base, controlnet = _engine("engine.loading").resolve_model(
+            spec, controlnet_override, tiny_dir=settings.model_cache_dir / "tiny-model"
+        )
+        dtype = {"auto": None, "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+        self.torch = torch
+        self.animator = engine.PoseAnimator.from_pretrained(
+            base,
+            controlnet,
+            device=None if settings.device == "auto" else settings.device,
+            dtype=dtype[settings.dtype],
+            # Apps re-animate the same avatar: keep its inversion across jobs in this process.
+            inversion_cache=engine.MemoryInversionCache(max_entries=16),
+        )
+        self.random_weights = bool(self.animator.model_info.get("random_weights"))
+        name = "tiny" if spec == "tiny" else spec
+        self.name = f"{name} (random weights)" if self.random_weights else name
+        self.load_seconds = float(self.animator.model_info.get("load_seconds") or 0.0)
+
+    def render(
+        self, job: JobInputs, out_dir: Path, on_progress: ProgressCallback, should_cancel: CancelCheck
+    ) -> Rendered:
+        engine, video = _engine(), _engine("engine.video")
+        torch = self.torch
+        overrides: dict[str, Any] = {"height": job.size, "width": job.size, "seed": job.seed}
+        if job.steps is not None:
+            overrides["num_inference_steps"] = job.steps
+        if job.guidance is not None:
+            overrides["guidance_scale"] = job.guidance
+        if job.transition_frames is not None:
+            overrides["transition_frames"] = job.transition_frames
+        try:
+            targets = engine.PoseSequence.from_json(job.poses)
+            source = engine.Pose.from_json(job.source_pose) if job.source_pose is not None else None
+            config = engine.AnimateConfig(**overrides)
+        except ValueError as exc:
+            raise InvalidJobInput(str(exc)) from exc
+
+        video_path, poster_path = out_dir / VIDEO_NAME, out_dir / POSTER_NAME
+        writer = video.Mp4Writer(video_path, fps=job.fps)
+
+        def on_frame(index: int, frame: Image.Image) -> None:
+            if index == 0:
+                video.save_poster(frame, poster_path)
+            writer.write(frame)
+
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        try:
+            result = self.animator.animate(
+                job.image, targets, job.prompt,
+                source_pose=source, mask=job.mask, subject_words=job.subject_words, config=config,
+                on_progress=on_progress, should_cancel=should_cancel, on_frame=on_frame, keep_frames=False,
+            )  # fmt: skip
+            writer.close()
+        except engine.AnimationCancelled as exc:
+            writer.abort()
+            raise JobCanceled(str(exc)) from exc
+        except torch.cuda.OutOfMemoryError as exc:
+            writer.abort()
+            torch.cuda.empty_cache()
+            raise GpuOutOfMemory(
+                "the GPU ran out of memory; try fewer frames, fewer steps or a smaller size"
+            ) from exc
+        except ValueError as exc:  # InvalidInput, PoseError, VideoError: the input, not the worker
+            writer.abort()
+            raise InvalidJobInput(str(exc)) from exc
+        except BaseException:
+            writer.abort()
+            raise
+        info: dict[str, Any] = {
+            "pose_source": result.pose_source,
+            "mask_source": result.mask_source,
+            "cache_hit": result.cache_hit,
+        }
+        if cuda:
+            info["gpu_memory_allocated_bytes"] = torch.cuda.memory_allocated()
+            info["gpu_memory_peak_bytes"] = torch.cuda.max_memory_allocated()
+        timings, evals = dict(result.timings), dict(result.unet_evals)
+        return Rendered(video_path, poster_path, result.num_frames, timings, evals, info)
+
+
+def load_animator(settings: Settings) -> Animator:
+    if settings.animator == "noop":
+        return NoopAnimator(settings.noop_step_seconds)
+    return EngineAnimator(settings)
+
+
+class AnimatorHolder:
+    """One model per worker process, loaded once, in a background thread.
+
+    Loading starts right after the fork (``worker_process_init`` only starts the thread, so the
+    signal's short timeout never applies to a multi-minute model load); the first task waits for
+    it. A failed load is retried by the next task.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._animator: Animator | None = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self.load_seconds = 0.0
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None or (self._error is not None and not self._thread.is_alive()):
+                self._error = None
+                self._ready.clear()
+                self._thread = threading.Thread(target=self._load, name="model-loader", daemon=True)
+                self._thread.start()
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            self._animator = load_animator(self.settings)
+            self.load_seconds = time.perf_counter() - started
+            log.info(
+                "model loaded",
+                extra={"model": self._animator.name, "seconds": round(self.load_seconds, 2),
+                       "random_weights": self._animator.random_weights},
+            )  # fmt: skip
+        except BaseException as exc:  # reported to the task that waits for it
+            log.exception("model load failed")
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    def get(self, timeout: float | None = None) -> Animator:
+        if self._animator is not None:
+            return self._animator
+        self.start()
+        if not self._ready.wait(timeout):
+            raise ModelUnavailable("the model did not finish loading in time")
+        if self._animator is None:
+            error = self._error
+            with self._lock:
+                self._thread = None  # let the next task retry
+            raise ModelUnavailable(f"the model failed to load: {type(error).__name__}: {error}"[:300])
+        return self._animator

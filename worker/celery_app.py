@@ -1,0 +1,8 @@
+"""The Celery app of worker processes (``celery -A worker.celery_app:app``); tasks in ``worker.tasks``."""
+
+from __future__ import annotations
+
+from worker.queue import create_celery
+from worker.settings import get_settings
+
+app = create_celery(get_settings(), include=["worker.tasks"])

@@ -1,0 +1,98 @@
+"""Accepting a validated job: quota slot, inputs to storage, job record, then the queue message.
+
+The order matters: inputs are in storage and the record exists before the message is sent, so a
+worker never receives an id it cannot run; if anything fails midway, what was taken is given back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.contract import ErrorCode, JobStatus
+from worker.queue import QueueClient
+from worker.storage import Storage, input_key
+from worker.store import JobRecord, JobStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ValidatedJob:
+    """Everything the API checked, ready to store. Images are normalised PNG bytes."""
+
+    params: dict[str, Any]
+    image_png: bytes
+    poses: dict[str, Any]
+    source_pose: dict[str, Any] | None = None
+    mask_png: bytes | None = None
+    webhook_url: str | None = None
+    webhook_events: list[str] = field(default_factory=list)
+    num_frames: int = 1
+
+
+class QuotaExceeded(Exception):
+    pass
+
+
+class QueueUnavailable(Exception):
+    pass
+
+
+def store_inputs(storage: Storage, job_id: str, job: ValidatedJob) -> list[str]:
+    names = ["image.png", "poses.json"]
+    storage.put_bytes(input_key(job_id, "image.png"), job.image_png, "image/png")
+    storage.put_bytes(input_key(job_id, "poses.json"), json.dumps(job.poses).encode(), "application/json")
+    if job.source_pose is not None:
+        storage.put_bytes(
+            input_key(job_id, "source_pose.json"), json.dumps(job.source_pose).encode(), "application/json"
+        )
+        names.append("source_pose.json")
+    if job.mask_png is not None:
+        storage.put_bytes(input_key(job_id, "mask.png"), job.mask_png, "image/png")
+        names.append("mask.png")
+    return names
+
+
+def accept_job(
+    job_id: str,
+    owner: str,
+    job: ValidatedJob,
+    *,
+    store: JobStore,
+    storage: Storage,
+    queue: QueueClient,
+    max_active: int,
+    request_hash: str = "",
+) -> JobRecord:
+    """Persist and enqueue. Raises ``QuotaExceeded``, ``StorageUnavailable`` or ``QueueUnavailable``."""
+    if not store.reserve_slot(owner, job_id, max_active):
+        raise QuotaExceeded()
+    try:
+        names = store_inputs(storage, job_id, job)
+        record = JobRecord(
+            id=job_id,
+            owner=owner,
+            status=JobStatus.QUEUED,
+            params=job.params,
+            num_frames=job.num_frames,
+            created_at=time.time(),
+            inputs=names,
+            request_hash=request_hash,
+            webhook_url=job.webhook_url,
+            webhook_events=job.webhook_events,
+        )
+        store.create(record)
+    except BaseException:
+        store.release_slot(owner, job_id)
+        raise
+    try:
+        queue.enqueue_animation(job_id)
+    except Exception as exc:
+        log.exception("enqueue failed", extra={"job_id": job_id})
+        store.fail(job_id, ErrorCode.QUEUE_UNAVAILABLE, "the job could not be queued; submit it again")
+        raise QueueUnavailable() from exc
+    return record

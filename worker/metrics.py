@@ -1,0 +1,59 @@
+"""Worker metrics (Prometheus, base units, no job ids in labels).
+
+Multiprocess mode: ``poseanimate worker`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory
+before anything imports ``prometheus_client``; every process (the Celery parent, its prefork child,
+the ``io`` consumer) writes its samples there, and the parent serves the aggregate on one port
+(``POSEANIMATE_WORKER_METRICS_PORT``). A per-child port would move whenever Celery replaces a
+child; one stable target per worker (per GPU) is what a scrape config and KEDA want.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Jobs run from minutes to an hour on a GPU, seconds on the noop/tiny backends.
+_JOB_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, float("inf"))
+
+JOB_RUN_SECONDS = Histogram(
+    "poseanimate_job_run_duration_seconds", "Wall time of one job attempt on a worker.", ["outcome"],
+    buckets=_JOB_BUCKETS,
+)  # fmt: skip
+JOB_QUEUE_WAIT_SECONDS = Histogram(
+    "poseanimate_job_queue_wait_seconds", "Time from submission to first start.", buckets=_JOB_BUCKETS
+)
+STAGE_SECONDS = Histogram(
+    "poseanimate_job_stage_duration_seconds", "Wall time per engine stage.", ["stage"], buckets=_JOB_BUCKETS
+)
+JOBS_FINISHED = Counter(
+    "poseanimate_jobs_finished_total", "Jobs finished by a worker, by outcome.", ["outcome"]
+)
+JOB_ATTEMPTS = Counter(
+    "poseanimate_job_attempts_total", "Job attempts started (re-runs after a lost worker included)."
+)
+DUPLICATES_SKIPPED = Counter(
+    "poseanimate_job_duplicate_deliveries_total",
+    "Redelivered messages not run (job locked or finished).",
+    ["reason"],
+)
+UNET_EVALS = Counter(
+    "poseanimate_unet_evaluations_total", "U-Net + ControlNet evaluations, by stage.", ["stage"]
+)
+GPU_MEMORY_ALLOCATED = Gauge(
+    "poseanimate_gpu_memory_allocated_bytes", "GPU memory held by tensors after the last job.",
+    multiprocess_mode="livemax",
+)  # fmt: skip
+GPU_MEMORY_PEAK = Gauge(
+    "poseanimate_gpu_memory_peak_bytes", "Peak GPU memory during the last job.", multiprocess_mode="livemax"
+)
+MODEL_LOAD_SECONDS = Gauge(
+    "poseanimate_model_load_duration_seconds", "Seconds the model took to load in this process.",
+    multiprocess_mode="livemax",
+)  # fmt: skip
+MODEL_LOADED = Gauge("poseanimate_model_loaded", "1 once the model is loaded.", multiprocess_mode="livemax")
+WEBHOOK_DELIVERIES = Counter(
+    "poseanimate_webhook_deliveries_total", "Webhook delivery attempts, by result.", ["event", "result"]
+)
+WEBHOOK_SECONDS = Histogram(
+    "poseanimate_webhook_delivery_duration_seconds", "Time of one webhook POST.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)  # fmt: skip

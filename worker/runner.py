@@ -1,0 +1,344 @@
+"""One job attempt on a worker, from lock to outcome. The Celery task is a thin shell around this.
+
+Guarantees (with ``worker.store``): a redelivered copy of a running job does not run it (job lock,
+refreshed by a heartbeat, expires if its worker dies); a finished job is never run again; a job
+whose worker died runs again, up to ``POSEANIMATE_MAX_ATTEMPTS``, then fails as ``worker_lost``; a
+job canceled while queued never loads inputs or touches the model; a canceled job never publishes
+outputs (checked before upload, and a cancel that lands during the upload wins and deletes them).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from celery.exceptions import SoftTimeLimitExceeded
+from PIL import Image
+
+from worker import metrics
+from worker.animators import (
+    POSTER_NAME,
+    VIDEO_NAME,
+    AnimatorHolder,
+    JobCanceled,
+    JobFailure,
+    JobInputs,
+)
+from worker.contract import ErrorCode, JobStatus, Stage, WebhookEvent
+from worker.lifecycle import overall_progress
+from worker.queue import QueueClient
+from worker.settings import Settings
+from worker.storage import ObjectNotFound, Storage, StorageUnavailable, input_key, output_key
+from worker.store import JobRecord, JobStore
+from worker.views import emit_webhook
+
+log = logging.getLogger(__name__)
+
+
+class LockLost(Exception):
+    """The heartbeat could not keep the job lock: another worker may own the job now."""
+
+
+def model_label(settings: Settings) -> tuple[str, bool]:
+    """How jobs are labelled before the model is loaded (and after: it does not change)."""
+    if settings.animator == "noop":
+        return "noop (no model)", False
+    if settings.model == "tiny":
+        return "tiny (random weights)", True
+    return settings.model, False
+
+
+class LockHeartbeat:
+    """Keeps the job lock alive while the attempt runs; notices if it was lost."""
+
+    def __init__(self, store: JobStore, job_id: str, token: str, ttl_s: float) -> None:
+        self.store, self.job_id, self.token, self.ttl_s = store, job_id, token, ttl_s
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lock-{job_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _beat(self) -> None:
+        failures = 0
+        while not self._stop.wait(self.ttl_s / 3):
+            try:
+                if not self.store.refresh_lock(self.job_id, self.token, self.ttl_s):
+                    self.lost = True
+                    return
+                failures = 0
+            except Exception:  # Redis blip: the lock survives until its TTL; give up after that
+                failures += 1
+                if failures >= 3:
+                    self.lost = True
+                    return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
+class CancelCheck:
+    """``should_cancel`` for the engine: polls the job record at most every ``interval`` seconds."""
+
+    def __init__(self, store: JobStore, job_id: str, interval_s: float, heartbeat: LockHeartbeat) -> None:
+        self.store, self.job_id, self.interval_s, self.heartbeat = store, job_id, interval_s, heartbeat
+        self._last = 0.0
+        self._canceled = False
+
+    def __call__(self, force: bool = False) -> bool:
+        if self.heartbeat.lost:
+            return True
+        now = time.monotonic()
+        if not self._canceled and (force or now - self._last >= self.interval_s):
+            self._last = now
+            try:
+                self._canceled = self.store.is_cancel_requested(self.job_id)
+            except Exception:
+                log.warning("cancel check failed; continuing", exc_info=True)
+        return self._canceled
+
+
+class ProgressReporter:
+    """Engine progress -> throttled job-record updates + pub/sub events (+ 'progress' webhooks)."""
+
+    def __init__(self, runner: JobRunner, record: JobRecord) -> None:
+        self.runner, self.record = runner, record
+        self.stage: str | None = None
+        self.progress = 0.0
+        self._last_write = 0.0
+        self._stage_started = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        now = time.perf_counter()
+        changed = stage != self.stage
+        if changed:
+            if self.stage is not None and self.stage not in self.timings:
+                self.timings[self.stage] = round(now - self._stage_started, 4)
+            self.stage, self._stage_started = stage, now
+        self.progress = max(self.progress, overall_progress(stage, fraction))
+        if changed or fraction >= 1.0 or now - self._last_write >= self.runner.settings.progress_interval_s:
+            self._last_write = now
+            try:
+                self.runner.store.update_progress(self.record.id, stage, self.progress, self.timings)
+            except Exception:
+                log.warning("progress update failed", exc_info=True)
+            if changed and stage != Stage.LOADING.value:
+                self.runner.notify(self.record.id, WebhookEvent.PROGRESS)
+
+    def close_stage(self) -> None:
+        if self.stage is not None and self.stage not in self.timings:
+            self.timings[self.stage] = round(time.perf_counter() - self._stage_started, 4)
+
+
+class JobRunner:
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        storage: Storage,
+        queue: QueueClient,
+        holder: AnimatorHolder,
+    ) -> None:
+        self.settings, self.store, self.storage, self.queue, self.holder = (
+            settings,
+            store,
+            storage,
+            queue,
+            holder,
+        )
+
+    def notify(self, job_id: str, event: WebhookEvent) -> None:
+        try:
+            emit_webhook(
+                job_id, event, store=self.store, storage=self.storage, queue=self.queue,
+                url_ttl_s=self.settings.output_url_ttl_s, base_url=self.settings.public_base_url,
+            )  # fmt: skip
+        except Exception:
+            log.exception("webhook emission failed", extra={"event": event.value})
+
+    def run(self, job_id: str) -> str:
+        """Run one delivery of the job's message. Returns ``locked`` when another worker holds the
+        job (the task retries later), else what happened: ``succeeded``, ``failed``, ``canceled``,
+        ``skipped`` (finished or unknown job), ``lock_lost``."""
+        token = uuid.uuid4().hex
+        if not self.store.try_lock(job_id, token, self.settings.lock_ttl_s):
+            record = self.store.get(job_id)
+            if record is None or record.status.is_terminal():
+                metrics.DUPLICATES_SKIPPED.labels("finished").inc()
+                return "skipped"
+            metrics.DUPLICATES_SKIPPED.labels("locked").inc()
+            return "locked"
+        heartbeat = LockHeartbeat(self.store, job_id, token, self.settings.lock_ttl_s)
+        heartbeat.start()
+        try:
+            return self._run_locked(job_id, heartbeat)
+        finally:
+            heartbeat.stop()
+            self.store.release_lock(job_id, token)
+
+    def _run_locked(self, job_id: str, heartbeat: LockHeartbeat) -> str:
+        record = self.store.get(job_id)
+        if record is None or record.status.is_terminal():
+            metrics.DUPLICATES_SKIPPED.labels("finished").inc()
+            return "skipped"
+        name, random_weights = model_label(self.settings)
+        start = self.store.start_attempt(job_id, self.settings.max_attempts, name, random_weights)
+        if start.outcome in ("finished", "missing"):
+            metrics.DUPLICATES_SKIPPED.labels("finished").inc()
+            return "skipped"
+        if start.outcome == "cancel":
+            return self._finish_canceled(job_id)
+        if start.outcome == "exhausted":
+            log.error(
+                "attempt cap reached; the worker running this job died each time",
+                extra={"attempts": start.attempts},
+            )
+            message = f"the worker died {start.attempts} times running this job (possibly out of memory)"
+            return self._finish_failed(job_id, ErrorCode.WORKER_LOST, message)
+
+        metrics.JOB_ATTEMPTS.inc()
+        if start.attempts == 1:
+            metrics.JOB_QUEUE_WAIT_SECONDS.observe(max(0.0, time.time() - record.created_at))
+            self.notify(job_id, WebhookEvent.STARTED)
+        log.info("job started", extra={"attempt": start.attempts, "model": name})
+        started = time.perf_counter()
+        outcome = self._attempt(record, heartbeat)
+        metrics.JOB_RUN_SECONDS.labels(outcome).observe(time.perf_counter() - started)
+        return outcome
+
+    def _attempt(self, record: JobRecord, heartbeat: LockHeartbeat) -> str:
+        job_id = record.id
+        progress = ProgressReporter(self, record)
+        should_cancel = CancelCheck(self.store, job_id, self.settings.cancel_poll_interval_s, heartbeat)
+        try:
+            with tempfile.TemporaryDirectory(prefix=f"{job_id}-", dir=self.settings.worker_tmp_dir) as tmp:
+                progress(Stage.LOADING.value, 0.0)
+                inputs = self._load_inputs(record)
+                animator = self.holder.get(timeout=self.settings.soft_time_limit_s)
+                progress(Stage.LOADING.value, 1.0)
+                rendered = animator.render(inputs, Path(tmp), progress, should_cancel)
+                # Last look before anything is published: a canceled job never uploads outputs.
+                if should_cancel(force=True):
+                    raise JobCanceled("before upload")
+                progress(Stage.UPLOADING.value, 0.0)
+                keys = {"video": output_key(job_id, VIDEO_NAME), "poster": output_key(job_id, POSTER_NAME)}
+                self.storage.put_file(keys["video"], rendered.video, "video/mp4")
+                progress(Stage.UPLOADING.value, 0.5)
+                self.storage.put_file(keys["poster"], rendered.poster, "image/png")
+                progress(Stage.UPLOADING.value, 1.0)
+                progress.close_stage()
+            if heartbeat.lost:
+                raise LockLost()
+            timings = {**progress.timings, **{k: round(v, 4) for k, v in rendered.timings.items()}}
+            outcome, status = self.store.transition(
+                job_id, JobStatus.SUCCEEDED, cancel_wins=True,
+                outputs=keys, timings=timings, unet_evals=rendered.unet_evals,
+                num_frames=rendered.num_frames, stage=Stage.DONE.value, progress=1.0,
+            )  # fmt: skip
+            if status == JobStatus.CANCELED.value:
+                self.storage.delete_prefix(f"outputs/{job_id}")  # the cancel landed during the upload
+                return self._after_cancel(job_id)
+            if outcome != "ok":
+                log.warning(
+                    "job finished elsewhere; outputs kept by the other outcome", extra={"status": status}
+                )
+                return "skipped"
+            self._observe_success(timings, rendered.unet_evals, rendered.info)
+            metrics.JOBS_FINISHED.labels("succeeded").inc()
+            log.info("job succeeded", extra={"frames": rendered.num_frames, "timings": json.dumps(timings)})
+            self.notify(job_id, WebhookEvent.COMPLETED)
+            return "succeeded"
+        except JobCanceled:
+            if heartbeat.lost:
+                return self._lock_lost()
+            return self._finish_canceled(job_id)
+        except LockLost:
+            return self._lock_lost()
+        except JobFailure as exc:
+            return self._finish_failed(job_id, exc.code, exc.message)
+        except SoftTimeLimitExceeded:
+            limit = self.settings.soft_time_limit_s
+            return self._finish_failed(
+                job_id, ErrorCode.TIMEOUT, f"the job exceeded the {limit} s time limit"
+            )
+        except StorageUnavailable as exc:
+            log.warning("storage unavailable", extra={"error": str(exc)})
+            return self._finish_failed(job_id, ErrorCode.STORAGE_UNAVAILABLE, "object storage is unavailable")
+        except Exception:
+            log.exception("job failed with an unexpected error")
+            return self._finish_failed(job_id, ErrorCode.INTERNAL_ERROR, "unexpected worker error")
+
+    def _load_inputs(self, record: JobRecord) -> JobInputs:
+        def get(name: str) -> bytes:
+            try:
+                return self.storage.get_bytes(input_key(record.id, name))
+            except ObjectNotFound as exc:
+                raise JobFailure(f"input {name} is missing from storage") from exc
+
+        params = record.params
+        image = Image.open(io.BytesIO(get("image.png")))
+        image.load()
+        mask = None
+        if "mask.png" in record.inputs:
+            mask = Image.open(io.BytesIO(get("mask.png")))
+            mask.load()
+        source_pose = json.loads(get("source_pose.json")) if "source_pose.json" in record.inputs else None
+        return JobInputs(
+            image=image,
+            poses=json.loads(get("poses.json")),
+            prompt=params["prompt"],
+            source_pose=source_pose,
+            mask=mask,
+            subject_words=params.get("subject_words"),
+            steps=params.get("steps"),
+            guidance=params.get("guidance"),
+            transition_frames=params.get("transition_frames"),
+            fps=params.get("fps", 8),
+            size=params.get("size", 512),
+            seed=params.get("seed"),
+        )
+
+    def _observe_success(
+        self, timings: dict[str, float], unet_evals: dict[str, int], info: dict[str, object]
+    ) -> None:
+        for stage, seconds in timings.items():
+            metrics.STAGE_SECONDS.labels(stage).observe(seconds)
+        for stage, count in unet_evals.items():
+            metrics.UNET_EVALS.labels(stage).inc(count)
+        if "gpu_memory_peak_bytes" in info:
+            metrics.GPU_MEMORY_PEAK.set(float(info["gpu_memory_peak_bytes"]))  # type: ignore[arg-type]
+            metrics.GPU_MEMORY_ALLOCATED.set(float(info["gpu_memory_allocated_bytes"]))  # type: ignore[arg-type]
+
+    def _finish_canceled(self, job_id: str) -> str:
+        outcome, _ = self.store.transition(job_id, JobStatus.CANCELED, stage=Stage.DONE.value)
+        if outcome != "ok":
+            return "skipped"
+        return self._after_cancel(job_id)
+
+    def _after_cancel(self, job_id: str) -> str:
+        metrics.JOBS_FINISHED.labels("canceled").inc()
+        log.info("job canceled")
+        self.notify(job_id, WebhookEvent.CANCELED)
+        return "canceled"
+
+    def _finish_failed(self, job_id: str, code: ErrorCode | str, message: str) -> str:
+        outcome, _ = self.store.fail(job_id, code, message)
+        if outcome != "ok":
+            return "skipped"
+        metrics.JOBS_FINISHED.labels(str(code)).inc()
+        log.warning("job failed", extra={"code": str(code), "error": message})
+        self.notify(job_id, WebhookEvent.FAILED)
+        return "failed"
+
+    def _lock_lost(self) -> str:
+        log.error("job lock lost mid-run; leaving the job to the worker that holds it")
+        return "lock_lost"

@@ -1,0 +1,117 @@
+"""Celery tasks: thin shells that parse the message, call the runner, and record the outcome.
+
+``poseanimate.animate(job_id)`` on ``gpu``; ``poseanimate.deliver_webhook(...)`` on ``io``.
+Importing this module does not import torch or the engine: the engine is loaded by
+``AnimatorHolder`` inside the prefork child, after the fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Task, signals
+from celery.exceptions import TimeLimitExceeded
+
+from worker.animators import AnimatorHolder
+from worker.celery_app import app
+from worker.contract import ErrorCode, WebhookEvent
+from worker.deliveries import deliver
+from worker.logs import bind, configure_logging
+from worker.queue import ANIMATE_TASK, IO_QUEUE, WEBHOOK_TASK, QueueClient
+from worker.runner import JobRunner
+from worker.settings import Settings, get_settings
+from worker.storage import storage_from_settings
+from worker.store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: JobStore
+    runner: JobRunner
+    queue: QueueClient
+
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    """Per-process singletons, built lazily (after the fork, in a prefork child)."""
+    global _runtime
+    if _runtime is None:
+        settings = get_settings()
+        store = JobStore.from_url(settings.redis_url, settings.key_prefix, job_ttl_s=settings.job_ttl_s)
+        storage = storage_from_settings(settings, store.r)
+        queue = QueueClient(app)
+        runner = JobRunner(settings, store, storage, queue, AnimatorHolder(settings))
+        _runtime = Runtime(settings, store, runner, queue)
+    return _runtime
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+
+
+@signals.worker_process_init.connect
+def _child_started(**_: Any) -> None:
+    # Fresh connections in the child; start loading the model now (in a thread: this signal has a
+    # few seconds' timeout, a model load can take minutes).
+    global _runtime
+    _runtime = None
+    if os.environ.get("POSEANIMATE_PRELOAD_MODEL") == "1":
+        runtime().runner.holder.start()
+
+
+@signals.worker_process_shutdown.connect
+def _child_stopped(pid: int | None = None, **_: Any) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())
+
+
+class AnimateTask(Task):  # type: ignore[misc]
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        # The hard time limit kills the child; Celery calls this in the parent, which records it.
+        if isinstance(exc, TimeLimitExceeded) and args:
+            job_id = str(args[0])
+            rt = runtime()
+            limit = rt.settings.hard_time_limit_s
+            outcome, _ = rt.store.fail(
+                job_id, ErrorCode.TIMEOUT, f"the job exceeded the {limit} s hard time limit"
+            )
+            if outcome == "ok":
+                from worker import metrics
+
+                metrics.JOBS_FINISHED.labels(ErrorCode.TIMEOUT.value).inc()
+                rt.runner.notify(job_id, WebhookEvent.FAILED)
+
+
+@app.task(name=ANIMATE_TASK, base=AnimateTask, bind=True, acks_late=True, max_retries=None)
+def animate(self: Task, job_id: str) -> str:
+    with bind(job_id=job_id):
+        rt = runtime()
+        outcome = rt.runner.run(job_id)
+        if outcome == "locked":
+            # Another worker holds the job (or held it and died: its lock expires within the TTL).
+            raise self.retry(countdown=rt.settings.lock_ttl_s, max_retries=None)
+        return outcome
+
+
+@app.task(name=WEBHOOK_TASK, bind=True, acks_late=True, max_retries=None)
+def deliver_webhook(self: Task, job_id: str, event: str, body: str, msg_id: str, attempt: int = 1) -> None:
+    with bind(job_id=job_id):
+        rt = runtime()
+        delay = deliver(job_id, event, body, msg_id, attempt, settings=rt.settings, store=rt.store)
+        if delay is not None:
+            self.app.send_task(
+                WEBHOOK_TASK, args=[job_id, event, body, msg_id], kwargs={"attempt": attempt + 1},
+                queue=IO_QUEUE, countdown=delay,
+            )  # fmt: skip
