@@ -107,6 +107,11 @@ class MemoryInversionCache:
                 _, evicted = self._items.popitem(last=False)
                 self._bytes -= inversion_nbytes(evicted)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
     def __len__(self) -> int:
         return len(self._items)
 

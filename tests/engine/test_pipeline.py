@@ -17,6 +17,7 @@ from engine import (
     PoseAnimator,
     PoseSequence,
 )
+from engine.cost import expected_evaluations
 from engine.pose import PoseError
 
 FAST = AnimateConfig(
@@ -83,15 +84,16 @@ def test_output_has_one_plus_transition_plus_target_frames(animator, example):
     assert result.pose_source == "client"
 
 
-def test_evaluation_counts_match_the_formula(animator, example):
-    result = _run(animator, example, FAST.replace(inversion_early_stop=0.0))
+@pytest.mark.parametrize("use_pacm", [True, False])
+def test_evaluation_counts_match_the_stated_formula(animator, example, use_pacm):
+    config = FAST.replace(inversion_early_stop=0.0, use_pacm=use_pacm)
+    result = _run(animator, example, config)
+    expected = expected_evaluations(config, num_targets=len(example[2]))
+    assert {k: result.unet_evals.get(k, 0) for k in expected} == expected
     T, n, frames = FAST.num_inference_steps, FAST.inversion_inner_steps, result.num_frames - 1
-    evals = result.unet_evals
-    assert evals["inverting_forward"] == T + T * (n + 2)
-    assert evals["inverting_backward"] == T * n
-    assert evals["optimizing_forward"] == T * frames * (1 + FAST.pose_opt_inner_steps)
-    assert evals["optimizing_backward"] == T * frames * FAST.pose_opt_inner_steps
-    assert evals["sampling_forward"] == 2 * T * (frames + 1)
+    if use_pacm:  # the formula itself, spelled out once
+        assert expected["total_forward"] == T + T * (n + 2) + 2 * T * frames + 2 * T * (frames + 1)
+        assert expected["total_backward"] == T * n + T * frames
 
 
 def test_frame_0_reconstructs_the_source(animator, example):

@@ -1,0 +1,48 @@
+"""The benchmark scripts run and report what they claim (their numbers are not asserted: timings
+belong in the benchmark output, never in a test)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(script: str, *args: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args, "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return json.loads(out.stdout)
+
+
+def test_cost_model_counts_the_paper_setting():
+    report = _run("cost_model.py")
+    evals = report["cache_miss"]["evals"]
+    # T=50, n=5, N=16: 50 + 50*7 + 16*50*2 + 2*50*17 forward; 50*5 + 16*50 backward
+    assert evals["total_forward"] == 3700 and evals["total_backward"] == 1050
+    assert report["cache_hit"]["evals"]["inverting_forward"] == 0
+    # SD-1.5 U-Net + ControlNet forward at 512^2 is on the order of a TFLOP per sample
+    assert 0.8e12 < report["flops_per_sample"]["unet_controlnet_forward"] < 1.5e12
+    h100 = report["gpus"]["H100 (SXM, 989 TFLOP/s)"]["cache_miss"]
+    assert h100["peak_seconds"] < h100["expected_seconds"]
+
+
+def test_engine_benchmark_runs_all_comparisons():
+    report = _run("engine.py", "--steps", "2", "--frames", "4", "--repeat", "1", "--size", "64")
+    assert report["random_weights"] is True
+    assert set(report["ratios"]) == {
+        "batched_vs_frame_by_frame_optimizing",
+        "cache_hit_vs_miss_total",
+        "checkpointing_time_on_over_off",
+    }
+    assert report["pairs"]["cache_hit_inverting_evals"] == 0
+    job, expected = report["job"]["unet_evals"], report["expected_evals"]
+    assert job["total_forward"] <= expected["total_forward"]  # early stopping can only lower it
+    assert job["sampling_forward"] == expected["sampling_forward"]
