@@ -277,10 +277,13 @@ class PoseAnimator:
             return source_pose.to_canvas(*image.size), "client"
         detector = self._resolve_backend("_pose_detector", get_pose_detector)
         if detector is None:
-            raise InvalidInput(f"no source_pose given and no pose detector is installed. {SOURCE_POSE_HINT}")
+            raise InvalidInput(f"no source_pose given and {SOURCE_POSE_HINT}")
         pose = detector.detect(image.convert("RGB"))
         if pose is None or int(pose.visible.sum()) < 2:
-            raise InvalidInput(f"the pose detector found no person in the image. {SOURCE_POSE_HINT}")
+            raise InvalidInput(
+                f"the {detector.name} pose detector found no person in the image; send `source_pose` "
+                "(OpenPose JSON or the compact form) instead"
+            )
         return pose, f"detector:{detector.name}"
 
     def build_pose_sequence(
