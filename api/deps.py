@@ -77,9 +77,11 @@ def authenticate(
         owner_or_none = services.owner_for(credentials.credentials) if credentials else None
         if owner_or_none is None:
             raise ApiError(
-                401, "unauthorized", "a valid API key is required: Authorization: Bearer <key>",
+                401,
+                "unauthorized",
+                "a valid API key is required: Authorization: Bearer <key>",
                 headers={"WWW-Authenticate": "Bearer"},
-            )  # fmt: skip
+            )
         owner = owner_or_none
     decision = services.store.rate_limit("req", owner, settings.rate_limit_requests_per_minute)
     if not decision.allowed:

@@ -109,16 +109,24 @@ def install_error_handlers(app: FastAPI) -> None:
     async def api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
         return problem_response(
-            exc.status, exc.code, exc.detail, headers=exc.headers, errors=exc.errors, title=exc.title,
+            exc.status,
+            exc.code,
+            exc.detail,
+            headers=exc.headers,
+            errors=exc.errors,
+            title=exc.title,
             instance=request.url.path,
-        )  # fmt: skip
+        )
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         return problem_response(
-            422, "validation_error", "the request does not match the schema", errors=_clean_errors(exc.errors()),
+            422,
+            "validation_error",
+            "the request does not match the schema",
+            errors=_clean_errors(exc.errors()),
             instance=request.url.path,
-        )  # fmt: skip
+        )
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

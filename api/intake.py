@@ -112,9 +112,13 @@ def _load_image_bytes(
         return decode_data_uri(ref, max_bytes=settings.max_image_bytes)
     if ref.lower().startswith(("http://", "https://")):
         return fetch_bytes(
-            ref, max_bytes=settings.max_image_bytes, timeout_s=settings.url_fetch_timeout_s,
-            allow_private=settings.allow_private_urls, max_redirects=settings.url_max_redirects, resolver=resolver,
-        )  # fmt: skip
+            ref,
+            max_bytes=settings.max_image_bytes,
+            timeout_s=settings.url_fetch_timeout_s,
+            allow_private=settings.allow_private_urls,
+            max_redirects=settings.url_max_redirects,
+            resolver=resolver,
+        )
     raise ApiError(
         422, f"{what}_reference_invalid", f"{what} must be an uploaded file, an http(s) URL or a data URI"
     )
@@ -153,14 +157,16 @@ def validate_submission(
         vet_url(req.webhook_url, allow_private=settings.allow_private_urls, resolver=resolver)
     image: CheckedImage = check_image(
         _load_image_bytes(req.image, sub.files.get("image"), settings, resolver, "image"),
-        max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels,
-    )  # fmt: skip
+        max_bytes=settings.max_image_bytes,
+        max_pixels=settings.max_image_pixels,
+    )
     mask_png = None
     if req.mask is not None:
         mask = check_mask(
             _load_image_bytes(req.mask, sub.files.get("mask"), settings, resolver, "mask"),
-            max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels,
-        )  # fmt: skip
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+        )
         mask_png = mask.png
     params = AnimationParams.model_validate(
         req.model_dump(include=set(AnimationParams.model_fields))

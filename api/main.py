@@ -58,18 +58,25 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = system_
         ],
     )
     app.state.services = Services(
-        settings=settings, store=store, storage=storage, queue=queue, metrics=metrics,
-        keys=key_hashes(settings.api_keys), resolver=resolver,
-    )  # fmt: skip
+        settings=settings,
+        store=store,
+        storage=storage,
+        queue=queue,
+        metrics=metrics,
+        keys=key_hashes(settings.api_keys),
+        resolver=resolver,
+    )
     install_error_handlers(app)
     app.include_router(animations.router)
     app.include_router(files.router)
     app.include_router(system.router)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Prefer"],
-        )  # fmt: skip
+        )
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     _add_schema_components(app)
     return app

@@ -46,14 +46,18 @@ class ApiMetrics:
     def __init__(self, store: JobStore, queue: QueueClient) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "poseanimate_http_requests_total", "HTTP requests by route, method and status.",
-            ["route", "method", "status"], registry=self.registry,
-        )  # fmt: skip
+            "poseanimate_http_requests_total",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
-            "poseanimate_http_request_duration_seconds", "HTTP request latency by route and method.",
-            ["route", "method"], registry=self.registry,
+            "poseanimate_http_request_duration_seconds",
+            "HTTP request latency by route and method.",
+            ["route", "method"],
+            registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-        )  # fmt: skip
+        )
         self.submitted = Counter(
             "poseanimate_jobs_submitted_total",
             "POST /animations by outcome.",

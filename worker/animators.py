@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from worker import metrics
 from worker.contract import ErrorCode
 from worker.settings import DEFAULT_CONTROLNET, Settings
 
@@ -218,10 +219,18 @@ class EngineAnimator:
             torch.cuda.reset_peak_memory_stats()
         try:
             result = self.animator.animate(
-                job.image, targets, job.prompt,
-                source_pose=source, mask=job.mask, subject_words=job.subject_words, config=config,
-                on_progress=on_progress, should_cancel=should_cancel, on_frame=on_frame, keep_frames=False,
-            )  # fmt: skip
+                job.image,
+                targets,
+                job.prompt,
+                source_pose=source,
+                mask=job.mask,
+                subject_words=job.subject_words,
+                config=config,
+                on_progress=on_progress,
+                should_cancel=should_cancel,
+                on_frame=on_frame,
+                keep_frames=False,
+            )
             writer.close()
         except engine.AnimationCancelled as exc:
             writer.abort()
@@ -286,11 +295,16 @@ class AnimatorHolder:
         try:
             self._animator = load_animator(self.settings)
             self.load_seconds = time.perf_counter() - started
+            metrics.MODEL_LOAD_SECONDS.set(self.load_seconds)
+            metrics.MODEL_LOADED.set(1)
             log.info(
                 "model loaded",
-                extra={"model": self._animator.name, "seconds": round(self.load_seconds, 2),
-                       "random_weights": self._animator.random_weights},
-            )  # fmt: skip
+                extra={
+                    "model": self._animator.name,
+                    "seconds": round(self.load_seconds, 2),
+                    "random_weights": self._animator.random_weights,
+                },
+            )
         except BaseException as exc:  # reported to the task that waits for it
             log.exception("model load failed")
             self._error = exc

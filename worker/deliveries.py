@@ -27,9 +27,13 @@ def deliver(
         return None  # the job expired: nothing left to tell
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     result = deliver_once(
-        record.webhook_url, body.encode(), msg_id=msg_id, secret=secret,
-        timeout_s=settings.webhook_timeout_s, allow_private=settings.allow_private_urls,
-    )  # fmt: skip
+        record.webhook_url,
+        body.encode(),
+        msg_id=msg_id,
+        secret=secret,
+        timeout_s=settings.webhook_timeout_s,
+        allow_private=settings.allow_private_urls,
+    )
     outcome = result.result
     retry_in = None
     if outcome == "retry":
@@ -55,7 +59,13 @@ def deliver(
     metrics.WEBHOOK_SECONDS.observe(result.duration_s)
     log.info(
         "webhook attempt",
-        extra={"job_id": job_id, "webhook_id": msg_id, "event": event, "attempt": attempt, "result": outcome,
-               "status_code": result.status_code},
-    )  # fmt: skip
+        extra={
+            "job_id": job_id,
+            "webhook_id": msg_id,
+            "event": event,
+            "attempt": attempt,
+            "result": outcome,
+            "status_code": result.status_code,
+        },
+    )
     return retry_in

@@ -15,9 +15,11 @@ from prometheus_client import Counter, Gauge, Histogram
 _JOB_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, float("inf"))
 
 JOB_RUN_SECONDS = Histogram(
-    "poseanimate_job_run_duration_seconds", "Wall time of one job attempt on a worker.", ["outcome"],
+    "poseanimate_job_run_duration_seconds",
+    "Wall time of one job attempt on a worker.",
+    ["outcome"],
     buckets=_JOB_BUCKETS,
-)  # fmt: skip
+)
 JOB_QUEUE_WAIT_SECONDS = Histogram(
     "poseanimate_job_queue_wait_seconds", "Time from submission to first start.", buckets=_JOB_BUCKETS
 )
@@ -36,24 +38,29 @@ DUPLICATES_SKIPPED = Counter(
     ["reason"],
 )
 UNET_EVALS = Counter(
-    "poseanimate_unet_evaluations_total", "U-Net + ControlNet evaluations, by stage.", ["stage"]
+    "poseanimate_unet_evaluations_total",
+    "U-Net + ControlNet evaluations (per sample), by stage and pass.",
+    ["stage", "direction"],
 )
 GPU_MEMORY_ALLOCATED = Gauge(
-    "poseanimate_gpu_memory_allocated_bytes", "GPU memory held by tensors after the last job.",
+    "poseanimate_gpu_memory_allocated_bytes",
+    "GPU memory held by tensors after the last job.",
     multiprocess_mode="livemax",
-)  # fmt: skip
+)
 GPU_MEMORY_PEAK = Gauge(
     "poseanimate_gpu_memory_peak_bytes", "Peak GPU memory during the last job.", multiprocess_mode="livemax"
 )
 MODEL_LOAD_SECONDS = Gauge(
-    "poseanimate_model_load_duration_seconds", "Seconds the model took to load in this process.",
+    "poseanimate_model_load_duration_seconds",
+    "Seconds the model took to load in this process.",
     multiprocess_mode="livemax",
-)  # fmt: skip
+)
 MODEL_LOADED = Gauge("poseanimate_model_loaded", "1 once the model is loaded.", multiprocess_mode="livemax")
 WEBHOOK_DELIVERIES = Counter(
     "poseanimate_webhook_deliveries_total", "Webhook delivery attempts, by result.", ["event", "result"]
 )
 WEBHOOK_SECONDS = Histogram(
-    "poseanimate_webhook_delivery_duration_seconds", "Time of one webhook POST.",
+    "poseanimate_webhook_delivery_duration_seconds",
+    "Time of one webhook POST.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-)  # fmt: skip
+)

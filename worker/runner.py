@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from PIL import Image
@@ -159,9 +160,14 @@ class JobRunner:
     def notify(self, job_id: str, event: WebhookEvent) -> None:
         try:
             emit_webhook(
-                job_id, event, store=self.store, storage=self.storage, queue=self.queue,
-                url_ttl_s=self.settings.output_url_ttl_s, base_url=self.settings.public_base_url,
-            )  # fmt: skip
+                job_id,
+                event,
+                store=self.store,
+                storage=self.storage,
+                queue=self.queue,
+                url_ttl_s=self.settings.output_url_ttl_s,
+                base_url=self.settings.public_base_url,
+            )
         except Exception:
             log.exception("webhook emission failed", extra={"event": event.value})
 
@@ -240,10 +246,16 @@ class JobRunner:
                 raise LockLost()
             timings = {**progress.timings, **{k: round(v, 4) for k, v in rendered.timings.items()}}
             outcome, status = self.store.transition(
-                job_id, JobStatus.SUCCEEDED, cancel_wins=True,
-                outputs=keys, timings=timings, unet_evals=rendered.unet_evals,
-                num_frames=rendered.num_frames, stage=Stage.DONE.value, progress=1.0,
-            )  # fmt: skip
+                job_id,
+                JobStatus.SUCCEEDED,
+                cancel_wins=True,
+                outputs=keys,
+                timings=timings,
+                unet_evals=rendered.unet_evals,
+                num_frames=rendered.num_frames,
+                stage=Stage.DONE.value,
+                progress=1.0,
+            )
             if status == JobStatus.CANCELED.value:
                 self.storage.delete_prefix(f"outputs/{job_id}")  # the cancel landed during the upload
                 return self._after_cancel(job_id)
@@ -252,10 +264,9 @@ class JobRunner:
                     "job finished elsewhere; outputs kept by the other outcome", extra={"status": status}
                 )
                 return "skipped"
-            self._observe_success(timings, rendered.unet_evals, rendered.info)
-            metrics.JOBS_FINISHED.labels("succeeded").inc()
             log.info("job succeeded", extra={"frames": rendered.num_frames, "timings": json.dumps(timings)})
             self.notify(job_id, WebhookEvent.COMPLETED)
+            self._observe_success(timings, rendered.unet_evals, rendered.info)
             return "succeeded"
         except JobCanceled:
             if heartbeat.lost:
@@ -308,15 +319,22 @@ class JobRunner:
         )
 
     def _observe_success(
-        self, timings: dict[str, float], unet_evals: dict[str, int], info: dict[str, object]
+        self, timings: dict[str, float], unet_evals: dict[str, int], info: dict[str, Any]
     ) -> None:
-        for stage, seconds in timings.items():
-            metrics.STAGE_SECONDS.labels(stage).observe(seconds)
-        for stage, count in unet_evals.items():
-            metrics.UNET_EVALS.labels(stage).inc(count)
-        if "gpu_memory_peak_bytes" in info:
-            metrics.GPU_MEMORY_PEAK.set(float(info["gpu_memory_peak_bytes"]))  # type: ignore[arg-type]
-            metrics.GPU_MEMORY_ALLOCATED.set(float(info["gpu_memory_allocated_bytes"]))  # type: ignore[arg-type]
+        """Metrics of a finished job; never allowed to disturb the job's outcome."""
+        try:
+            metrics.JOBS_FINISHED.labels("succeeded").inc()
+            for stage, seconds in timings.items():
+                metrics.STAGE_SECONDS.labels(stage).observe(seconds)
+            for key, count in unet_evals.items():  # "<stage>_forward" / "<stage>_backward"; totals skipped
+                stage, _, direction = key.rpartition("_")
+                if stage and stage != "total" and direction in ("forward", "backward"):
+                    metrics.UNET_EVALS.labels(stage, direction).inc(count)
+            if "gpu_memory_peak_bytes" in info:
+                metrics.GPU_MEMORY_PEAK.set(float(info["gpu_memory_peak_bytes"]))
+                metrics.GPU_MEMORY_ALLOCATED.set(float(info["gpu_memory_allocated_bytes"]))
+        except Exception:
+            log.exception("recording job metrics failed")
 
     def _finish_canceled(self, job_id: str) -> str:
         outcome, _ = self.store.transition(job_id, JobStatus.CANCELED, stage=Stage.DONE.value)

@@ -112,6 +112,9 @@ def deliver_webhook(self: Task, job_id: str, event: str, body: str, msg_id: str,
         delay = deliver(job_id, event, body, msg_id, attempt, settings=rt.settings, store=rt.store)
         if delay is not None:
             self.app.send_task(
-                WEBHOOK_TASK, args=[job_id, event, body, msg_id], kwargs={"attempt": attempt + 1},
-                queue=IO_QUEUE, countdown=delay,
-            )  # fmt: skip
+                WEBHOOK_TASK,
+                args=[job_id, event, body, msg_id],
+                kwargs={"attempt": attempt + 1},
+                queue=IO_QUEUE,
+                countdown=delay,
+            )

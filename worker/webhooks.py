@@ -116,9 +116,15 @@ def deliver_once(
     try:
         # max_redirects=0: a receiver that redirects is misconfigured, and a redirect could aim inward.
         with guarded_stream(
-            client, "POST", url, allow_private=allow_private, max_redirects=0, resolver=resolver,
-            content=body, headers=headers,
-        ) as response:  # fmt: skip
+            client,
+            "POST",
+            url,
+            allow_private=allow_private,
+            max_redirects=0,
+            resolver=resolver,
+            content=body,
+            headers=headers,
+        ) as response:
             code = response.status_code
         duration = time.monotonic() - started
         if 200 <= code < 300:

@@ -16,7 +16,7 @@ from api.deps import Owner, Services, ServicesDep
 from api.errors import PROBLEM_JSON, ApiError, retry_after
 from api.intake import read_submission, validate_submission
 from api.waiting import follow, wait_for_terminal
-from worker.contract import AnimationCreate, Job, JobList, JobStatus, Problem, ProgressEvent, WebhookEvent
+from worker.contract import AnimationCreate, Job, JobList, JobStatus, Problem, WebhookEvent
 from worker.intake import QuotaExceeded, accept_job
 from worker.store import JobRecord, new_job_id
 from worker.views import emit_webhook, job_view
@@ -195,9 +195,11 @@ async def create_animation(
         if isinstance(exc, QuotaExceeded):
             metrics.submitted.labels("quota_exceeded").inc()
             raise ApiError(
-                429, "quota_exceeded", f"this API key already has {settings.max_active_jobs} active jobs",
+                429,
+                "quota_exceeded",
+                f"this API key already has {settings.max_active_jobs} active jobs",
                 headers=retry_after(30),
-            ) from exc  # fmt: skip
+            ) from exc
         metrics.submitted.labels("invalid" if isinstance(exc, ValueError | ApiError) else "unavailable").inc()
         raise
     metrics.submitted.labels("accepted").inc()
@@ -269,9 +271,14 @@ def cancel_animation(request: Request, response: Response, services: ServicesDep
             raise ApiError(409, "job_already_finished", f"the job already {current.status.value}")
     if outcome == "canceled":
         emit_webhook(
-            record.id, WebhookEvent.CANCELED, store=services.store, storage=services.storage, queue=services.queue,
-            url_ttl_s=services.settings.output_url_ttl_s, base_url=services.settings.public_base_url,
-        )  # fmt: skip
+            record.id,
+            WebhookEvent.CANCELED,
+            store=services.store,
+            storage=services.storage,
+            queue=services.queue,
+            url_ttl_s=services.settings.output_url_ttl_s,
+            base_url=services.settings.public_base_url,
+        )
     response.status_code = 202 if outcome == "requested" else 200
     updated = services.store.get(record.id) or record
     return view(services, request, updated)
@@ -289,15 +296,11 @@ async def animation_events(
     """`event: progress` with a ProgressEvent on every change; a final `event: status` with the
     whole job when it ends. The stream closes after the final event."""
     settings = services.settings
-    async for current in follow(
-        settings.redis_url, services.store, record.id, timeout_s=settings.hard_time_limit_s * 2
-    ):
-        progress = ProgressEvent(id=current.id, status=current.status, progress=current.progress)
-        if current.stage:
-            progress = ProgressEvent.model_validate({**progress.model_dump(), "stage": current.stage})
-        yield ServerSentEvent(
-            data=progress.model_dump(mode="json"), event="progress", id=f"{time.time():.3f}"
-        )
-        if current.status.is_terminal():
-            job = await run_in_threadpool(view, services, request, current)
-            yield ServerSentEvent(data=job.model_dump(mode="json"), event="status")
+    timeout = settings.hard_time_limit_s * 2
+    async for event in follow(settings.redis_url, services.store, record.id, timeout_s=timeout):
+        yield ServerSentEvent(data=event.model_dump(mode="json"), event="progress")
+        if event.status.is_terminal():
+            final = await run_in_threadpool(services.store.get, record.id)
+            if final is not None:
+                job = await run_in_threadpool(view, services, request, final)
+                yield ServerSentEvent(data=job.model_dump(mode="json"), event="status")

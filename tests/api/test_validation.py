@@ -54,19 +54,54 @@ CASES = {
     "image bomb": ({"image": data_uri(png_bomb())}, 413, "image_too_many_pixels"),
     "bad data uri": ({"image": "data:image/png;base64,@@@"}, 422, "image_data_uri_invalid"),
     "image not a url": ({"image": "C:/x.png"}, 422, "image_reference_invalid"),
-    "17 keypoints": ({"poses": {"width": 512, "height": 512, "frames": [FRAME[:17]]}}, 422, "pose_keypoint_count"),
-    "nan": ({"poses": {"width": 512, "height": 512, "frames": [[["NaN", 1, 1], *FRAME[1:]]]}}, 422, "pose_not_numeric"),
-    "string coord": ({"poses": {"width": 512, "height": 512, "frames": [[["1", 1, 1], *FRAME[1:]]]}}, 422, "pose_not_numeric"),
-    "huge coord": ({"poses": {"width": 512, "height": 512, "frames": [[[1e12, 1, 1], *FRAME[1:]]]}}, 422, "pose_out_of_bounds"),
-    "negative coord": ({"poses": {"width": 512, "height": 512, "frames": [[[-5000, 1, 1], *FRAME[1:]]]}}, 422, "pose_out_of_bounds"),
+    "17 keypoints": (
+        {"poses": {"width": 512, "height": 512, "frames": [FRAME[:17]]}},
+        422,
+        "pose_keypoint_count",
+    ),
+    "nan": (
+        {"poses": {"width": 512, "height": 512, "frames": [[["NaN", 1, 1], *FRAME[1:]]]}},
+        422,
+        "pose_not_numeric",
+    ),
+    "string coord": (
+        {"poses": {"width": 512, "height": 512, "frames": [[["1", 1, 1], *FRAME[1:]]]}},
+        422,
+        "pose_not_numeric",
+    ),
+    "huge coord": (
+        {"poses": {"width": 512, "height": 512, "frames": [[[1e12, 1, 1], *FRAME[1:]]]}},
+        422,
+        "pose_out_of_bounds",
+    ),
+    "negative coord": (
+        {"poses": {"width": 512, "height": 512, "frames": [[[-5000, 1, 1], *FRAME[1:]]]}},
+        422,
+        "pose_out_of_bounds",
+    ),
     "empty sequence": ({"poses": {"width": 512, "height": 512, "frames": []}}, 422, "pose_frame_count"),
-    "too many frames": ({"poses": {"width": 512, "height": 512, "frames": [FRAME] * 65}}, 422, "pose_frame_count"),
+    "too many frames": (
+        {"poses": {"width": 512, "height": 512, "frames": [FRAME] * 65}},
+        422,
+        "pose_frame_count",
+    ),
     "canvas mismatch": (
-        {"poses": [
-            {"people": [{"pose_keypoints_2d": [v for p in FRAME for v in p]}], "canvas_width": 512, "canvas_height": 512},
-            {"people": [{"pose_keypoints_2d": [v for p in FRAME for v in p]}], "canvas_width": 640, "canvas_height": 480},
-        ]},
-        422, "pose_canvas_inconsistent",
+        {
+            "poses": [
+                {
+                    "people": [{"pose_keypoints_2d": [v for p in FRAME for v in p]}],
+                    "canvas_width": 512,
+                    "canvas_height": 512,
+                },
+                {
+                    "people": [{"pose_keypoints_2d": [v for p in FRAME for v in p]}],
+                    "canvas_width": 640,
+                    "canvas_height": 480,
+                },
+            ]
+        },
+        422,
+        "pose_canvas_inconsistent",
     ),
     "pose json text malformed": ({"poses": "{not json"}, 422, "pose_malformed"),
     "deeply nested poses": ({"poses": "[" * 50000 + "]" * 50000}, 422, "pose_malformed"),
@@ -80,7 +115,11 @@ CASES = {
     "unknown field": ({"colour": "red"}, 422, "validation_error"),
     "unknown webhook event": ({"webhook_events": ["exploded"]}, 422, "validation_error"),
     "ssrf image loopback": ({"image": "http://127.0.0.1:6379/"}, 422, "url_address_not_allowed"),
-    "ssrf image metadata": ({"image": "http://169.254.169.254/latest/meta-data/"}, 422, "url_address_not_allowed"),
+    "ssrf image metadata": (
+        {"image": "http://169.254.169.254/latest/meta-data/"},
+        422,
+        "url_address_not_allowed",
+    ),
     "ssrf image ipv6 metadata": ({"image": "http://[fd00:ec2::254]/"}, 422, "url_address_not_allowed"),
     "ssrf image decimal ip": ({"image": "http://2130706433/"}, 422, "url_address_not_allowed"),
     "ssrf image mapped ipv6": ({"image": "http://[::ffff:10.0.0.1]/"}, 422, "url_address_not_allowed"),
@@ -89,9 +128,13 @@ CASES = {
     "gopher webhook": ({"webhook_url": "gopher://example.com/"}, 422, "url_scheme_not_allowed"),
     "webhook private": ({"webhook_url": "http://192.168.1.10/hook"}, 422, "url_address_not_allowed"),
     "webhook localhost name": ({"webhook_url": "http://localhost:8080/hook"}, 422, "url_address_not_allowed"),
-    "webhook hostname to private": ({"webhook_url": "http://intranet.corp/hook"}, 422, "url_address_not_allowed"),
+    "webhook hostname to private": (
+        {"webhook_url": "http://intranet.corp/hook"},
+        422,
+        "url_address_not_allowed",
+    ),
     "webhook ftp": ({"webhook_url": "ftp://example.com/"}, 422, "url_scheme_not_allowed"),
-}  # fmt: skip
+}
 
 
 def fake_dns(host, port):

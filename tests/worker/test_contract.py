@@ -50,9 +50,20 @@ def test_request_defaults_subscribe_to_terminal_webhook_events():
 
 @pytest.mark.parametrize(
     "field,value",
-    [("prompt", ""), ("fps", 0), ("fps", 61), ("size", 65), ("size", 32), ("steps", 0), ("guidance", 0.5),
-     ("seed", -1), ("transition_frames", -1), ("unknown_field", 1), ("webhook_events", ["exploded"])],
-)  # fmt: skip
+    [
+        ("prompt", ""),
+        ("fps", 0),
+        ("fps", 61),
+        ("size", 65),
+        ("size", 32),
+        ("steps", 0),
+        ("guidance", 0.5),
+        ("seed", -1),
+        ("transition_frames", -1),
+        ("unknown_field", 1),
+        ("webhook_events", ["exploded"]),
+    ],
+)
 def test_request_rejects_out_of_bounds_parameters(field, value):
     body = {"image": "https://example.com/a.png", "poses": EXAMPLE_POSES, "prompt": "a person", field: value}
     with pytest.raises(ValidationError):

@@ -68,9 +68,14 @@ def test_oversized_file_is_refused_before_sniffing():
 
 @pytest.mark.parametrize(
     "img,alpha",
-    [(Image.new("CMYK", (16, 16)), False), (Image.new("L", (16, 16)), False), (Image.new("I;16", (16, 16), 40000), False),
-     (Image.new("RGBA", (16, 16)), True), (Image.new("P", (16, 16)), False)],
-)  # fmt: skip
+    [
+        (Image.new("CMYK", (16, 16)), False),
+        (Image.new("L", (16, 16)), False),
+        (Image.new("I;16", (16, 16), 40000), False),
+        (Image.new("RGBA", (16, 16)), True),
+        (Image.new("P", (16, 16)), False),
+    ],
+)
 def test_unusual_modes_are_normalised_to_rgb_or_rgba(img, alpha):
     fmt = "JPEG" if img.mode == "CMYK" else "PNG"
     checked = check_image(encode(img, fmt), **LIMITS)

@@ -27,8 +27,10 @@ def code_of(obj, max_frames=64):
 
 def test_compact_form_round_trips_unchanged():
     assert normalize_poses(EXAMPLE_POSES, max_frames=64) == {
-        "width": 512, "height": 512, "frames": [[[float(v) for v in p] for p in FRAME]] * 2
-    }  # fmt: skip
+        "width": 512,
+        "height": 512,
+        "frames": [[[float(v) for v in p] for p in FRAME]] * 2,
+    }
 
 
 def test_openpose_single_frame_and_list_become_compact():
@@ -101,11 +103,18 @@ def test_malformed_and_deeply_nested_json_are_refused():
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(max_size=5),
-    lambda children: st.lists(children, max_size=20) | st.dictionaries(
-        st.sampled_from(["width", "height", "frames", "people", "pose_keypoints_2d", "canvas_width", "canvas_height"]),
-        children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=20)
+        | st.dictionaries(
+            st.sampled_from(
+                ["width", "height", "frames", "people", "pose_keypoints_2d", "canvas_width", "canvas_height"]
+            ),
+            children,
+            max_size=5,
+        )
+    ),
     max_leaves=60,
-)  # fmt: skip
+)
 
 
 @settings(max_examples=300, deadline=None)

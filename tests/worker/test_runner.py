@@ -30,10 +30,16 @@ def png(color="red", size=64) -> bytes:
 @pytest.fixture
 def env(store, redis_srv, tmp_path):
     settings = Settings(
-        _env_file=None, redis_url=redis_srv.url, animator="noop", noop_step_seconds=0.01,
-        storage_url=f"file://{tmp_path}/storage", lock_ttl_s=2, cancel_poll_interval_s=0.02,
-        progress_interval_s=0.01, max_attempts=2,
-    )  # fmt: skip
+        _env_file=None,
+        redis_url=redis_srv.url,
+        animator="noop",
+        noop_step_seconds=0.01,
+        storage_url=f"file://{tmp_path}/storage",
+        lock_ttl_s=2,
+        cancel_poll_interval_s=0.02,
+        progress_interval_s=0.01,
+        max_attempts=2,
+    )
     storage = LocalStorage(tmp_path / "storage", b"k" * 32)
     queue = QueueClient(create_celery(settings))
     runner = JobRunner(settings, store, storage, queue, AnimatorHolder(settings))
@@ -44,8 +50,10 @@ def submit(env, steps=3, **params):
     _, store, storage, runner = env
     job = ValidatedJob(
         params={"prompt": "a person", "steps": steps, "fps": 8, "size": 64, **params},
-        image_png=png(), poses=EXAMPLE_POSES, num_frames=3,
-    )  # fmt: skip
+        image_png=png(),
+        poses=EXAMPLE_POSES,
+        num_frames=3,
+    )
     return accept_job(
         new_job_id(), "key_a", job, store=store, storage=storage, queue=runner.queue, max_active=10
     )

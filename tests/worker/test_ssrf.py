@@ -25,18 +25,41 @@ PUBLIC = resolver_for({"example.com": ["93.184.216.34"]})
 @pytest.mark.parametrize(
     "url",
     [
-        "http://127.0.0.1/", "http://127.1.2.3:8080/x", "http://[::1]/", "http://0.0.0.0/", "http://[::]/",
-        "http://10.0.0.1/", "http://172.16.0.1/", "http://172.31.255.255/", "http://192.168.1.1/",
-        "http://169.254.169.254/latest/meta-data/", "http://169.254.1.1/", "http://[fe80::1]/",
-        "http://[fd00:ec2::254]/", "http://[fc00::1]/", "http://100.64.0.1/", "http://100.127.255.254/",
-        "http://224.0.0.1/", "http://[ff02::1]/", "http://240.0.0.1/", "http://255.255.255.255/",
-        "http://192.0.2.1/", "http://198.18.0.1/",
-        "http://[::ffff:127.0.0.1]/", "http://[::ffff:169.254.169.254]/", "http://[::ffff:10.0.0.1]/",
-        "http://[2002:7f00:1::]/", "http://[64:ff9b::a00:1]/",
-        "http://2130706433/", "http://0177.0.0.1/", "http://0x7f.0.0.1/", "http://0x7f000001/", "http://127.1/",
+        "http://127.0.0.1/",
+        "http://127.1.2.3:8080/x",
+        "http://[::1]/",
+        "http://0.0.0.0/",
+        "http://[::]/",
+        "http://10.0.0.1/",
+        "http://172.16.0.1/",
+        "http://172.31.255.255/",
+        "http://192.168.1.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://169.254.1.1/",
+        "http://[fe80::1]/",
+        "http://[fd00:ec2::254]/",
+        "http://[fc00::1]/",
+        "http://100.64.0.1/",
+        "http://100.127.255.254/",
+        "http://224.0.0.1/",
+        "http://[ff02::1]/",
+        "http://240.0.0.1/",
+        "http://255.255.255.255/",
+        "http://192.0.2.1/",
+        "http://198.18.0.1/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://[::ffff:10.0.0.1]/",
+        "http://[2002:7f00:1::]/",
+        "http://[64:ff9b::a00:1]/",
+        "http://2130706433/",
+        "http://0177.0.0.1/",
+        "http://0x7f.0.0.1/",
+        "http://0x7f000001/",
+        "http://127.1/",
         "http://017700000001/",
     ],
-)  # fmt: skip
+)
 def test_non_public_addresses_are_refused(url):
     with pytest.raises(UnsafeURLError) as info:
         vet_url(url, resolver=PUBLIC)
@@ -148,9 +171,12 @@ def test_every_redirect_is_vetted_again(http_server, monkeypatch):
     port = http_server.rsplit(":", 1)[1]
     with pytest.raises(UnsafeURLError):
         fetch_bytes(
-            f"http://hop.test:{port}/redirect-private", max_bytes=100, timeout_s=5, allow_private=False,
+            f"http://hop.test:{port}/redirect-private",
+            max_bytes=100,
+            timeout_s=5,
+            allow_private=False,
             resolver=resolver_for({"hop.test": ["127.0.0.1"]}),
-        )  # fmt: skip
+        )
 
 
 def test_fetch_enforces_the_size_cap(http_server):

@@ -23,10 +23,13 @@ def storage(request, tmp_path, monkeypatch):
     endpoint = request.getfixturevalue("s3_endpoint")
     return storage_from_settings(
         Settings(
-            _env_file=None, storage_url="s3://store-test/prefix", s3_endpoint_url=endpoint,
-            s3_access_key_id="test", s3_secret_access_key="test",
+            _env_file=None,
+            storage_url="s3://store-test/prefix",
+            s3_endpoint_url=endpoint,
+            s3_access_key_id="test",
+            s3_secret_access_key="test",
         )
-    )  # fmt: skip
+    )
 
 
 def test_put_get_delete_round_trip(storage, tmp_path):
@@ -50,9 +53,14 @@ def test_keys_cannot_escape_the_root(storage, key):
 
 def test_s3_presigned_url_downloads_over_http(s3_endpoint):
     storage = storage_from_settings(
-        Settings(_env_file=None, storage_url="s3://store-test", s3_endpoint_url=s3_endpoint,
-                 s3_access_key_id="test", s3_secret_access_key="test")
-    )  # fmt: skip
+        Settings(
+            _env_file=None,
+            storage_url="s3://store-test",
+            s3_endpoint_url=s3_endpoint,
+            s3_access_key_id="test",
+            s3_secret_access_key="test",
+        )
+    )
     storage.put_bytes("outputs/j2/poster.png", b"poster", "image/png")
     url = storage.url("outputs/j2/poster.png", 60)
     assert "X-Amz-Expires=60" in url and "X-Amz-Signature=" in url
@@ -61,9 +69,14 @@ def test_s3_presigned_url_downloads_over_http(s3_endpoint):
 
 def test_s3_unreachable_endpoint_raises_storage_unavailable():
     storage = storage_from_settings(
-        Settings(_env_file=None, storage_url="s3://b", s3_endpoint_url="http://127.0.0.1:9",
-                 s3_access_key_id="t", s3_secret_access_key="t")
-    )  # fmt: skip
+        Settings(
+            _env_file=None,
+            storage_url="s3://b",
+            s3_endpoint_url="http://127.0.0.1:9",
+            s3_access_key_id="t",
+            s3_secret_access_key="t",
+        )
+    )
     storage.client.meta.config.retries = {"max_attempts": 1}
     with pytest.raises(StorageUnavailable):
         storage.check()

@@ -9,9 +9,14 @@ from worker.store import JobRecord, JobStore, new_job_id, owner_id_for_key
 
 def make(store: JobStore, owner="key_a", **kw) -> JobRecord:
     record = JobRecord(
-        id=new_job_id(), owner=owner, status=JobStatus.QUEUED, params={"prompt": "p", "fps": 8, "size": 64},
-        num_frames=2, created_at=time.time(), **kw,
-    )  # fmt: skip
+        id=new_job_id(),
+        owner=owner,
+        status=JobStatus.QUEUED,
+        params={"prompt": "p", "fps": 8, "size": 64},
+        num_frames=2,
+        created_at=time.time(),
+        **kw,
+    )
     store.create(record)
     return record
 

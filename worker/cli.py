@@ -1,0 +1,195 @@
+"""``poseanimate``: ``serve`` (the API), ``worker`` (Celery consumers), and the engine's ``animate`` and
+``make-tiny-model`` (registered from ``worker.cli_engine``).
+
+``serve`` never imports torch. ``worker`` sets ``CUDA_VISIBLE_DEVICES`` and the Prometheus
+multiprocess directory before any child process starts, then supervises one Celery worker per
+queue kind:
+
+- ``gpu``: prefork pool, concurrency 1 (one job per GPU); the model loads in the pool child, after
+  the fork, so CUDA is never initialised in a process that forks;
+- ``io``: thread pool (webhook deliveries wait on the network, not the CPU), so a slow receiver
+  never occupies the GPU process.
+
+The supervisor serves the aggregated ``/metrics`` of both on one port and forwards SIGTERM/SIGINT
+(warm shutdown: the running job finishes, or is redelivered if it cannot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ENGINE_COMMANDS = ("animate", "make-tiny-model")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from worker.logs import configure_logging
+    from worker.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        log_config=None,  # our JSON logging, not uvicorn's
+        access_log=False,  # the request middleware logs requests (without credentials)
+        proxy_headers=args.proxy_headers,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def _celery_command(queue: str, concurrency: int, loglevel: str) -> list[str]:
+    pool = (
+        ["--pool", "prefork", "--concurrency", "1"]
+        if queue == "gpu"
+        else ["--pool", "threads", "--concurrency", str(concurrency)]
+    )
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app:app",
+        "worker",
+        "--queues",
+        queue,
+        *pool,
+        "--hostname",
+        f"{queue}-{os.getpid()}@{socket.gethostname()}",
+        "--loglevel",
+        loglevel,
+        "--without-gossip",
+        "--without-mingle",
+        "--prefetch-multiplier",
+        "1",
+    ]
+
+
+def _serve_metrics(port: int) -> None:
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, addr="0.0.0.0", registry=registry)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    unknown = set(queues) - {"gpu", "io"}
+    if not queues or unknown:
+        print(f"poseanimate: error: --queues takes gpu and/or io, got {args.queues!r}", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    if args.gpu is not None:
+        # Before any child exists, so torch in the job process only ever sees this GPU.
+        env["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
+    from worker.settings import get_settings
+
+    settings = get_settings()
+    metrics_dir = Path(tempfile.mkdtemp(prefix="poseanimate-metrics-"))
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    port = (
+        args.metrics_port if args.metrics_port is not None else settings.worker_metrics_port + (args.gpu or 0)
+    )
+    if port:
+        _serve_metrics(port)
+
+    children: list[subprocess.Popen[bytes]] = []
+    for queue in queues:
+        child_env = dict(env, POSEANIMATE_PRELOAD_MODEL="1" if queue == "gpu" else "0")
+        children.append(
+            subprocess.Popen(_celery_command(queue, args.io_concurrency, args.loglevel), env=child_env)
+        )
+
+    def forward(signum: int, _: Any) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    code = 0
+    try:
+        # If one consumer dies the worker is degraded: stop the other and let the orchestrator restart us.
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        code = next((child.returncode for child in children if child.returncode), 0)
+        forward(signal.SIGTERM, None)
+        for child in children:
+            try:
+                child.wait(timeout=args.shutdown_timeout)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    return code
+
+
+def _engine_stub(args: argparse.Namespace) -> int:
+    print(
+        f"poseanimate: error: '{args.command}' needs the engine extras (pip install 'poseanimate[engine]')",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="poseanimate", description="PoseAnimate service and tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP API (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--proxy-headers", action="store_true", help="trust X-Forwarded-* from a proxy")
+    serve.set_defaults(func=_serve)
+
+    work = sub.add_parser("worker", help="run Celery consumers for the gpu and/or io queues")
+    work.add_argument("--gpu", type=int, default=None, help="GPU index (sets CUDA_VISIBLE_DEVICES)")
+    work.add_argument("--queues", default="gpu,io", help="comma-separated: gpu, io (default: both)")
+    work.add_argument("--io-concurrency", type=int, default=8, help="threads delivering webhooks")
+    work.add_argument(
+        "--metrics-port", type=int, default=None, help="default: POSEANIMATE_WORKER_METRICS_PORT + gpu"
+    )
+    work.add_argument("--loglevel", default="INFO")
+    work.add_argument("--shutdown-timeout", type=float, default=60.0)
+    work.set_defaults(func=_worker)
+
+    try:
+        from worker.cli_engine import add_engine_commands
+    except ImportError:
+        for name in ENGINE_COMMANDS:
+            sub.add_parser(name, help="(needs the engine extras)").set_defaults(func=_engine_stub)
+    else:
+        add_engine_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ValueError as exc:  # a user error from an engine command: one line, no traceback
+        print(f"poseanimate: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
