@@ -111,7 +111,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     children: list[subprocess.Popen[bytes]] = []
     for queue in queues:
-        child_env = dict(env, POSEANIMATE_PRELOAD_MODEL="1" if queue == "gpu" else "0")
+        child_env = dict(env, POSEANIMATE_PRELOAD_MODEL="true" if queue == "gpu" else "false")
         children.append(
             subprocess.Popen(_celery_command(queue, args.io_concurrency, args.loglevel), env=child_env)
         )

@@ -4,7 +4,7 @@ The API cannot import the engine, yet bad poses must never reach a GPU. This mod
 structure (COCO-18 keypoints, finite numbers, frame-count bounds, one canvas size) and rewrites
 every accepted input into the compact pixel form the engine's ``PoseSequence.from_json`` reads::
 
-    {"width": W, "height": H, "frames": [[[x, y, c] * 18], ...]}
+    {"width": W, "height": H, "units": "pixels", "frames": [[[x, y, c] * 18], ...]}
 
 Missing keypoints (confidence 0) are written as ``[0, 0, 0]``.
 """
@@ -106,6 +106,13 @@ def _openpose_frame(obj: Any, where: str) -> tuple[list[list[float]], tuple[int,
     return points, canvas
 
 
+def _units(obj: Any) -> str | None:
+    units = obj.get("units") if isinstance(obj, dict) else None
+    if units not in (None, "pixels", "normalized"):
+        raise PoseValidationError("pose_malformed", "poses.units must be 'pixels' or 'normalized'")
+    return units
+
+
 def _split_input(obj: Any) -> tuple[list[list[list[float]]], tuple[int, int] | None]:
     """Frames (keypoint triples) and the canvas of any accepted input shape."""
     if isinstance(obj, dict) and "frames" in obj:
@@ -146,6 +153,7 @@ def normalize_poses(obj: Any, *, max_frames: int, min_frames: int = 1) -> dict[s
         raise PoseValidationError(
             "pose_frame_count", f"poses has {len(frames)} frames; allowed {min_frames}..{max_frames}"
         )
+    units = _units(obj)
     confident = [p for frame in frames for p in frame if p[2] > 0]
     for i, frame in enumerate(frames):
         for j, (_, _, c) in enumerate(frame):
@@ -155,7 +163,10 @@ def normalize_poses(obj: Any, *, max_frames: int, min_frames: int = 1) -> dict[s
                 )
         if not any(p[2] > 0 for p in frame):
             raise PoseValidationError("pose_empty_frame", f"frame {i} has no confident keypoint")
-    normalized = all(0.0 <= v <= 1.0 for p in confident for v in p[:2])
+    # Without explicit units, coordinates all within [0, 1] are normalised: no pose fits in a pixel.
+    normalized = units == "normalized" or (
+        units is None and all(0.0 <= v <= 1.0 for p in confident for v in p[:2])
+    )
     if canvas is None:
         if not normalized:
             raise PoseValidationError(
@@ -164,7 +175,6 @@ def normalize_poses(obj: Any, *, max_frames: int, min_frames: int = 1) -> dict[s
             )
         canvas = (NORMALIZED_CANVAS, NORMALIZED_CANVAS)
     width, height = canvas
-    # Coordinates all within [0, 1] on a real canvas are normalised: no pose fits in one pixel.
     sx, sy = (float(width), float(height)) if normalized else (1.0, 1.0)
     out_frames = []
     for i, frame in enumerate(frames):
@@ -184,7 +194,7 @@ def normalize_poses(obj: Any, *, max_frames: int, min_frames: int = 1) -> dict[s
                 )
             out.append([round(px, 3), round(py, 3), round(c, 4)])
         out_frames.append(out)
-    return {"width": width, "height": height, "frames": out_frames}
+    return {"width": width, "height": height, "units": "pixels", "frames": out_frames}
 
 
 def normalize_source_pose(obj: Any) -> dict[str, Any]:

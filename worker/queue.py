@@ -72,14 +72,22 @@ class QueueClient:
         self.app.send_task(ANIMATE_TASK, args=[job_id], queue=GPU_QUEUE)
 
     def enqueue_webhook(
-        self, job_id: str, event: str, body: str, msg_id: str, countdown: float | None = None
+        self,
+        job_id: str,
+        event: str,
+        body: str,
+        msg_id: str,
+        attempt: int = 1,
+        countdown: float | None = None,
     ) -> None:
         self.app.send_task(
             WEBHOOK_TASK,
             args=[job_id, event, body, msg_id],
-            kwargs={"attempt": 1},
+            kwargs={"attempt": attempt},
             queue=IO_QUEUE,
             countdown=countdown,
+            # Celery logs task arguments; the body holds signed output links.
+            argsrepr=repr([job_id, event, "<body>", msg_id]),
         )
 
     def broker_queue_length(self, queue: str = GPU_QUEUE) -> int:

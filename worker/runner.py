@@ -12,6 +12,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import socket
 import tempfile
 import threading
 import time
@@ -197,7 +199,13 @@ class JobRunner:
             metrics.DUPLICATES_SKIPPED.labels("finished").inc()
             return "skipped"
         name, random_weights = model_label(self.settings)
-        start = self.store.start_attempt(job_id, self.settings.max_attempts, name, random_weights)
+        start = self.store.start_attempt(
+            job_id,
+            self.settings.max_attempts,
+            name,
+            random_weights,
+            worker=f"{socket.gethostname()}:{os.getpid()}",
+        )
         if start.outcome in ("finished", "missing"):
             metrics.DUPLICATES_SKIPPED.labels("finished").inc()
             return "skipped"

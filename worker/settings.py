@@ -27,7 +27,11 @@ class Settings(BaseSettings):
     """Every knob of the API and the workers. Field names map to ``POSEANIMATE_<NAME>``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="POSEANIMATE_", env_file=".env", extra="ignore", validate_default=True
+        env_prefix="POSEANIMATE_",
+        env_file=".env",
+        env_ignore_empty=True,
+        extra="ignore",
+        validate_default=True,
     )
 
     # --- Redis (job store, rate limits, pub/sub) and the Celery broker ---
@@ -103,6 +107,10 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
     model_cache_dir: Path = Path.home() / ".cache" / "poseanimate"
     noop_step_seconds: float = Field(default=0.02, ge=0)
+    preload_model: bool = Field(
+        default=False,
+        description="Load the model when a job process starts (set by `poseanimate worker` for gpu).",
+    )
 
     # --- Logging ---
     log_level: str = "INFO"
@@ -112,6 +120,11 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("model_cache_dir", "worker_tmp_dir")
+    @classmethod
+    def _expand_home(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
 
     @field_validator("storage_url")
     @classmethod

@@ -86,6 +86,7 @@ class JobRecord:
     timings: dict[str, float] = field(default_factory=dict)
     unet_evals: dict[str, int] = field(default_factory=dict)
     model_name: str | None = None
+    worker: str | None = None  # host:pid of the process running the current attempt (ops only)
     random_weights: bool = False
     error_code: str | None = None
     error_message: str | None = None
@@ -168,7 +169,7 @@ local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
 if attempts >= tonumber(ARGV[3]) then return {'exhausted', tostring(attempts)} end
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'stage', 'loading', 'progress', '0', 'updated_at', ARGV[2],
-           'model_name', ARGV[4], 'random_weights', ARGV[5])
+           'model_name', ARGV[4], 'random_weights', ARGV[5], 'worker', ARGV[6])
 if not redis.call('HGET', KEYS[1], 'started_at') then redis.call('HSET', KEYS[1], 'started_at', ARGV[2]) end
 redis.call('ZREM', KEYS[2], ARGV[1])
 return {'started', tostring(attempts + 1)}
@@ -428,11 +429,11 @@ class JobStore:
         return str(outcome), str(status)
 
     def start_attempt(
-        self, job_id: str, max_attempts: int, model_name: str, random_weights: bool
+        self, job_id: str, max_attempts: int, model_name: str, random_weights: bool, worker: str = ""
     ) -> StartResult:
         outcome, value = self._start(
             keys=[self.job_key(job_id), self.queue_key],
-            args=[job_id, time.time(), max_attempts, model_name, "1" if random_weights else "0"],
+            args=[job_id, time.time(), max_attempts, model_name, "1" if random_weights else "0", worker],
         )
         if outcome == "started":
             self.publish(job_id)

@@ -20,7 +20,7 @@ from worker.celery_app import app
 from worker.contract import ErrorCode, WebhookEvent
 from worker.deliveries import deliver
 from worker.logs import bind, configure_logging
-from worker.queue import ANIMATE_TASK, IO_QUEUE, WEBHOOK_TASK, QueueClient
+from worker.queue import ANIMATE_TASK, WEBHOOK_TASK, QueueClient
 from worker.runner import JobRunner
 from worker.settings import Settings, get_settings
 from worker.storage import storage_from_settings
@@ -65,7 +65,7 @@ def _child_started(**_: Any) -> None:
     # few seconds' timeout, a model load can take minutes).
     global _runtime
     _runtime = None
-    if os.environ.get("POSEANIMATE_PRELOAD_MODEL") == "1":
+    if get_settings().preload_model:
         runtime().runner.holder.start()
 
 
@@ -111,10 +111,4 @@ def deliver_webhook(self: Task, job_id: str, event: str, body: str, msg_id: str,
         rt = runtime()
         delay = deliver(job_id, event, body, msg_id, attempt, settings=rt.settings, store=rt.store)
         if delay is not None:
-            self.app.send_task(
-                WEBHOOK_TASK,
-                args=[job_id, event, body, msg_id],
-                kwargs={"attempt": attempt + 1},
-                queue=IO_QUEUE,
-                countdown=delay,
-            )
+            rt.queue.enqueue_webhook(job_id, event, body, msg_id, attempt=attempt + 1, countdown=delay)

@@ -220,3 +220,32 @@ def test_worker_and_api_metrics(service):
     assert "poseanimate_queue_jobs" in api_text and "poseanimate_http_requests_total" in api_text
     ready = service.api.get("/readyz").json()
     assert ready["checks"] == {"redis": "ok", "storage": "ok"}
+
+
+def test_worker_logs_are_json_and_hold_no_secrets(service):
+    log = service.worker_log.read_text(errors="replace")
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert any(r["msg"] == "job succeeded" and r["job_id"].startswith("anim_") for r in records)
+    for secret in (service.webhook_secret, "X-Amz-Signature", "sk-integration"):
+        assert secret not in log
+
+
+def test_job_whose_worker_process_is_killed_runs_again_and_finishes_once(service):
+    import os
+    import signal
+
+    from worker.store import JobStore
+
+    store = JobStore.from_url(service.env["POSEANIMATE_REDIS_URL"])
+    job_id = service.api.post(
+        "/animations", json=body(steps=20, webhook_url=service.receiver.url, webhook_events=["completed"])
+    ).json()["id"]
+    service.wait_for_job(job_id, lambda j: j["status"] == "running" and j["stage"] not in ("loading", None))
+    worker = store.get(job_id).worker
+    assert worker, "the running attempt records its process"
+    os.kill(int(worker.rsplit(":", 1)[1]), signal.SIGKILL)  # as the OOM killer would
+
+    job = service.wait_for_job(job_id, terminal, timeout=120)
+    assert job["status"] == "succeeded" and job["attempts"] == 2, job
+    hooks = hooks_for(service, job_id, 1)  # one completion, one webhook: the job finished once
+    assert hooks[0].json()["data"]["attempts"] == 2

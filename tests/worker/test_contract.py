@@ -109,3 +109,13 @@ def test_settings_refuse_a_visibility_timeout_below_the_hard_limit():
 def test_settings_refuse_a_webhook_secret_without_whsec_prefix():
     with pytest.raises(ValidationError):
         Settings(_env_file=None, webhook_secret="plain")
+
+
+def test_env_example_lists_every_setting_with_its_default():
+    import re
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / ".env.example"
+    names = set(re.findall(r"^POSEANIMATE_([A-Z0-9_]+)=", path.read_text(), re.M))
+    assert names == {name.upper() for name in Settings.model_fields}
+    assert Settings(_env_file=path) == Settings(_env_file=None)

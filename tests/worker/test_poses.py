@@ -29,6 +29,7 @@ def test_compact_form_round_trips_unchanged():
     assert normalize_poses(EXAMPLE_POSES, max_frames=64) == {
         "width": 512,
         "height": 512,
+        "units": "pixels",
         "frames": [[[float(v) for v in p] for p in FRAME]] * 2,
     }
 
@@ -135,3 +136,28 @@ def test_pose_parser_never_raises_anything_but_a_pose_error(obj):
 def test_any_in_canvas_pose_is_accepted(points):
     out = normalize_poses({"width": 512, "height": 512, "frames": [[list(p) for p in points]]}, max_frames=1)
     assert len(out["frames"][0]) == 18
+
+
+def test_explicit_units_are_honoured():
+    tiny = [[0.5, 0.5, 1.0]] * 18
+    as_pixels = normalize_poses(
+        {"width": 512, "height": 512, "units": "pixels", "frames": [tiny]}, max_frames=1
+    )
+    assert as_pixels["frames"][0][0] == [0.5, 0.5, 1.0]
+    scaled = normalize_poses(
+        {"width": 512, "height": 512, "units": "normalized", "frames": [tiny]}, max_frames=1
+    )
+    assert scaled["frames"][0][0] == [256.0, 256.0, 1.0]
+    with pytest.raises(PoseValidationError):
+        normalize_poses({"width": 512, "height": 512, "units": "inches", "frames": [tiny]}, max_frames=1)
+
+
+@pytest.mark.parametrize("name", ["raise_arms.json", "wave_openpose.json", "astronaut_pose.json"])
+def test_bundled_examples_are_accepted(name):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / name
+    if not path.exists():
+        pytest.skip("examples not present")
+    out = normalize_poses(parse_pose_json(path.read_bytes(), max_bytes=10**6), max_frames=64)
+    assert out["units"] == "pixels" and all(len(f) == 18 for f in out["frames"])
