@@ -248,12 +248,29 @@ class Job(BaseModel):
 
 
 class JobList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"data": [], "next_cursor": "anim_01JD8X3K4M5N6P7Q8R9S0T1V2W"}]}
+    )
+
     data: list[Job]
     next_cursor: str | None = Field(default=None, description="Pass as ?cursor= for the next (older) page.")
 
 
 class ProgressEvent(BaseModel):
     """Published on the job's Redis channel and sent as an SSE ``progress`` event."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "anim_01JD8X3K4M5N6P7Q8R9S0T1V2W",
+                    "status": "running",
+                    "stage": "sampling",
+                    "progress": 0.62,
+                }
+            ]
+        }
+    )
 
     id: str
     status: JobStatus

@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from PIL import Image
 
@@ -292,6 +293,8 @@ class JobRunner:
         except StorageUnavailable as exc:
             log.warning("storage unavailable", extra={"error": str(exc)})
             return self._finish_failed(job_id, ErrorCode.STORAGE_UNAVAILABLE, "object storage is unavailable")
+        except redis.exceptions.RedisError:
+            raise  # the outcome cannot be recorded now: the task gives the message back
         except Exception:
             log.exception("job failed with an unexpected error")
             return self._finish_failed(job_id, ErrorCode.INTERNAL_ERROR, "unexpected worker error")

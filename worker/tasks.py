@@ -12,8 +12,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from celery import Task, signals
-from celery.exceptions import TimeLimitExceeded
+from celery.exceptions import Reject, TimeLimitExceeded
 
 from worker.animators import AnimatorHolder
 from worker.celery_app import app
@@ -98,10 +99,19 @@ class AnimateTask(Task):  # type: ignore[misc]
 def animate(self: Task, job_id: str) -> str:
     with bind(job_id=job_id):
         rt = runtime()
-        outcome = rt.runner.run(job_id)
+        try:
+            outcome = rt.runner.run(job_id)
+        except redis.exceptions.RedisError as exc:
+            # The job store is unreachable, so the outcome could not be recorded: give the message
+            # back rather than ack a job whose record still says running. (If the broker is down
+            # too, the unacked message is restored after the visibility timeout.)
+            log.warning("job store unavailable; message requeued", extra={"error": type(exc).__name__})
+            raise Reject(exc, requeue=True) from exc
         if outcome == "locked":
             # Another worker holds the job (or held it and died: its lock expires within the TTL).
             raise self.retry(countdown=rt.settings.lock_ttl_s, max_retries=None)
+        if outcome == "lock_lost":
+            raise Reject("job lock lost", requeue=True)
         return outcome
 
 

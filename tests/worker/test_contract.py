@@ -1,7 +1,16 @@
 import pytest
 from pydantic import ValidationError
 
-from worker.contract import EXAMPLE_POSES, AnimationCreate, Job, JobStatus, WebhookEvent
+from worker.contract import (
+    EXAMPLE_POSES,
+    AnimationCreate,
+    Job,
+    JobList,
+    JobStatus,
+    Problem,
+    ProgressEvent,
+    WebhookEvent,
+)
 from worker.lifecycle import TRANSITIONS, can_transition, overall_progress, sources_of
 from worker.settings import Settings
 
@@ -73,8 +82,9 @@ def test_request_rejects_out_of_bounds_parameters(field, value):
 def test_openapi_examples_validate_against_their_models():
     for example in Job.model_config["json_schema_extra"]["examples"]:
         Job.model_validate(example)
-    for example in AnimationCreate.model_config["json_schema_extra"]["examples"]:
-        AnimationCreate.model_validate(example)
+    for model in (AnimationCreate, ProgressEvent, JobList, Problem):
+        for example in model.model_config["json_schema_extra"]["examples"]:
+            model.model_validate(example)
 
 
 def test_webhook_event_type_names():
