@@ -1,0 +1,90 @@
+"""`poseanimate make-tiny-model` and `poseanimate animate`, through the installed console script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+def _poseanimate(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("poseanimate", path=str(Path(sys.executable).parent))
+    cmd = [exe] if exe else [sys.executable, "-m", "worker.cli"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def cli_model(tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("cli") / "m"
+    done = _poseanimate("make-tiny-model", str(target))
+    assert done.returncode == 0, done.stderr
+    assert "RANDOM-WEIGHT" in done.stdout
+    return target
+
+
+def _animate(model: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return _poseanimate(
+        "animate", "--model", str(model),
+        "--image", str(EXAMPLES / "astronaut.jpg"),
+        "--poses", str(EXAMPLES / "raise_arms.json"),
+        "--source-pose", str(EXAMPLES / "astronaut_pose.json"),
+        "--prompt", "an astronaut",
+        "--out", str(out),
+        "--steps", "2", "--size", "64", "--transition-frames", "3", *extra,
+    )  # fmt: skip
+
+
+def test_animate_writes_an_mp4_with_one_plus_transition_plus_target_frames(cli_model, tmp_path):
+    from engine.video import probe_mp4
+
+    out, poster = tmp_path / "a.mp4", tmp_path / "poster.png"
+    done = _animate(cli_model, out, "--poster", str(poster), "--fps", "12")
+    assert done.returncode == 0, done.stderr
+    targets = len(json.loads((EXAMPLES / "raise_arms.json").read_text())["frames"])
+    info = probe_mp4(out)
+    assert info["frames"] == 1 + 3 + targets
+    assert (info["width"], info["height"], info["codec"], info["pix_fmt"]) == (64, 64, "h264", "yuv420p")
+    assert info["fps"] == 12 and info["faststart"]
+    assert poster.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "RANDOM-WEIGHT" in done.stderr  # the tiny model is labelled as such
+    assert "inverting" in done.stderr and "encoding" in done.stderr  # per-stage progress bars
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("--poses", "missing.json"), "cannot read poses"),
+        (("--image", str(EXAMPLES / "raise_arms.json")), "not an image"),
+        (("--size", "63"), "multiple of 8"),
+        (("--steps", "0"), "num_inference_steps"),
+        (("--subject", "dragon"), "does not occur"),
+    ],
+)
+def test_bad_input_prints_one_line_and_exits_2(cli_model, tmp_path, change, message):
+    out = tmp_path / "a.mp4"
+    args = dict(zip(change[::2], change[1::2], strict=True))
+    base = {
+        "--image": str(EXAMPLES / "astronaut.jpg"),
+        "--poses": str(EXAMPLES / "raise_arms.json"),
+        "--prompt": "an astronaut",
+        "--steps": "2",
+        "--size": "64",
+    }
+    extra = [x for k, v in args.items() if k not in base for x in (k, v)]
+    base.update({k: v for k, v in args.items() if k in base})
+    done = _poseanimate(
+        "animate", "--model", str(cli_model), "--source-pose", str(EXAMPLES / "astronaut_pose.json"),
+        "--out", str(out), *[x for kv in base.items() for x in kv], *extra,
+    )  # fmt: skip
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.startswith("poseanimate: error:")]
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+    assert not out.exists()  # no half-written video is left behind
