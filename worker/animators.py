@@ -164,6 +164,20 @@ def model_spec(settings: Settings) -> tuple[str, str | None]:
     return settings.model, None if settings.controlnet == DEFAULT_CONTROLNET else settings.controlnet
 
 
+def inversion_cache(settings: Settings) -> Any:
+    """Apps re-animate the same avatar: keep its source inversion across jobs (engine cache key:
+    image, prompt, source pose, model, sampling settings)."""
+    if settings.inversion_cache == "off":
+        return None
+    memory = _engine("engine.cache").MemoryInversionCache(max_entries=settings.inversion_cache_entries)
+    if settings.inversion_cache == "memory":
+        return memory
+    from worker.inversion_cache import StorageInversionCache
+    from worker.storage import storage_from_settings
+
+    return StorageInversionCache(storage_from_settings(settings), memory)
+
+
 class EngineAnimator:
     def __init__(self, settings: Settings) -> None:
         torch = importlib.import_module("torch")
@@ -179,8 +193,7 @@ class EngineAnimator:
             controlnet,
             device=None if settings.device == "auto" else settings.device,
             dtype=dtype[settings.dtype],
-            # Apps re-animate the same avatar: keep its inversion across jobs in this process.
-            inversion_cache=engine.MemoryInversionCache(max_entries=16),
+            inversion_cache=inversion_cache(settings),
         )
         self.random_weights = bool(self.animator.model_info.get("random_weights"))
         name = "tiny" if spec == "tiny" else spec

@@ -107,6 +107,14 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
     model_cache_dir: Path = Path.home() / ".cache" / "poseanimate"
     noop_step_seconds: float = Field(default=0.02, ge=0)
+    inversion_cache: Literal["off", "memory", "storage"] = Field(
+        default="memory",
+        description="Reuse of an avatar's source inversion across jobs: per worker process, or shared "
+        "through object storage (cache/inversions/, ~10 MB each: give it a lifecycle rule).",
+    )
+    inversion_cache_entries: int = Field(
+        default=16, ge=1, description="In-memory entries per worker process."
+    )
     preload_model: bool = Field(
         default=False,
         description="Load the model when a job process starts (set by `poseanimate worker` for gpu).",

@@ -1,0 +1,79 @@
+"""The storage-backed inversion cache: shared across worker processes, harmless when storage fails."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from engine import AnimateConfig, MemoryInversionCache, Pose, PoseAnimator, PoseSequence
+from engine.pacm import SourceInversion
+from tests.conftest import EXAMPLES
+from worker.inversion_cache import StorageInversionCache
+from worker.storage import LocalStorage, StorageUnavailable
+
+
+def _inversion() -> SourceInversion:
+    gen = torch.Generator().manual_seed(0)
+    return SourceInversion(
+        latents=torch.randn(4, 4, 8, 8, generator=gen),
+        embeddings=torch.randn(3, 77, 32, generator=gen),
+        reconstruction=torch.randn(4, 8, 8, generator=gen),
+        final_losses=[0.5, 0.25, 0.125],
+    )
+
+
+class BrokenStorage:
+    def get_bytes(self, key):
+        raise StorageUnavailable("down")
+
+    def put_bytes(self, key, data, content_type):
+        raise StorageUnavailable("down")
+
+
+def test_entries_written_by_one_process_are_read_by_another(tmp_path):
+    storage = LocalStorage(tmp_path, b"secret")
+    StorageInversionCache(storage, MemoryInversionCache()).put("k1", _inversion())
+    fresh = StorageInversionCache(storage, MemoryInversionCache())  # another worker: empty memory
+    got = fresh.get("k1")
+    want = _inversion()
+    assert torch.equal(got.latents, want.latents) and torch.equal(got.embeddings, want.embeddings)
+    assert torch.equal(got.reconstruction, want.reconstruction) and got.final_losses == want.final_losses
+    assert fresh.get("other") is None
+    assert (tmp_path / "cache" / "inversions" / "k1.safetensors").is_file()
+
+
+def test_a_storage_outage_costs_a_miss_not_a_job():
+    cache = StorageInversionCache(BrokenStorage(), MemoryInversionCache())
+    assert cache.get("k") is None
+    cache.put("k", _inversion())  # no exception
+    assert cache.get("k") is not None  # still served from memory
+
+
+def test_a_second_worker_skips_the_inversion_through_storage(tiny_model_dir, tmp_path):
+    image = Image.open(EXAMPLES / "astronaut.jpg")
+    source = Pose.from_json((EXAMPLES / "astronaut_pose.json").read_text())
+    targets = PoseSequence.from_json((EXAMPLES / "raise_arms.json").read_text())[:2]
+    config = AnimateConfig(num_inference_steps=2, height=64, width=64, transition_frames=0)
+    storage = LocalStorage(tmp_path, b"secret")
+    results = []
+    for _ in range(2):  # two "workers": each its own animator and memory, one storage
+        animator = PoseAnimator.from_pretrained(
+            tiny_model_dir, None, device="cpu", pose_detector="none", segmenter="none",
+            inversion_cache=StorageInversionCache(storage, MemoryInversionCache()),
+        )  # fmt: skip
+        results.append(animator.animate(image, targets, "an astronaut", source_pose=source, config=config))
+    first, second = results
+    assert not first.cache_hit and second.cache_hit
+    assert second.unet_evals.get("inverting_forward", 0) == 0
+
+
+@pytest.mark.parametrize("mode", ["off", "memory", "storage"])
+def test_the_setting_selects_the_cache(mode, tmp_path):
+    from worker.animators import inversion_cache
+    from worker.settings import Settings
+
+    settings = Settings(inversion_cache=mode, storage_url=f"file://{tmp_path}", _env_file=None)
+    cache = inversion_cache(settings)
+    expected = {"off": type(None), "memory": MemoryInversionCache, "storage": StorageInversionCache}[mode]
+    assert isinstance(cache, expected)
