@@ -101,21 +101,6 @@ class Animator(Protocol):
 # --------------------------------------------------------------------------------------------
 # noop: no model, for service tests and load tests
 # --------------------------------------------------------------------------------------------
-def write_mp4(frames: list[Image.Image], path: Path, fps: int) -> None:
-    """Minimal H.264 yuv420p faststart writer for the noop backend (the engine has its own)."""
-    import av
-
-    with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height = frames[0].size
-        stream.pix_fmt = "yuv420p"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_image(frame.convert("RGB"))):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-
-
 class NoopAnimator:
     """Solid-colour frames, one per output pose; sleeps ``noop_step_seconds`` per 'step'."""
 
@@ -142,8 +127,9 @@ class NoopAnimator:
         on_progress("encoding", 0.0)
         count = 1 + (job.transition_frames or 0) + len(job.poses["frames"])
         frames = [Image.new("RGB", (job.size, job.size), (40 + 13 * i % 200, 90, 160)) for i in range(count)]
-        write_mp4(frames, out_dir / VIDEO_NAME, job.fps)
-        frames[0].save(out_dir / POSTER_NAME, format="PNG")
+        video = _engine("engine.video")  # PyAV + PIL only: importing it loads no torch
+        video.encode_mp4(frames, out_dir / VIDEO_NAME, job.fps)
+        video.save_poster(frames[0], out_dir / POSTER_NAME)
         on_progress("encoding", 1.0)
         timings["encoding"] = time.perf_counter() - started
         return Rendered(out_dir / VIDEO_NAME, out_dir / POSTER_NAME, count, timings, {}, {"backend": "noop"})
