@@ -53,7 +53,12 @@ def add_engine_commands(subparsers: Any) -> None:
     anim.add_argument("--transition-frames", type=int, default=4, help="PATA transition frames t")
     anim.add_argument("--fps", type=float, default=8.0)
     anim.add_argument("--seed", type=int, default=None)
-    anim.add_argument("--frame-batch-size", type=int, default=16)
+    anim.add_argument("--frame-batch-size", type=int, default=None, help="frames per chunk (default: auto)")
+    anim.add_argument(
+        "--gradient-checkpointing", action="store_true", help="less memory in the optimisation, ~30%% slower"
+    )
+    anim.add_argument("--channels-last", action="store_true", help="NHWC convolutions (tensor-core GPUs)")
+    anim.add_argument("--compile", action="store_true", help="torch.compile U-Net and ControlNet (CUDA)")
     anim.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
     anim.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default=None)
     anim.add_argument("--tiny-dir", type=Path, default=DEFAULT_TINY_DIR, help=argparse.SUPPRESS)
@@ -107,6 +112,7 @@ def animate_command(args: argparse.Namespace) -> int:
         width=width,
         transition_frames=args.transition_frames,
         frame_batch_size=args.frame_batch_size,
+        gradient_checkpointing=args.gradient_checkpointing,
         seed=args.seed,
         use_pacm=not args.no_pacm,
         use_dcam=not args.no_dcam,
@@ -133,7 +139,14 @@ def animate_command(args: argparse.Namespace) -> int:
     base, controlnet = resolve_model(args.model, args.controlnet, tiny_dir=args.tiny_dir)
     dtype = getattr(torch, args.dtype) if args.dtype else None
     try:
-        animator = PoseAnimator.from_pretrained(base, controlnet, device=args.device, dtype=dtype)
+        animator = PoseAnimator.from_pretrained(
+            base,
+            controlnet,
+            device=args.device,
+            dtype=dtype,
+            channels_last=args.channels_last,
+            compile=args.compile,
+        )
     except OSError as exc:
         raise ValueError(f"cannot load model {base!r} / {controlnet!r}: {str(exc).splitlines()[0]}") from None
     if animator.model_info.get("random_weights"):
