@@ -17,6 +17,7 @@ from api.errors import install_error_handlers
 from api.metrics import ApiMetrics
 from api.middleware import RequestContextMiddleware
 from api.routes import animations, files, system
+from api.sweeper import lifespan
 from worker.queue import QueueClient, create_celery
 from worker.settings import Settings, get_settings
 from worker.ssrf import Resolver, system_resolver
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = system_
         title="PoseAnimate",
         version="0.1.0",
         description=DESCRIPTION,
+        lifespan=lifespan,
         openapi_tags=[
             {"name": "animations", "description": "Submit and follow animation jobs"},
             {"name": "files", "description": "Signed links (local storage backend)"},

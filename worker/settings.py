@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     # --- Jobs and workers ---
     job_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+    interrupted_submission_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A submission unfinished after this long died with its API process: the API's sweeper"
+        " sends its job's queue message, and its Idempotency-Key may be claimed again.",
+    )
     max_attempts: int = Field(default=3, ge=1)
     soft_time_limit_s: int = Field(default=3300, ge=1)
     hard_time_limit_s: int = Field(default=3600, ge=2)

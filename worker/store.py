@@ -8,8 +8,9 @@ Redis keys (``{p}`` = ``POSEANIMATE_KEY_PREFIX``, default ``pa``):
 ``{p}:owner:{owner}:jobs``         zset    per-key index, score 0, members = time-sortable ids (lex paging)
 ``{p}:owner:{owner}:active``       zset    the key's queued+running jobs (score = reserve time): quota
 ``{p}:queue``                      zset    queued jobs by enqueue time: ``queue_position`` = rank + 1
+``{p}:unsent``                     zset    created jobs whose queue message is not confirmed sent (outbox)
 ``{p}:lock:{id}``                  string  job lock (``SET NX PX``, token, heartbeat-refreshed)
-``{p}:idem:{owner}:{sha256(key)}`` string  Idempotency-Key -> ``{"job_id", "hash"}``, TTL 24 h
+``{p}:idem:{owner}:{sha256(key)}`` string  Idempotency-Key -> ``{"job_id", "hash", "at"}``, TTL 24 h
 ``{p}:rl:{bucket}:{owner}``        string  GCRA rate-limit state (theoretical arrival time, ms)
 ``{p}:events:{id}``                pubsub  progress/status events for SSE and ``Prefer: wait``
 ``{p}:link-secret``                string  generated local-file link key, when none is configured
@@ -210,6 +211,30 @@ redis.call('ZADD', KEYS[1], now, ARGV[1])
 return 1
 """
 
+# The outbox: hand out entries older than the cutoff, each leased (re-scored to now) so that two
+# sweepers never send the same job at once and a sweeper that dies leaves it for the next sweep.
+_CLAIM_UNSENT = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], id) end
+return ids
+"""
+
+# Claim an Idempotency-Key, or return the earlier claim. A claim whose job record never appeared
+# (the API process died between claiming and creating) is taken over once it is older than any
+# submission can take, so the client's retry is not refused for the key's whole TTL.
+_CLAIM_IDEMPOTENCY = """
+local existing = redis.call('GET', KEYS[1])
+if existing then
+  local ok, claim = pcall(cjson.decode, existing)
+  if not ok or type(claim) ~= 'table' or redis.call('EXISTS', ARGV[3] .. tostring(claim['job_id'])) == 1
+     or tonumber(claim['at'] or ARGV[4]) > tonumber(ARGV[4]) - tonumber(ARGV[5]) then
+    return existing
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return false
+"""
+
 _LOCK_REFRESH = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
@@ -265,6 +290,8 @@ class JobStore:
         self._lock_refresh = client.register_script(_LOCK_REFRESH)
         self._lock_release = client.register_script(_LOCK_RELEASE)
         self._gcra = client.register_script(_GCRA)
+        self._claim_unsent = client.register_script(_CLAIM_UNSENT)
+        self._claim_idempotency = client.register_script(_CLAIM_IDEMPOTENCY)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "pa", **kwargs: Any) -> JobStore:
@@ -290,6 +317,10 @@ class JobStore:
     def queue_key(self) -> str:
         return f"{self.p}:queue"
 
+    @property
+    def unsent_key(self) -> str:
+        return f"{self.p}:unsent"
+
     def lock_key(self, job_id: str) -> str:
         return f"{self.p}:lock:{job_id}"
 
@@ -312,28 +343,48 @@ class JobStore:
         self.r.zrem(self.active_key(owner), job_id)
 
     def create(self, record: JobRecord) -> None:
-        """Write a new queued job, index it under its owner and put it in the queue order."""
+        """Write a new queued job, index it under its owner and put it in the queue order.
+
+        The job also enters the outbox until ``mark_sent``: if the process dies before its queue
+        message is sent, ``claim_unsent`` hands it to a sweeper, so no created job waits forever.
+        """
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self.job_key(record.id), mapping=record.to_hash())
         pipe.zadd(self.index_key(record.owner), {record.id: 0})
         pipe.zadd(self.queue_key, {record.id: record.created_at})
+        pipe.zadd(self.unsent_key, {record.id: record.created_at})
         pipe.execute()
+
+    def mark_sent(self, job_id: str) -> None:
+        self.r.zrem(self.unsent_key, job_id)
+
+    def claim_unsent(self, older_than_s: float, limit: int = 100) -> list[str]:
+        """Outbox entries older than ``older_than_s``, leased to this caller for that long."""
+        now = time.time()
+        ids = self._claim_unsent(keys=[self.unsent_key], args=[now - older_than_s, now, limit])
+        return [str(i) for i in ids]
 
     def idempotency_key(self, owner: str, key: str) -> str:
         return f"{self.p}:idem:{owner}:{hashlib.sha256(key.encode()).hexdigest()}"
 
     def claim_idempotency(
-        self, owner: str, key: str, job_id: str, body_hash: str, ttl_s: int
+        self, owner: str, key: str, job_id: str, body_hash: str, ttl_s: int, stale_after_s: float = 120.0
     ) -> dict[str, str] | None:
-        """Claim the key for ``job_id``; if already claimed, return the earlier ``{job_id, hash}``."""
-        rkey = self.idempotency_key(owner, key)
-        value = json.dumps({"job_id": job_id, "hash": body_hash})
-        if self.r.set(rkey, value, nx=True, ex=ttl_s):
+        """Claim the key for ``job_id``; if already claimed, return the earlier ``{job_id, hash}``.
+
+        A claim older than ``stale_after_s`` whose job was never created is abandoned (its request
+        died midway) and is taken over.
+        """
+        now = time.time()
+        value = json.dumps({"job_id": job_id, "hash": body_hash, "at": round(now, 3)})
+        existing = self._claim_idempotency(
+            keys=[self.idempotency_key(owner, key)],
+            args=[value, ttl_s, f"{self.p}:job:", now, stale_after_s],
+        )
+        if not existing:
             return None
-        existing = self.r.get(rkey)
-        if existing is None:  # expired between the two calls: claim again
-            return self.claim_idempotency(owner, key, job_id, body_hash, ttl_s)
-        return dict(json.loads(str(existing)))
+        claim = json.loads(str(existing))
+        return {"job_id": str(claim["job_id"]), "hash": str(claim["hash"])}
 
     def release_idempotency(self, owner: str, key: str, job_id: str) -> None:
         rkey = self.idempotency_key(owner, key)

@@ -164,6 +164,7 @@ async def create_animation(
             job_id,
             submission.request_hash,
             settings.idempotency_ttl_s,
+            settings.interrupted_submission_s,
         )
         if existing is not None:
             if existing["hash"] != submission.request_hash:

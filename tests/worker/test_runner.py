@@ -182,3 +182,41 @@ def test_quota_is_enforced_at_intake(env):
         accept_job(new_job_id(), "key_q", job, store=store, storage=storage, queue=runner.queue, max_active=2)
     with pytest.raises(QuotaExceeded):
         accept_job(new_job_id(), "key_q", job, store=store, storage=storage, queue=runner.queue, max_active=2)
+
+
+class DiesWhileSending:
+    """A queue client whose process is killed while it sends (BaseException: nothing cleans up)."""
+
+    def enqueue_animation(self, job_id):
+        raise SystemExit("killed")
+
+
+def test_job_whose_api_died_before_enqueueing_is_sent_by_the_sweeper_and_runs_once(env):
+    from worker.intake import send_unsent
+
+    _, store, storage, runner = env
+    job = ValidatedJob(params={"prompt": "p", "steps": 2, "size": 64}, image_png=png(), poses=EXAMPLE_POSES)
+    job_id = new_job_id()
+    with pytest.raises(SystemExit):
+        accept_job(job_id, "key_a", job, store=store, storage=storage, queue=DiesWhileSending(), max_active=5)
+    assert store.get(job_id).status is JobStatus.QUEUED  # stranded: no message was sent
+
+    broker = runner.queue.app.connection_for_write().default_channel.client
+    before = broker.llen("gpu")
+    assert send_unsent(store, runner.queue, older_than_s=0) == [job_id]
+    assert broker.llen("gpu") == before + 1
+    assert send_unsent(store, runner.queue, older_than_s=0) == []  # sent once, then out of the outbox
+    assert runner.run(job_id) == "succeeded"
+
+
+def test_sweeper_does_not_send_a_job_that_was_canceled_meanwhile(env):
+    from worker.intake import send_unsent
+
+    _, store, storage, runner = env
+    job = ValidatedJob(params={"prompt": "p"}, image_png=png(), poses=EXAMPLE_POSES)
+    job_id = new_job_id()
+    with pytest.raises(SystemExit):
+        accept_job(job_id, "key_a", job, store=store, storage=storage, queue=DiesWhileSending(), max_active=5)
+    store.request_cancel(job_id)
+    assert send_unsent(store, runner.queue, older_than_s=0) == []
+    assert store.claim_unsent(older_than_s=0) == []

@@ -228,3 +228,42 @@ def test_webhook_deliveries_are_recorded_with_the_job_ttl(store):
     store.record_delivery(job.id, {"webhook_id": "msg_1", "attempt": 1})
     assert store.deliveries(job.id) == [{"webhook_id": "msg_1", "attempt": 1}]
     assert store.r.ttl(store.deliveries_key(job.id)) > 0
+
+
+def test_created_job_stays_in_the_outbox_until_its_message_is_sent(store):
+    job = make(store)
+    assert store.claim_unsent(older_than_s=0) == [job.id]
+    store.mark_sent(job.id)
+    assert store.claim_unsent(older_than_s=0) == []
+
+
+def test_outbox_entry_is_leased_to_one_sweeper_at_a_time(store):
+    job = make(store)
+    assert store.claim_unsent(older_than_s=60) == []  # too young: its submission may still be sending
+    store.r.zadd(store.unsent_key, {job.id: time.time() - 61})
+    assert store.claim_unsent(older_than_s=60) == [job.id]
+    assert store.claim_unsent(older_than_s=60) == []  # leased: another sweeper does not get it
+    store.r.zadd(store.unsent_key, {job.id: time.time() - 61})  # the lease ran out (sweeper died)
+    assert store.claim_unsent(older_than_s=60) == [job.id]
+
+
+def test_abandoned_idempotency_claim_is_taken_over_once_stale(store):
+    # The API died after claiming the key and before creating the job: the key must not answer
+    # "in progress" for its whole TTL.
+    assert store.claim_idempotency("key_a", "k", "anim_dead", "h", 600, stale_after_s=0.2) is None
+    assert store.claim_idempotency("key_a", "k", "anim_2", "h", 600, stale_after_s=0.2) == {
+        "job_id": "anim_dead",
+        "hash": "h",
+    }
+    time.sleep(0.3)
+    assert store.claim_idempotency("key_a", "k", "anim_3", "h", 600, stale_after_s=0.2) is None
+    assert store.claim_idempotency("key_a", "k", "anim_4", "h", 600)["job_id"] == "anim_3"
+
+
+def test_idempotency_claim_of_a_created_job_is_never_taken_over(store):
+    job = make(store)
+    assert store.claim_idempotency("key_a", "k", job.id, "h", 600, stale_after_s=0.01) is None
+    time.sleep(0.05)
+    assert (
+        store.claim_idempotency("key_a", "k", "anim_other", "h", 600, stale_after_s=0.01)["job_id"] == job.id
+    )
