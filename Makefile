@@ -52,3 +52,14 @@ format: setup
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
+
+# --- One machine, no containers (deploy/local/, docs/deploy.md). Variables: MODEL=tiny|<hub id>|<dir>,
+# PORT (API, 8000), WORKER_METRICS_PORT (9101), RUN_DIR (.run); POSEANIMATE_* pass through.
+up: setup
+	$(PY) deploy/local/stack.py up
+
+down:
+	@$(if $(wildcard $(PY)),$(PY),$(PYTHON)) deploy/local/stack.py down
+
+demo:
+	$(PY) deploy/local/demo.py
