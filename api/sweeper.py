@@ -1,8 +1,8 @@
-"""The outbox sweeper: sends the queue message of jobs whose submitting API process died.
+"""The recovery sweeper: every API process runs ``worker.recovery``'s sweeps for the app's lifetime.
 
-A submission writes the job record and then sends its Celery message; a process killed between the
-two leaves a queued job that no worker will ever receive (and that holds a quota slot). Every API
-process runs this loop for the app's lifetime; the store leases each stranded job to one sweeper.
+It sends the queue message of jobs whose submitting API process died between creating the job and
+sending it, and of running jobs whose worker vanished (job lock expired). The store hands each such
+job to one sweeper only.
 """
 
 from __future__ import annotations
@@ -15,21 +15,26 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from worker.intake import send_unsent
+from worker.recovery import resend_orphaned, send_unsent
 
 log = logging.getLogger(__name__)
 
 
 async def sweep_forever(app: FastAPI) -> None:
     services = app.state.services
-    older_than_s = services.settings.interrupted_submission_s
-    interval_s = min(max(older_than_s / 2, 0.2), 30.0)
+    settings = services.settings
+    interval_s = min(max(min(settings.interrupted_submission_s, settings.lock_ttl_s) / 2, 0.2), 30.0)
     while True:
         await asyncio.sleep(interval_s)
         try:
-            await run_in_threadpool(send_unsent, services.store, services.queue, older_than_s=older_than_s)
+            await run_in_threadpool(
+                send_unsent, services.store, services.queue, older_than_s=settings.interrupted_submission_s
+            )
+            await run_in_threadpool(
+                resend_orphaned, services.store, services.queue, lock_ttl_s=settings.lock_ttl_s
+            )
         except Exception as exc:  # Redis down: the next sweep tries again
-            log.warning("outbox sweep failed", extra={"error": type(exc).__name__})
+            log.warning("recovery sweep failed", extra={"error": type(exc).__name__})
 
 
 @asynccontextmanager

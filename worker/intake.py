@@ -3,7 +3,7 @@
 The order matters: inputs are in storage and the record exists before the message is sent, so a
 worker never receives an id it cannot run; if anything fails midway, what was taken is given back.
 A process that dies between creating the record and sending the message leaves the job in the
-store's outbox; ``send_unsent`` (the API's sweeper) sends it later, so no created job is stranded.
+store's outbox; ``worker.recovery.send_unsent`` (the API's sweeper) sends it later.
 """
 
 from __future__ import annotations
@@ -102,18 +102,3 @@ def accept_job(
     except Exception:  # the job is queued; at worst the sweeper sends a duplicate, which is skipped
         log.warning("could not clear the outbox entry", extra={"job_id": job_id}, exc_info=True)
     return record
-
-
-def send_unsent(store: JobStore, queue: QueueClient, *, older_than_s: float) -> list[str]:
-    """Send the queue message of every job created more than ``older_than_s`` ago whose sending was
-    never confirmed (its API process died in between). A duplicate message is harmless: the job
-    lock and the finished-job check let only one copy run. Returns the ids sent."""
-    sent = []
-    for job_id in store.claim_unsent(older_than_s):
-        record = store.get(job_id)
-        if record is not None and record.status is JobStatus.QUEUED:
-            queue.enqueue_animation(job_id)
-            sent.append(job_id)
-            log.warning("sent the queue message of an interrupted submission", extra={"job_id": job_id})
-        store.mark_sent(job_id)
-    return sent

@@ -9,6 +9,7 @@ Redis keys (``{p}`` = ``POSEANIMATE_KEY_PREFIX``, default ``pa``):
 ``{p}:owner:{owner}:active``       zset    the key's queued+running jobs (score = reserve time): quota
 ``{p}:queue``                      zset    queued jobs by enqueue time: ``queue_position`` = rank + 1
 ``{p}:unsent``                     zset    created jobs whose queue message is not confirmed sent (outbox)
+``{p}:running``                    zset    running jobs, checked for a live job lock (score: next check)
 ``{p}:lock:{id}``                  string  job lock (``SET NX PX``, token, heartbeat-refreshed)
 ``{p}:idem:{owner}:{sha256(key)}`` string  Idempotency-Key -> ``{"job_id", "hash", "at"}``, TTL 24 h
 ``{p}:rl:{bucket}:{owner}``        string  GCRA rate-limit state (theoretical arrival time, ms)
@@ -152,6 +153,7 @@ if not switched then
   for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 end
 if to ~= 'queued' then redis.call('ZREM', KEYS[2], ARGV[1]) end
+if to ~= 'running' then redis.call('ZREM', KEYS[5], ARGV[1]) end
 if to == 'succeeded' or to == 'failed' or to == 'canceled' then
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[4])
   redis.call('ZREM', KEYS[3], ARGV[1])
@@ -173,6 +175,7 @@ redis.call('HSET', KEYS[1], 'status', 'running', 'stage', 'loading', 'progress',
            'model_name', ARGV[4], 'random_weights', ARGV[5], 'worker', ARGV[6])
 if not redis.call('HGET', KEYS[1], 'started_at') then redis.call('HSET', KEYS[1], 'started_at', ARGV[2]) end
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 return {'started', tostring(attempts + 1)}
 """
 
@@ -235,6 +238,27 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return false
 """
 
+# Running jobs whose lock is gone: their worker died without recording an outcome (a lost node, or
+# Redis down when the job ended), and Redis would redeliver the message only after the visibility
+# timeout (hours). Scores are when a job started or was last seen alive; one older than the lock TTL
+# is checked: alive -> checked again a TTL later; orphan -> returned once and dropped from the index
+# (its next start adds it back).
+_CLAIM_ORPHANED = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local orphans = {}
+for _, id in ipairs(ids) do
+  if redis.call('HGET', ARGV[4] .. id, 'status') ~= 'running' then
+    redis.call('ZREM', KEYS[1], id)
+  elseif redis.call('EXISTS', ARGV[5] .. id) == 1 then
+    redis.call('ZADD', KEYS[1], ARGV[2], id)
+  else
+    redis.call('ZREM', KEYS[1], id)
+    table.insert(orphans, id)
+  end
+end
+return orphans
+"""
+
 _LOCK_REFRESH = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
@@ -292,6 +316,7 @@ class JobStore:
         self._gcra = client.register_script(_GCRA)
         self._claim_unsent = client.register_script(_CLAIM_UNSENT)
         self._claim_idempotency = client.register_script(_CLAIM_IDEMPOTENCY)
+        self._claim_orphaned = client.register_script(_CLAIM_ORPHANED)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "pa", **kwargs: Any) -> JobStore:
@@ -320,6 +345,10 @@ class JobStore:
     @property
     def unsent_key(self) -> str:
         return f"{self.p}:unsent"
+
+    @property
+    def running_key(self) -> str:
+        return f"{self.p}:running"
 
     def lock_key(self, job_id: str) -> str:
         return f"{self.p}:lock:{job_id}"
@@ -357,6 +386,16 @@ class JobStore:
 
     def mark_sent(self, job_id: str) -> None:
         self.r.zrem(self.unsent_key, job_id)
+
+    def claim_orphaned(self, lock_ttl_s: float, limit: int = 100) -> list[str]:
+        """Running jobs without a job lock (checked ``lock_ttl_s`` after they started or were last
+        seen alive): their worker is gone. Each is returned once."""
+        now = time.time()
+        ids = self._claim_orphaned(
+            keys=[self.running_key],
+            args=[now - lock_ttl_s, now, limit, f"{self.p}:job:", f"{self.p}:lock:"],
+        )
+        return [str(i) for i in ids]
 
     def claim_unsent(self, older_than_s: float, limit: int = 100) -> list[str]:
         """Outbox entries older than ``older_than_s``, leased to this caller for that long."""
@@ -472,7 +511,13 @@ class JobStore:
                 json.dumps(value, separators=(",", ":")) if isinstance(value, dict | list) else str(value),
             ]
         outcome, status = self._transition(
-            keys=[self.job_key(job_id), self.queue_key, self.active_key(owner), self.deliveries_key(job_id)],
+            keys=[
+                self.job_key(job_id),
+                self.queue_key,
+                self.active_key(owner),
+                self.deliveries_key(job_id),
+                self.running_key,
+            ],
             args=args,
         )
         if outcome == "ok":
@@ -483,7 +528,7 @@ class JobStore:
         self, job_id: str, max_attempts: int, model_name: str, random_weights: bool, worker: str = ""
     ) -> StartResult:
         outcome, value = self._start(
-            keys=[self.job_key(job_id), self.queue_key],
+            keys=[self.job_key(job_id), self.queue_key, self.running_key],
             args=[job_id, time.time(), max_attempts, model_name, "1" if random_weights else "0", worker],
         )
         if outcome == "started":

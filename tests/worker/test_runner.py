@@ -192,7 +192,7 @@ class DiesWhileSending:
 
 
 def test_job_whose_api_died_before_enqueueing_is_sent_by_the_sweeper_and_runs_once(env):
-    from worker.intake import send_unsent
+    from worker.recovery import send_unsent
 
     _, store, storage, runner = env
     job = ValidatedJob(params={"prompt": "p", "steps": 2, "size": 64}, image_png=png(), poses=EXAMPLE_POSES)
@@ -210,7 +210,7 @@ def test_job_whose_api_died_before_enqueueing_is_sent_by_the_sweeper_and_runs_on
 
 
 def test_sweeper_does_not_send_a_job_that_was_canceled_meanwhile(env):
-    from worker.intake import send_unsent
+    from worker.recovery import send_unsent
 
     _, store, storage, runner = env
     job = ValidatedJob(params={"prompt": "p"}, image_png=png(), poses=EXAMPLE_POSES)
@@ -220,3 +220,19 @@ def test_sweeper_does_not_send_a_job_that_was_canceled_meanwhile(env):
     store.request_cancel(job_id)
     assert send_unsent(store, runner.queue, older_than_s=0) == []
     assert store.claim_unsent(older_than_s=0) == []
+
+
+def test_running_job_whose_worker_vanished_is_sent_again_and_runs_as_a_new_attempt(env):
+    from worker.recovery import resend_orphaned
+
+    _, store, _, runner = env
+    record = submit(env)
+    store.start_attempt(record.id, 2, "noop", False)  # a worker started it, then its node was lost
+    store.r.zadd(store.running_key, {record.id: 0})  # ... a lock TTL ago
+    broker = runner.queue.app.connection_for_write().default_channel.client
+    before = broker.llen("gpu")
+    assert resend_orphaned(store, runner.queue, lock_ttl_s=2) == [record.id]
+    assert broker.llen("gpu") == before + 1
+    assert runner.run(record.id) == "succeeded"
+    assert store.get(record.id).attempts == 2
+    assert resend_orphaned(store, runner.queue, lock_ttl_s=0) == []

@@ -267,3 +267,18 @@ def test_idempotency_claim_of_a_created_job_is_never_taken_over(store):
     assert (
         store.claim_idempotency("key_a", "k", "anim_other", "h", 600, stale_after_s=0.01)["job_id"] == job.id
     )
+
+
+def test_running_job_whose_lock_expired_is_claimed_once_as_an_orphan(store):
+    alive, dead, done = make(store), make(store), make(store)
+    for job in (alive, dead, done):
+        store.start_attempt(job.id, 3, "m", False)
+    store.try_lock(alive.id, "t", 60)
+    store.transition(done.id, JobStatus.SUCCEEDED, outputs={"video": "v", "poster": "p"})
+    assert store.claim_orphaned(lock_ttl_s=60) == []  # just started: each had a lock TTL to take its lock
+    store.r.zadd(store.running_key, {alive.id: 0, dead.id: 0})
+    assert store.claim_orphaned(lock_ttl_s=60) == [dead.id]
+    assert store.claim_orphaned(lock_ttl_s=60) == []  # returned once; the alive one is checked later
+    assert store.r.zscore(store.running_key, alive.id) > time.time() - 5
+    store.start_attempt(dead.id, 3, "m", False)  # the next attempt tracks it again
+    assert store.r.zscore(store.running_key, dead.id) is not None
