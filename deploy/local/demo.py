@@ -6,7 +6,7 @@ then downloads the video and the poster through the links in the finished job.
 
 The URL and API key come from the state ``make up`` wrote (``.run/stack.json``), or from
 ``--url`` / ``--api-key`` for any other deployment. With the tiny random-weight model the job is
-kept small (64 px, 4 steps) unless ``--size`` / ``--steps`` say otherwise.
+kept small (64 px, 2 steps) unless ``--size`` / ``--steps`` say otherwise.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-key", help="API key (default: the one `make up` configured)")
     parser.add_argument("--out", type=Path, help="where to save the MP4 (default: <run-dir>/demo.mp4)")
     parser.add_argument("--size", type=int, help="square size in pixels (default: 512; 64 on the tiny model)")
-    parser.add_argument("--steps", type=int, help="DDIM steps (default: 50; 4 on the tiny model)")
+    parser.add_argument("--steps", type=int, help="DDIM steps (default: 50; 2 on the tiny model)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the job")
     args = parser.parse_args(argv)
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     tiny = bool(state.get("random_weights")) and not args.url
     size = args.size or (64 if tiny else None)
-    steps = args.steps or (4 if tiny else None)
+    steps = args.steps or (2 if tiny else None)
     out = (args.out or args.run_dir / "demo.mp4").resolve()
 
     fields = {"prompt": "a photo of an astronaut", "subject_words": "astronaut"}

@@ -495,7 +495,7 @@ def up(args: argparse.Namespace) -> int:
 def print_banner(state: dict[str, Any]) -> None:
     url, key = state.get("api_url"), state.get("api_key")
     tiny = " (tiny RANDOM-WEIGHT model: output is noise)" if state.get("random_weights") else ""
-    size = "-F size=64 -F steps=4 " if state.get("random_weights") else ""
+    size = "-F size=64 -F steps=2 " if state.get("random_weights") else ""
     run_dir = Path(str(state.get("run_dir") or REPO / ".run"))
     where = "" if run_dir == REPO / ".run" else f" RUN_DIR={run_dir}"
     say(

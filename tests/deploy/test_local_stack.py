@@ -110,7 +110,13 @@ def test_make_up_serves_jobs_and_make_down_stops_everything(stack_env: dict[str,
     ) as api:
         reply = api.post(
             "/animations",
-            data={"prompt": "a photo of an astronaut", "size": "64", "steps": "2", "transition_frames": "1"},
+            # The demo's own settings: its run below reuses this job's inversion (the engine's cache).
+            data={
+                "prompt": "a photo of an astronaut",
+                "subject_words": "astronaut",
+                "size": "64",
+                "steps": "2",
+            },
             files={
                 "image": (EXAMPLES / "astronaut.jpg").read_bytes(),
                 "poses": (EXAMPLES / "raise_arms.json").read_bytes(),
