@@ -123,6 +123,10 @@ def _worker(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    # A warm shutdown lets the running job finish; it cannot run past the hard time limit anyway.
+    shutdown_timeout = (
+        args.shutdown_timeout if args.shutdown_timeout is not None else settings.hard_time_limit_s + 60.0
+    )
     code = 0
     try:
         # If one consumer dies the worker is degraded: stop the other and let the orchestrator restart us.
@@ -132,7 +136,7 @@ def _worker(args: argparse.Namespace) -> int:
         forward(signal.SIGTERM, None)
         for child in children:
             try:
-                child.wait(timeout=args.shutdown_timeout)
+                child.wait(timeout=shutdown_timeout)
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
@@ -167,7 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-port", type=int, default=None, help="default: POSEANIMATE_WORKER_METRICS_PORT + gpu"
     )
     work.add_argument("--loglevel", default="INFO")
-    work.add_argument("--shutdown-timeout", type=float, default=60.0)
+    work.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=None,
+        help="seconds a warm shutdown waits for the running job (default: the hard time limit + 60)",
+    )
     work.set_defaults(func=_worker)
 
     try:
