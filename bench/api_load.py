@@ -350,6 +350,15 @@ def _proc_table() -> dict[int, tuple[int, float]]:
     return table
 
 
+def machine_busy_cpu() -> float:
+    """CPU seconds the whole machine spent busy since boot (all cores; /proc/stat)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return (sum(fields[:8]) - idle) / _TICK  # user nice system idle iowait irq softirq steal
+    return 0.0
+
+
 def tree_cpu(roots: dict[str, int]) -> dict[str, float]:
     table = _proc_table()
     children: dict[int, list[int]] = {}
@@ -577,6 +586,7 @@ class Bench:
         self, name: str, endpoint: str, load: Load, *, duration: float, concurrency: int, rate: float | None
     ) -> dict[str, Any]:
         cpu_before = tree_cpu(self.stack.pids) if self.stack.pids else {}
+        busy_before = machine_busy_cpu()
         wall = time.perf_counter()
         if self.hey:
             sample = run_hey(
@@ -592,10 +602,14 @@ class Bench:
             sample = run_python(load, duration=duration, concurrency=concurrency, rate=rate)
         wall = time.perf_counter() - wall
         cpu_after = tree_cpu(self.stack.pids) if self.stack.pids else {}
+        busy = machine_busy_cpu() - busy_before
         lat = sorted(sample.latencies)
         ok = sum(n for status, n in sample.statuses.items() if 200 <= status < 300)
         cpu = {k: round(cpu_after[k] - cpu_before[k], 2) for k in cpu_after}
         cpu["loadgen"] = round(sample.loadgen_cpu_s, 2)
+        # Everything else the machine ran meanwhile (this script, the kernel, other users): a large
+        # value means the figures are disturbed.
+        cpu["other"] = round(max(0.0, busy - sum(cpu.values())), 2)
 
         def ms(v: float) -> float:
             return round(v * 1000, 2)
@@ -621,7 +635,7 @@ class Bench:
                 "mean": ms(sum(lat) / len(lat)) if lat else math.nan,
             },
             "cpu_s": cpu,
-            "cpu_busy_of_machine": round(sum(cpu.values()) / (wall * (os.cpu_count() or 1)), 2),
+            "cpu_busy_of_machine": round(busy / (wall * (os.cpu_count() or 1)), 2),
         }
 
     def submit(self, body: bytes, content_type: str) -> dict[str, Any]:
@@ -778,16 +792,16 @@ def print_table(report: dict[str, Any]) -> None:
         print(f"\nNOTE: {lg['note']}")
     print(
         "\n| phase | offered req/s | conns | requests | achieved req/s | p50 ms | p95 ms | p99 ms | max ms "
-        "| non-2xx | CPU s api / redis / worker / loadgen |"
+        "| non-2xx | CPU s api / redis / loadgen / other | machine busy |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for r in report["results"]:
         lat, cpu = r["latency_ms"], r["cpu_s"]
-        cpu_text = " / ".join(f"{cpu.get(k, 0):.1f}" for k in ("api", "redis", "worker", "loadgen"))
+        cpu_text = " / ".join(f"{cpu.get(k, 0):.1f}" for k in ("api", "redis", "loadgen", "other"))
         print(
             f"| {r['name']} | {r['offered_rps'] or 'max'} | {r['concurrency']} | {r['requests']} "
             f"| {r['achieved_rps']} | {lat['p50']} | {lat['p95']} | {lat['p99']} | {lat['max']} "
-            f"| {r['non_2xx'] + r['errors']} | {cpu_text} |"
+            f"| {r['non_2xx'] + r['errors']} | {cpu_text} | {100 * r['cpu_busy_of_machine']:.0f}% |"
         )
     print("\n| target | offered req/s | achieved req/s | p99 ms | holds |\n|---|---:|---:|---:|---|")
     for tg in report["targets"]:
