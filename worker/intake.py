@@ -69,9 +69,13 @@ def accept_job(
     queue: QueueClient,
     max_active: int,
     request_hash: str = "",
+    interrupted_after_s: float = 600.0,
 ) -> JobRecord:
-    """Persist and enqueue. Raises ``QuotaExceeded``, ``StorageUnavailable`` or ``QueueUnavailable``."""
-    if not store.reserve_slot(owner, job_id, max_active):
+    """Persist and enqueue. Raises ``QuotaExceeded``, ``StorageUnavailable`` or ``QueueUnavailable``.
+
+    A quota slot whose job was never created (its request died after ``interrupted_after_s``) is
+    given back by the next reservation."""
+    if not store.reserve_slot(owner, job_id, max_active, stale_after_s=interrupted_after_s):
         raise QuotaExceeded()
     try:
         names = store_inputs(storage, job_id, job)

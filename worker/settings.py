@@ -91,7 +91,7 @@ class Settings(BaseSettings):
         default=120.0,
         gt=0,
         description="A submission unfinished after this long died with its API process: the API's sweeper"
-        " sends its job's queue message, and its Idempotency-Key may be claimed again.",
+        " sends its job's queue message; its quota slot and Idempotency-Key are freed.",
     )
     max_attempts: int = Field(default=3, ge=1)
     soft_time_limit_s: int = Field(default=3300, ge=1)

@@ -187,6 +187,7 @@ async def create_animation(
                 storage=services.storage,
                 queue=services.queue,
                 max_active=settings.max_active_jobs,
+                interrupted_after_s=settings.interrupted_submission_s,
                 request_hash=submission.request_hash,
             )
         )
