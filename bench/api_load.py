@@ -673,6 +673,16 @@ class Bench:
         if not a.keep_worker:
             self.stack.stop_worker()
         status_load = Load("GET", f"{self.stack.url}/animations/{probe['id']}", self.auth)
+        results: list[dict[str, Any]] = []
+        if "status" in a.phases:
+            results += self.status_phases(status_load)
+        for kind, (body, ctype) in bodies.items():
+            if kind in a.phases:
+                results += self.submit_phases(kind, body, ctype)
+        return results
+
+    def status_phases(self, status_load: Load) -> list[dict[str, Any]]:
+        a = self.args
         results = []
         # warm-up: connections, code paths, allocator
         self.measure(
@@ -698,34 +708,38 @@ class Bench:
                 rate=None,
             )
         )
-        for kind, (body, ctype) in bodies.items():
-            load = Load("POST", self.stack.url + "/animations", self.auth, body, ctype)
+        return results
+
+    def submit_phases(self, kind: str, body: bytes, ctype: str) -> list[dict[str, Any]]:
+        a = self.args
+        results = []
+        load = Load("POST", self.stack.url + "/animations", self.auth, body, ctype)
+        self.measure(
+            "warmup", "", load, duration=a.warmup, concurrency=a.submit_concurrency, rate=a.submit_rate
+        )
+        self.stack.reset_queue()
+        results.append(
             self.measure(
-                "warmup", "", load, duration=a.warmup, concurrency=a.submit_concurrency, rate=a.submit_rate
+                f"submit {kind} @ fixed rate",
+                f"POST /animations ({kind})",
+                load,
+                duration=a.duration,
+                concurrency=a.submit_concurrency,
+                rate=a.submit_rate,
             )
-            self.stack.reset_queue()
-            results.append(
-                self.measure(
-                    f"submit {kind} @ fixed rate",
-                    f"POST /animations ({kind})",
-                    load,
-                    duration=a.duration,
-                    concurrency=a.submit_concurrency,
-                    rate=a.submit_rate,
-                )
+        )
+        self.stack.reset_queue()
+        results.append(
+            self.measure(
+                f"submit {kind}, closed loop",
+                f"POST /animations ({kind})",
+                load,
+                duration=a.duration,
+                concurrency=a.submit_concurrency,
+                rate=None,
             )
-            self.stack.reset_queue()
-            results.append(
-                self.measure(
-                    f"submit {kind}, closed loop",
-                    f"POST /animations ({kind})",
-                    load,
-                    duration=a.duration,
-                    concurrency=a.submit_concurrency,
-                    rate=None,
-                )
-            )
-            self.stack.reset_queue()
+        )
+        self.stack.reset_queue()
         return results
 
 
@@ -838,6 +852,12 @@ def main(argv: list[str] | None = None) -> int:
         default=5,
         help="fixed-rate phases: split the connections over this many hey processes started "
         "evenly staggered over one send interval (hey's per-connection timers start together)",
+    )
+    parser.add_argument(
+        "--phases",
+        type=lambda v: set(v.split(",")),
+        default={"status", "multipart", "json"},
+        help="comma-separated subset of status,multipart,json (default: all)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, storage)")
     parser.add_argument("--json", action="store_true")
