@@ -17,7 +17,7 @@ from worker.queue import QueueClient
 from worker.settings import Settings
 from worker.ssrf import Resolver, system_resolver
 from worker.storage import Storage
-from worker.store import JobStore
+from worker.store import JobStore, RateDecision
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,8 @@ class Services:
         return None
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: a plain function dependency would cost every request a threadpool round trip.
     services: Services = request.app.state.services
     return services
 
@@ -66,24 +67,26 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
 
 
-def authenticate(
-    services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> str:
-    """The caller's owner id (a hash of its key, never the key), after the per-key rate limit."""
-    settings = services.settings
-    if not settings.auth_enabled:
-        owner = LOCAL_OWNER
-    else:
-        owner_or_none = services.owner_for(credentials.credentials) if credentials else None
-        if owner_or_none is None:
-            raise ApiError(
-                401,
-                "unauthorized",
-                "a valid API key is required: Authorization: Bearer <key>",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        owner = owner_or_none
-    decision = services.store.rate_limit("req", owner, settings.rate_limit_requests_per_minute)
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def identify(services: Services, credentials: HTTPAuthorizationCredentials | None) -> str:
+    """The caller's owner id (a hash of its key, never the key), or 401. No Redis: the caller must
+    still apply the per-key rate limit (``authenticate`` does; so does the status read)."""
+    if not services.settings.auth_enabled:
+        return LOCAL_OWNER
+    owner = services.owner_for(credentials.credentials) if credentials else None
+    if owner is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "a valid API key is required: Authorization: Bearer <key>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return owner
+
+
+def enforce_rate_limit(decision: RateDecision) -> None:
     if not decision.allowed:
         raise ApiError(
             429,
@@ -91,6 +94,13 @@ def authenticate(
             "too many requests for this API key",
             headers=retry_after(decision.retry_after_s),
         )
+
+
+def authenticate(services: ServicesDep, credentials: BearerCredentials) -> str:
+    """The caller's owner id (a hash of its key, never the key), after the per-key rate limit."""
+    owner = identify(services, credentials)
+    settings = services.settings
+    enforce_rate_limit(services.store.rate_limit("req", owner, settings.rate_limit_requests_per_minute))
     return owner
 
 

@@ -283,6 +283,8 @@ redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now) + 1000)
 return {1, 0}
 """
 
+_GCRA_SHA = hashlib.sha1(_GCRA.encode()).hexdigest()  # what EVALSHA names the script by
+
 _TERMINAL = {s.value for s in JobStatus if s.is_terminal()}
 
 
@@ -609,6 +611,55 @@ class JobStore:
             keys=[f"{self.p}:rl:{bucket}:{owner}"], args=[60000.0 / per_minute, per_minute]
         )
         return RateDecision(bool(int(allowed)), float(retry_ms) / 1000.0)
+
+    def rate_limited_read(
+        self, bucket: str, owner: str, per_minute: int, job_id: str | None
+    ) -> tuple[RateDecision, JobSnapshot | None]:
+        """``rate_limit`` and, in the same round trip, ``owner``'s job with what its view needs (queue
+        position, webhook deliveries): the status poll's one pipeline instead of four commands.
+
+        ``job_id=None`` applies the rate limit only. The snapshot is None unless ``owner`` owns the
+        job (as ``get_owned``); whether the caller may see it is the caller's decision to enforce.
+        """
+        rl_args = [f"{self.p}:rl:{bucket}:{owner}", 60000.0 / per_minute, per_minute]
+        read = job_id is not None and job_id.startswith("anim_") and len(job_id) < 64
+        for attempt in (1, 2):
+            pipe = self.r.pipeline(transaction=False)
+            # evalsha, not the Script object: a pipeline would check SCRIPT EXISTS on every execute.
+            pipe.evalsha(_GCRA_SHA, 1, *rl_args)
+            if read:
+                pipe.hgetall(self.job_key(job_id))  # type: ignore[arg-type]
+                pipe.zrank(self.queue_key, job_id)
+                pipe.lrange(self.deliveries_key(job_id), 0, -1)  # type: ignore[arg-type]
+            try:
+                replies = pipe.execute()
+                break
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise
+                self.r.script_load(_GCRA)  # Redis restarted or flushed its script cache
+        allowed, retry_ms = replies[0]
+        decision = RateDecision(bool(int(allowed)), float(retry_ms) / 1000.0)
+        if not read or not replies[1]:
+            return decision, None
+        record = JobRecord.from_hash(replies[1])
+        if record.owner != owner:  # another key's job looks exactly like a missing one
+            return decision, None
+        rank = replies[2]
+        return decision, JobSnapshot(
+            record,
+            queue_position=None if rank is None else int(rank) + 1,
+            deliveries=[json.loads(x) for x in replies[3]],
+        )
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """A job record read together with its queue position and webhook delivery attempts."""
+
+    record: JobRecord
+    queue_position: int | None
+    deliveries: list[dict[str, Any]]
 
 
 def is_terminal_value(status: str) -> bool:

@@ -12,7 +12,14 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Owner, Services, ServicesDep
+from api.deps import (
+    BearerCredentials,
+    Owner,
+    Services,
+    ServicesDep,
+    enforce_rate_limit,
+    identify,
+)
 from api.errors import PROBLEM_JSON, ApiError, retry_after
 from api.intake import read_submission, validate_submission
 from api.waiting import follow, wait_for_terminal
@@ -23,7 +30,9 @@ from worker.views import emit_webhook, job_view
 
 router = APIRouter(prefix="/animations", tags=["animations"])
 
-JobId = Annotated[str, Path(pattern=r"^anim_[0-9A-Z]{26}$", examples=["anim_01JD8X3K4M5N6P7Q8R9S0T1V2W"])]
+JOB_ID_PATTERN = r"^anim_[0-9A-Z]{26}$"
+JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, examples=["anim_01JD8X3K4M5N6P7Q8R9S0T1V2W"])]
+_JOB_ID = re.compile(JOB_ID_PATTERN)
 MAX_PREFER_WAIT_S = 60
 IDEMPOTENCY_WAIT_S = 10.0
 _WAIT = re.compile(r"(?:^|[\s,;])wait=(\d+)")
@@ -233,9 +242,39 @@ def owned_job(job_id: JobId, services: ServicesDep, owner: Owner) -> JobRecord:
 OwnedJob = Annotated[JobRecord, Depends(owned_job)]
 
 
+def read_job(request: Request, services: ServicesDep, credentials: BearerCredentials) -> Job | None:
+    """The status poll's dependency: auth (401), then the per-key rate limit (429) and the job with
+    its queue position and deliveries in ONE Redis pipeline, then 404, then the view (signed links).
+
+    It reads the id from the path itself, so it runs before the route validates the id: a malformed
+    id is rate-limited and then answered 422 by the route, as under ``owned_job``. Blocking (Redis,
+    presigning): FastAPI runs it in the threadpool, the one hop of this request.
+    """
+    owner = identify(services, credentials)
+    job_id = str(request.path_params.get("job_id", ""))
+    wanted = job_id if _JOB_ID.fullmatch(job_id) else None
+    decision, snapshot = services.store.rate_limited_read(
+        "req", owner, services.settings.rate_limit_requests_per_minute, wanted
+    )
+    enforce_rate_limit(decision)
+    if wanted is None:
+        return None  # the route's own validation of the id answers 422
+    if snapshot is None:  # another key's job is indistinguishable from a missing one
+        raise ApiError(404, "not_found", "no such animation")
+    return job_view(
+        snapshot.record,
+        storage=services.storage,
+        url_ttl_s=services.settings.output_url_ttl_s,
+        base_url=services.settings.public_base_url or str(request.base_url),
+        queue_position=snapshot.queue_position,
+        deliveries=snapshot.deliveries if snapshot.record.webhook_url else None,
+    )
+
+
 @router.get("/{job_id}", response_model=Job, summary="Get a job", responses=problems(401, 404, 429, 503))
-def get_animation(request: Request, services: ServicesDep, record: OwnedJob) -> Job:
-    return view(services, request, record)
+async def get_animation(job_id: JobId, job: Annotated[Job | None, Depends(read_job)]) -> Job:
+    assert job is not None  # read_job returns None only for a malformed id, which never gets here
+    return job
 
 
 @router.get(
