@@ -21,3 +21,13 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from engine.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model") / "model")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Chaos tests (minutes of killed processes and outages) run only when selected: `make chaos`."""
+    if "chaos" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="chaos test: run with `make chaos` (pytest -m chaos)")
+    for item in items:
+        if item.get_closest_marker("chaos"):
+            item.add_marker(skip)

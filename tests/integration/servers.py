@@ -6,12 +6,17 @@ tests/api, tests/worker and tests/integration.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
+import os
 import queue
 import shutil
+import signal
 import socket
+import struct
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -44,6 +49,7 @@ class RedisServer:
     port: int
     proc: subprocess.Popen[bytes]
     workdir: Path
+    command: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -54,42 +60,50 @@ class RedisServer:
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown save; only what the append-only file holds survives."""
+        self.proc.kill()
+        self.proc.wait(5)
+
+    def start(self) -> None:
+        """Start again on the same port and directory (after ``stop`` or ``kill``)."""
+        self.proc = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port)
 
 
 @contextmanager
-def redis_server(workdir: Path) -> Iterator[RedisServer]:
+def redis_server(workdir: Path, *, appendonly: bool = False) -> Iterator[RedisServer]:
+    """``appendonly``: persist every write (AOF, fsync always) so a restart keeps the data."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed (make services installs it)")
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-            "--logfile",
-            str(workdir / "redis.log"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    server = RedisServer(port, proc, workdir)
+    persistence = ["--appendonly", "yes", "--appendfsync", "always"] if appendonly else ["--appendonly", "no"]
+    command = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        *persistence,
+        "--dir",
+        str(workdir),
+        "--logfile",
+        str(workdir / "redis.log"),
+    ]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = RedisServer(port, proc, workdir, command)
     try:
         wait_for_port(port)
         yield server
     finally:
-        server.stop()
+        if server.proc.poll() is None:
+            server.stop()
 
 
 @contextmanager
@@ -176,3 +190,170 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class TcpProxy:
+    """A loopback TCP proxy that fakes an outage of whatever is behind it (an S3 endpoint, a broker).
+
+    ``up = False``: new connections are reset at once (``attempts`` records when each came).
+    ``hang = True``: new connections are accepted and never answered, like a blackholed host.
+    ``cut()`` closes the connections already open, so clients must reconnect into the outage."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.up = True
+        self.hang = False
+        self.attempts: list[float] = []
+        self._open: list[socket.socket] = []
+        self._server = socket.socket()
+        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(64)
+        self.port = int(self._server.getsockname()[1])
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            if self.hang:
+                self._open.append(client)  # held open, never answered
+                continue
+            if not self.up:
+                self.attempts.append(time.monotonic())
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                client.close()  # RST: the endpoint is down
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            self._open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        open_now, self._open = self._open, []
+        for sock in open_now:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._server.close()
+        self.cut()
+
+
+@dataclass
+class WorkerProcess:
+    """``poseanimate worker`` (or a Celery worker of another app module) as a child process."""
+
+    env: dict[str, str]
+    cwd: Path
+    log_path: Path
+    args: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.args,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.cwd,
+                start_new_session=True,
+            )
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (supervisor, Celery and job processes), as a lost node."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def records(self) -> list[dict[str, Any]]:
+        """The JSON log records (Celery's own plain-text lines are skipped)."""
+        out = []
+        for line in self.log().splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    out.append(json.loads(line))
+        return out
+
+
+def poseanimate_command() -> list[str]:
+    console_script = Path(sys.executable).parent / "poseanimate"
+    return [str(console_script)] if console_script.exists() else [sys.executable, "-m", "worker.cli"]
+
+
+@contextmanager
+def worker_process(
+    env: dict[str, str],
+    cwd: Path,
+    *,
+    name: str = "worker",
+    queues: str = "gpu,io",
+    metrics_port: int | None = None,
+    celery_app: str | None = None,
+) -> Iterator[WorkerProcess]:
+    """``poseanimate worker --queues ...``; with ``celery_app`` ("module:app"), one plain Celery
+    worker of that app on ``queues`` with the command line ``poseanimate worker`` would use."""
+    if celery_app is None:
+        args = [*poseanimate_command(), "worker", "--queues", queues, "--shutdown-timeout", "10"]
+        args += ["--metrics-port", str(metrics_port if metrics_port is not None else free_port())]
+    else:
+        from worker.cli import _celery_command
+
+        args = _celery_command(queues, 8, "INFO")
+        args[args.index("-A") + 1] = celery_app
+        repo = str(Path(__file__).resolve().parents[2])  # the app module lives in tests/
+        env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")]))}
+    worker = WorkerProcess(env, cwd, cwd / f"{name}.log", args)
+    worker.start()
+    try:
+        if metrics_port:
+            wait_for_port(metrics_port, timeout=30)
+        if celery_app is not None:
+            deadline = time.monotonic() + 30
+            while " ready." not in worker.log():
+                assert worker.proc is not None and worker.proc.poll() is None, worker.log()[-3000:]
+                assert time.monotonic() < deadline, "the Celery worker did not get ready"
+                time.sleep(0.1)
+        yield worker
+    finally:
+        worker.stop()
