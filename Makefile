@@ -41,6 +41,11 @@ test: setup services
 test-fast: setup
 	$(PY) -m pytest -q -m "not integration"
 
+# Issue 6's slow fault tests: killed workers/API, Redis restart, S3 outage, visibility timeout (docs/reliability.md).
+.PHONY: chaos
+chaos: setup services
+	$(PY) -m pytest -q -m chaos
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
