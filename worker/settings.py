@@ -56,7 +56,8 @@ class Settings(BaseSettings):
 
     # --- Auth and quotas ---
     auth_enabled: bool = True
-    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # repr=False: a settings object in a log line or a traceback must not show the keys.
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     rate_limit_requests_per_minute: int = Field(default=600, ge=1)
     rate_limit_submissions_per_minute: int = Field(default=30, ge=1)
     max_active_jobs: int = Field(default=20, ge=1)
