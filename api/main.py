@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -81,6 +82,17 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = system_
         )
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     _add_schema_components(app)
+    return app
+
+
+def create_served_app() -> FastAPI:
+    """The app as ``poseanimate serve`` runs it: built, then its start-up heap (modules, routes,
+    schemas: ~100k objects) frozen out of the garbage collector's reach. Otherwise every full
+    collection walks all of them and stops the event loop for ~40 ms, several times a minute under
+    load: the status poll's p99. Objects created later are collected as usual."""
+    app = create_app()
+    gc.collect()
+    gc.freeze()
     return app
 
 

@@ -40,7 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     uvicorn.run(
-        "api.main:create_app",
+        "api.main:create_served_app",
         factory=True,
         host=args.host,
         port=args.port,
