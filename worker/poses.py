@@ -47,7 +47,10 @@ def _number(value: Any, where: str) -> float:
     # bool is an int subclass; a keypoint of `true` is a client bug, not a coordinate.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PoseValidationError("pose_not_numeric", f"{where} is not a number")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer literal beyond float range (1 followed by 400 zeros)
+        number = math.inf
     if not math.isfinite(number):
         raise PoseValidationError("pose_not_finite", f"{where} is not a finite number")
     return number
@@ -154,15 +157,18 @@ def normalize_poses(obj: Any, *, max_frames: int, min_frames: int = 1) -> dict[s
             "pose_frame_count", f"poses has {len(frames)} frames; allowed {min_frames}..{max_frames}"
         )
     units = _units(obj)
-    confident = [p for frame in frames for p in frame if p[2] > 0]
     for i, frame in enumerate(frames):
-        for j, (_, _, c) in enumerate(frame):
-            if not 0.0 <= c <= 1.0:
+        for j, point in enumerate(frame):
+            if not 0.0 <= point[2] <= 1.0:
                 raise PoseValidationError(
                     "pose_confidence", f"frame {i} keypoint {j}: confidence must be in [0, 1]"
                 )
+            # Rounded as stored, before anything asks "is it visible?": a confidence that rounds to
+            # 0 is missing here exactly as it will be in the engine.
+            point[2] = round(point[2], 4)
         if not any(p[2] > 0 for p in frame):
             raise PoseValidationError("pose_empty_frame", f"frame {i} has no confident keypoint")
+    confident = [p for frame in frames for p in frame if p[2] > 0]
     # Without explicit units, coordinates all within [0, 1] are normalised: no pose fits in a pixel.
     normalized = units == "normalized" or (
         units is None and all(0.0 <= v <= 1.0 for p in confident for v in p[:2])

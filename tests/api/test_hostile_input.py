@@ -169,6 +169,7 @@ def compact(first_point: str) -> str:
         (compact("[Infinity, 1, 1]"), "pose_not_finite"),
         (compact("[1, -Infinity, 1]"), "pose_not_finite"),
         (compact("[1e999, 1, 1]"), "pose_not_finite"),
+        (compact("[1" + "0" * 400 + ", 1, 1]"), "pose_not_finite"),
         (compact("[true, 1, 1]"), "pose_not_numeric"),
         (compact("[null, 1, 1]"), "pose_not_numeric"),
         (compact('{"x": 1}'), "pose_malformed"),
@@ -177,6 +178,10 @@ def compact(first_point: str) -> str:
         ('{"width": 1e9, "height": 512, "frames": []}', "pose_canvas_invalid"),
         ('{"frames": [[' + ",".join(["[300, 200, 1]"] * 18) + "]]}", "pose_canvas_missing"),
         ('{"people": []}', "pose_empty_frame"),
+        (
+            '{"width": 512, "height": 512, "frames": [[[300, 200, 0.00001]' + ",[0, 0, 0]" * 17 + "]]}",
+            "pose_empty_frame",
+        ),
         (
             '{"width": 512, "height": 512, "frames": ['
             + ",".join(["[" + "[0,0,0]," * 17 + "[0,0,0]]"])
@@ -189,6 +194,7 @@ def compact(first_point: str) -> str:
         "Infinity literal",
         "-Infinity literal",
         "overflow to inf",
+        "integer beyond float range",
         "boolean",
         "null",
         "object keypoint",
@@ -197,6 +203,7 @@ def compact(first_point: str) -> str:
         "huge canvas",
         "pixels without canvas",
         "no people",
+        "only a vanishing confidence",
         "no confident keypoint",
     ],
 )
