@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.deps import Services, key_hashes
-from api.errors import install_error_handlers
+from api.errors import PROBLEM_JSON, install_error_handlers
 from api.metrics import ApiMetrics
 from api.middleware import RequestContextMiddleware
 from api.routes import animations, files, system
@@ -98,7 +98,8 @@ def create_served_app() -> FastAPI:
 
 def _add_schema_components(app: FastAPI) -> None:
     """The JSON request body is declared by hand (the route also takes multipart): publish its
-    schema and the problem schema under components."""
+    schema and the problem schema under components. FastAPI documents every route's 422 as its own
+    application/json shape; ours answer problem+json (``validation_error``), so say that."""
     from worker.contract import AnimationCreate
 
     original = app.openapi
@@ -112,6 +113,14 @@ def _add_schema_components(app: FastAPI) -> None:
         for name, sub in body.pop("$defs", {}).items():
             components.setdefault(name, sub)
         components["AnimationCreate"] = body
+        problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                invalid = operation.get("responses", {}).get("422", {})
+                if "application/json" in invalid.get("content", {}):
+                    invalid["content"] = problem
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
         app.openapi_schema = schema
         return schema
 

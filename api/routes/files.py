@@ -14,13 +14,17 @@ from fastapi.responses import FileResponse
 
 from api.deps import ServicesDep
 from api.errors import ApiError
+from api.routes.animations import problems
 from worker.storage import LocalStorage
 
 router = APIRouter(tags=["files"])
 
 
 @router.get(
-    "/files/{key:path}", summary="Download an output through a signed link", response_class=FileResponse
+    "/files/{key:path}",
+    summary="Download an output through a signed link",
+    response_class=FileResponse,
+    responses=problems(403, 404),
 )
 def get_file(
     key: str,
