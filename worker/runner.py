@@ -105,6 +105,8 @@ class CancelCheck:
             self._last = now
             try:
                 self._canceled = self.store.is_cancel_requested(self.job_id)
+            except SoftTimeLimitExceeded:  # Celery's signal landed here: it is the job's, not ours
+                raise
             except Exception:
                 log.warning("cancel check failed; continuing", exc_info=True)
         return self._canceled
@@ -133,6 +135,8 @@ class ProgressReporter:
             self._last_write = now
             try:
                 self.runner.store.update_progress(self.record.id, stage, self.progress, self.timings)
+            except SoftTimeLimitExceeded:
+                raise
             except Exception:
                 log.warning("progress update failed", exc_info=True)
             if changed and stage != Stage.LOADING.value:
@@ -171,6 +175,8 @@ class JobRunner:
                 url_ttl_s=self.settings.output_url_ttl_s,
                 base_url=self.settings.public_base_url,
             )
+        except SoftTimeLimitExceeded:
+            raise
         except Exception:
             log.exception("webhook emission failed", extra={"event": event.value})
 

@@ -236,3 +236,27 @@ def test_running_job_whose_worker_vanished_is_sent_again_and_runs_as_a_new_attem
     assert runner.run(record.id) == "succeeded"
     assert store.get(record.id).attempts == 2
     assert resend_orphaned(store, runner.queue, lock_ttl_s=0) == []
+
+
+@pytest.mark.parametrize("where", ["is_cancel_requested", "update_progress"])
+def test_soft_time_limit_landing_in_a_cancel_check_or_progress_write_still_stops_the_job(env, where):
+    # Celery raises SoftTimeLimitExceeded wherever the job process is when the limit passes; the
+    # best-effort Redis calls between engine steps must not swallow it as "Redis trouble".
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    _, store, storage, runner = env
+    record = submit(env, steps=40)
+    real = getattr(store, where)
+    calls = []
+
+    def limit_passes_here(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise SoftTimeLimitExceeded()
+        return real(*args, **kwargs)
+
+    setattr(store, where, limit_passes_here)
+    assert runner.run(record.id) == "failed"
+    assert store.get(record.id).error_code == "timeout"
+    with pytest.raises(ObjectNotFound):
+        storage.get_bytes(f"outputs/{record.id}/animation.mp4")
