@@ -197,12 +197,14 @@ class TcpProxy:
 
     ``up = False``: new connections are reset at once (``attempts`` records when each came).
     ``hang = True``: new connections are accepted and never answered, like a blackholed host.
+    ``delay_s``: every chunk forwarded waits this long (a slow endpoint).
     ``cut()`` closes the connections already open, so clients must reconnect into the outage."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.up = True
         self.hang = False
+        self.delay_s = 0.0
         self.attempts: list[float] = []
         self._open: list[socket.socket] = []
         self._server = socket.socket()
@@ -240,10 +242,11 @@ class TcpProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                if self.delay_s:
+                    time.sleep(self.delay_s)
                 dst.sendall(data)
         except OSError:
             pass

@@ -522,6 +522,24 @@ def test_concurrent_duplicates_across_two_api_instances_make_one_job(noop):
         assert len(log_records(noop, job_id, "job started")) == 1
 
 
+def test_cancel_that_lands_during_the_upload_wins_and_leaves_no_outputs(tmp_path):
+    with running_service(tmp_path, s3_proxy=True, **NOOP) as svc:
+        proxy = svc.s3_proxy
+        assert proxy is not None
+        job_id = svc.api.post("/animations", json=body(steps=10)).json()["id"]
+        svc.wait_for_job(job_id, running_past_loading(), timeout=30)
+        proxy.delay_s = 0.3  # a slow S3: the upload takes a second or two
+        svc.wait_for_job(job_id, lambda j: j["stage"] == "uploading", timeout=30)
+        r = svc.api.post(f"/animations/{job_id}/cancel")
+        assert r.status_code == 202 and r.json()["cancel_requested"] is True
+        job = svc.wait_for_job(job_id, terminal, timeout=30)
+        assert job["status"] == "canceled" and job["output"] is None, job
+        proxy.delay_s = 0
+        # Uploaded, then deleted by the worker right after the cancel won the final transition.
+        wait_until(lambda: outputs_in_s3(svc, job_id) == [], 15, "the canceled job's outputs deleted")
+        assert log_records(svc, job_id, "job canceled") and not log_records(svc, job_id, "job succeeded")
+
+
 # --------------------------------------------------------------------------------------------
 # 8. Cancel races
 # --------------------------------------------------------------------------------------------
