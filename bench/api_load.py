@@ -3,7 +3,7 @@ against a real API on loopback, with a no-op worker so no GPU (and no model) is 
 
     .venv/bin/python bench/api_load.py                      # start a stack, measure, print a table
     .venv/bin/python bench/api_load.py --json               # machine-readable
-    .venv/bin/python bench/api_load.py --api-workers 2      # uvicorn worker processes
+    .venv/bin/python bench/api_load.py --phases status      # a subset: status, multipart, json
     .venv/bin/python bench/api_load.py --url http://127.0.0.1:8000 --key KEY   # an API already running
 
 Without ``--url`` the script starts, in a temp dir, and stops afterwards: its own ``redis-server`` on a
@@ -282,6 +282,12 @@ def start_stack(api_workers: int | None, keep: bool) -> Iterator[Stack]:
         wait_for_port(redis_port)
         serve = [*_cli(), "serve", "--host", "127.0.0.1", "--port", str(api_port)]
         if api_workers is not None:
+            usage = subprocess.run([*_cli(), "serve", "--help"], capture_output=True, text=True, env=env)
+            if "--workers" not in usage.stdout:
+                raise SystemExit(
+                    "--api-workers: this `poseanimate serve` has no --workers option (one process per "
+                    "API instance); measure a multi-process setup with --url"
+                )
             serve += ["--workers", str(api_workers)]
         api_log = (tmp / "api.log").open("wb")
         logs.append(api_log)
@@ -817,6 +823,15 @@ def print_table(report: dict[str, Any]) -> None:
             f"| {r['achieved_rps']} | {lat['p50']} | {lat['p95']} | {lat['p99']} | {lat['max']} "
             f"| {r['non_2xx'] + r['errors']} | {cpu_text} | {100 * r['cpu_busy_of_machine']:.0f}% |"
         )
+    cpus = report["machine"]["cpus"] or 1
+    disturbed = [
+        r["name"] for r in report["results"] if r["cpu_s"].get("other", 0) > 0.1 * cpus * r["duration_s"]
+    ]
+    if disturbed:
+        print(
+            f"\nWARNING: other work used over 10% of the machine during: {', '.join(disturbed)} "
+            "(CPU column 'other'): those figures are disturbed; rerun on a quiet machine"
+        )
     print("\n| target | offered req/s | achieved req/s | p99 ms | holds |\n|---|---:|---:|---:|---|")
     for tg in report["targets"]:
         print(
@@ -832,7 +847,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="an API already running (then --key); default: start a stack")
     parser.add_argument("--key", help="API key for --url")
     parser.add_argument(
-        "--api-workers", type=int, default=None, help="uvicorn worker processes (poseanimate serve --workers)"
+        "--api-workers",
+        type=int,
+        default=None,
+        help="API processes, where `poseanimate serve` has a --workers option (default: its default, 1)",
     )
     parser.add_argument("--loadgen", choices=["auto", "hey", "python"], default="auto")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured phase")
