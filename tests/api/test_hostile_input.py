@@ -10,6 +10,7 @@ import json
 import struct
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from PIL import Image
@@ -300,17 +301,18 @@ def test_non_http_schemes_are_refused_for_image_and_webhook_urls(make_client, fi
     nothing_enqueued(client)
 
 
-@pytest.fixture
-def redirect_to_private() -> Iterator[tuple[str, list[str]]]:
-    """A "public" image host (127.0.0.1, made public for the test) that redirects to a private one
-    (127.0.0.2), and the list of requests the private host received."""
+@contextmanager
+def http_host(ip: str, status: int, body: bytes = b"", location: str = "") -> Iterator[tuple[str, list[str]]]:
+    """A loopback HTTP server on ``ip`` answering every GET with ``status`` (and ``body`` or a
+    ``Location``); yields its base URL and the paths it was asked for."""
     hits: list[str] = []
 
-    class Private(http.server.BaseHTTPRequestHandler):
+    class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             hits.append(self.path)
-            body = png_bytes()
-            self.send_response(200)
+            self.send_response(status)
+            if location:
+                self.send_header("Location", location)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -318,61 +320,37 @@ def redirect_to_private() -> Iterator[tuple[str, list[str]]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    private = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Private)
-    target = f"http://127.0.0.2:{private.server_address[1]}/internal/avatar.png"
-
-    class Public(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(302)
-            self.send_header("Location", target)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    public = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Public)
-    for server in (private, public):
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://images.example:{public.server_address[1]}/avatar.png", hits
-    finally:
-        for server in (private, public):
-            server.shutdown()
-            server.server_close()
-
-
-def test_image_url_redirecting_to_a_private_address_is_refused(make_client, redirect_to_private, monkeypatch):
-    url, private_hits = redirect_to_private
-    original = ssrf.is_public_address
-    monkeypatch.setattr(ssrf, "is_public_address", lambda ip: str(ip) == "127.0.0.1" or original(ip))
-    client = make_client(resolver=lambda host, port: ["127.0.0.1"] if host == "images.example" else [])
-    assert_problem(client.post("/animations", json=job_body(image=url)), 422, "url_address_not_allowed")
-    assert private_hits == []  # the private host was never contacted
-    nothing_enqueued(client)
-
-
-def test_image_url_serving_a_bomb_is_refused(make_settings, make_client):
-    class Bomb(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = jpeg_bomb()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Bomb)
+    server = http.server.ThreadingHTTPServer((ip, 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        client = make_client(make_settings(allow_private_urls=True))
-        url = f"http://127.0.0.1:{server.server_address[1]}/a.jpg"
-        assert_problem(client.post("/animations", json=job_body(image=url)), 413, "image_too_many_pixels")
-        nothing_enqueued(client)
+        yield f"http://{ip}:{server.server_address[1]}", hits
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_image_url_redirecting_to_a_private_address_is_refused(make_client, monkeypatch):
+    # A "public" image host (127.0.0.1, made public for the test) redirects to a private one.
+    with (
+        http_host("127.0.0.2", 200, png_bytes()) as (private, private_hits),
+        http_host("127.0.0.1", 302, location=f"{private}/internal/avatar.png") as (public, _),
+    ):
+        original = ssrf.is_public_address
+        monkeypatch.setattr(ssrf, "is_public_address", lambda ip: str(ip) == "127.0.0.1" or original(ip))
+        client = make_client(resolver=lambda host, port: ["127.0.0.1"] if host == "images.example" else [])
+        url = public.replace("127.0.0.1", "images.example") + "/avatar.png"
+        assert_problem(client.post("/animations", json=job_body(image=url)), 422, "url_address_not_allowed")
+        assert private_hits == []  # the private host was never contacted
+        nothing_enqueued(client)
+
+
+def test_image_url_serving_a_bomb_is_refused(make_settings, make_client):
+    with http_host("127.0.0.1", 200, jpeg_bomb()) as (host, _):
+        client = make_client(make_settings(allow_private_urls=True))
+        assert_problem(
+            client.post("/animations", json=job_body(image=f"{host}/a.jpg")), 413, "image_too_many_pixels"
+        )
+        nothing_enqueued(client)
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.pose import PoseError, PoseSequence
+from tests.worker.test_poses import json_values
 from worker.poses import PoseValidationError, normalize_poses, parse_pose_json
 
 HOSTILE_NUMBERS = st.one_of(
@@ -68,26 +69,11 @@ def near_valid_poses(draw: st.DrawFn) -> object:
     ]
 
 
-json_values = st.recursive(
-    ANY_LEAF,
-    lambda children: (
-        st.lists(children, max_size=6)
-        | st.dictionaries(
-            st.sampled_from(
-                ["width", "height", "frames", "people", "pose_keypoints_2d", "units", "canvas_width"]
-            ),
-            children,
-            max_size=4,
-        )
-    ),
-    max_leaves=40,
-)
-
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FUZZ
-@given(st.one_of(near_valid_poses(), json_values))
+@given(near_valid_poses())  # arbitrary JSON: tests/worker/test_poses.py
 def test_api_pose_parser_refuses_only_with_a_pose_error(obj):
     try:
         out = normalize_poses(obj, max_frames=8)
@@ -124,7 +110,7 @@ def test_api_pose_text_parser_refuses_only_with_a_pose_error(text):
 
 
 @FUZZ
-@given(json_values)
+@given(st.one_of(near_valid_poses(), json_values))
 def test_engine_pose_parser_refuses_only_with_a_pose_error(obj):
     def finite_ints(value: object) -> bool:  # see the xfail below
         if isinstance(value, int) and not isinstance(value, bool):
