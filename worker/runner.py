@@ -18,8 +18,9 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
@@ -41,8 +42,10 @@ from worker.settings import Settings
 from worker.storage import ObjectNotFound, Storage, StorageUnavailable, input_key, output_key
 from worker.store import JobRecord, JobStore
 from worker.views import emit_webhook
+from worker.webhooks import backoff_delay
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class LockLost(Exception):
@@ -243,7 +246,7 @@ class JobRunner:
         try:
             with tempfile.TemporaryDirectory(prefix=f"{job_id}-", dir=self.settings.worker_tmp_dir) as tmp:
                 progress(Stage.LOADING.value, 0.0)
-                inputs = self._load_inputs(record)
+                inputs = self._load_inputs(record, should_cancel)
                 animator = self.holder.get(timeout=self.settings.soft_time_limit_s)
                 progress(Stage.LOADING.value, 1.0)
                 rendered = animator.render(inputs, Path(tmp), progress, should_cancel)
@@ -252,9 +255,13 @@ class JobRunner:
                     raise JobCanceled("before upload")
                 progress(Stage.UPLOADING.value, 0.0)
                 keys = {"video": output_key(job_id, VIDEO_NAME), "poster": output_key(job_id, POSTER_NAME)}
-                self.storage.put_file(keys["video"], rendered.video, "video/mp4")
+                self._stored(
+                    lambda: self.storage.put_file(keys["video"], rendered.video, "video/mp4"), should_cancel
+                )
                 progress(Stage.UPLOADING.value, 0.5)
-                self.storage.put_file(keys["poster"], rendered.poster, "image/png")
+                self._stored(
+                    lambda: self.storage.put_file(keys["poster"], rendered.poster, "image/png"), should_cancel
+                )
                 progress(Stage.UPLOADING.value, 1.0)
                 progress.close_stage()
             if heartbeat.lost:
@@ -305,10 +312,32 @@ class JobRunner:
             log.exception("job failed with an unexpected error")
             return self._finish_failed(job_id, ErrorCode.INTERNAL_ERROR, "unexpected worker error")
 
-    def _load_inputs(self, record: JobRecord) -> JobInputs:
+    def _stored(self, operation: Callable[[], T], should_cancel: CancelCheck) -> T:
+        """A storage operation, retried while the storage is unavailable for up to ``STORAGE_RETRY_S``
+        (exponential backoff with jitter from 1 s): a blip must not throw away a finished render,
+        and boto3's own retries span well under a second. A cancel stops the waiting."""
+        deadline = time.monotonic() + self.settings.storage_retry_s
+        attempt = 1
+        while True:
+            try:
+                return operation()
+            except StorageUnavailable as exc:
+                delay = backoff_delay(attempt, 1.0, 8.0)
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning(
+                    "storage unavailable; retrying",
+                    extra={"attempt": attempt, "retry_in_s": round(delay, 2), "error": str(exc)},
+                )
+                time.sleep(delay)
+                if should_cancel(force=True):
+                    raise JobCanceled("while waiting for storage") from exc
+                attempt += 1
+
+    def _load_inputs(self, record: JobRecord, should_cancel: CancelCheck) -> JobInputs:
         def get(name: str) -> bytes:
             try:
-                return self.storage.get_bytes(input_key(record.id, name))
+                return self._stored(lambda: self.storage.get_bytes(input_key(record.id, name)), should_cancel)
             except ObjectNotFound as exc:
                 raise JobFailure(f"input {name} is missing from storage") from exc
 

@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         description="A submission unfinished after this long died with its API process: the API's sweeper"
         " sends its job's queue message; its quota slot and Idempotency-Key are freed.",
     )
+    storage_retry_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long a job waits out unavailable object storage (reading inputs, uploading"
+        " outputs) before failing as storage_unavailable.",
+    )
     max_attempts: int = Field(default=3, ge=1)
     soft_time_limit_s: int = Field(default=3300, ge=1)
     hard_time_limit_s: int = Field(default=3600, ge=2)

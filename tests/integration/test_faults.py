@@ -105,10 +105,17 @@ def wait_until(condition, timeout: float = 30, what: str = "condition") -> None:
     raise AssertionError(f"{what} not met within {timeout}s")
 
 
+def logged_once(svc: Service, job_id: str, msg: str) -> bool:
+    """Exactly one ``msg`` record for the job (waiting a moment: the worker writes the line just
+    after the status the test saw)."""
+    wait_until(lambda: log_records(svc, job_id, msg), 5, f"{msg!r} logged for {job_id}")
+    return len(log_records(svc, job_id, msg)) == 1
+
+
 def assert_succeeded_once(svc: Service, job_id: str, attempts: int = 1) -> dict:
     job = svc.api.get(f"/animations/{job_id}").json()
     assert job["status"] == "succeeded" and job["attempts"] == attempts, job
-    assert len(log_records(svc, job_id, "job succeeded")) == 1
+    assert logged_once(svc, job_id, "job succeeded")
     assert sorted(outputs_in_s3(svc, job_id)) == [
         f"it/outputs/{job_id}/animation.mp4",
         f"it/outputs/{job_id}/poster.png",
@@ -285,7 +292,7 @@ def test_api_killed_during_submissions_every_acknowledged_job_exists_and_runs(tm
         for job_id in all_ids:
             job = svc.wait_for_job(job_id, terminal, timeout=120)
             assert job["status"] == "succeeded", job
-            assert len(log_records(svc, job_id, "job succeeded")) == 1
+            assert logged_once(svc, job_id, "job succeeded")
         assert store.r.zcard(store.unsent_key) == 0
         # Quota slots taken by requests that died before creating their job are given back.
         time.sleep(3.5)
@@ -342,20 +349,25 @@ def test_api_killed_between_creating_a_job_and_sending_its_message_the_job_still
 # --------------------------------------------------------------------------------------------
 @pytest.mark.chaos
 def test_s3_outage_during_upload_is_retried_then_fails_as_storage_unavailable_and_a_retry_works(tmp_path):
-    with running_service(tmp_path, s3_proxy=True, **NOOP) as svc:
+    with running_service(tmp_path, s3_proxy=True, **NOOP, STORAGE_RETRY_S="4") as svc:
         proxy = svc.s3_proxy
         assert proxy is not None
 
-        # A blip: S3 resets the first two connections of the upload, then answers.
+        # A 2-second blip during the upload (boto3's own retries span well under a second): the
+        # worker waits it out with backoff and the finished render is uploaded.
         blip = svc.api.post("/animations", json=body(steps=40)).json()["id"]
-        svc.wait_for_job(blip, lambda j: j["stage"] in ("sampling", "encoding", "uploading"), timeout=60)
+        svc.wait_for_job(blip, lambda j: j["stage"] in ("sampling", "encoding"), timeout=60)
         proxy.up = False
-        wait_until(lambda: len(proxy.attempts) >= 2, 30, "two upload attempts")
+        wait_until(lambda: len(proxy.attempts) >= 1, 30, "the upload hit the outage")
+        time.sleep(2)
         proxy.up = True
         assert svc.wait_for_job(blip, terminal, timeout=60)["status"] == "succeeded"
         assert_succeeded_once(svc, blip)
+        assert len(proxy.attempts) > 5  # more than one round of boto3's retries
+        assert log_records(svc, blip, "storage unavailable; retrying")
 
-        # An outage: every retry fails; the job fails with a clear code, nothing half-published.
+        # An outage longer than STORAGE_RETRY_S: retried with backoff, then the job fails with a
+        # clear code, nothing half-published.
         proxy.attempts.clear()
         job_id = svc.api.post("/animations", json=body(steps=40)).json()["id"]
         svc.wait_for_job(job_id, lambda j: j["stage"] in ("sampling", "encoding"), timeout=60)
@@ -363,11 +375,9 @@ def test_s3_outage_during_upload_is_retried_then_fails_as_storage_unavailable_an
         job = svc.wait_for_job(job_id, terminal, timeout=90)
         assert job["status"] == "failed" and job["error"]["code"] == "storage_unavailable", job
         assert job["output"] is None and job["progress"] < 1
-        # retried with backoff (boto3 standard mode: 5 attempts, growing jittered delays)
-        assert len(proxy.attempts) >= 5
-        gaps = [b - a for a, b in zip(proxy.attempts, proxy.attempts[1:], strict=False)]
-        assert max(gaps) > 0.2, gaps
-        # not silent: the worker says so, with the job id
+        assert len(proxy.attempts) > 5 and proxy.attempts[-1] - proxy.attempts[0] > 1.5, proxy.attempts
+        # not silent: the worker says so, with the job id, at every retry and at the end
+        assert log_records(svc, job_id, "storage unavailable; retrying")
         assert log_records(svc, job_id, "storage unavailable")
 
         # While it is down the API refuses new jobs with 503 (inputs cannot be stored) and takes
@@ -462,7 +472,7 @@ def test_job_running_past_the_visibility_timeout_is_not_run_twice(tmp_path):
             ]
         assert job["status"] == "succeeded" and job["attempts"] == 1, job
         assert len(received) >= 2, "the message was redelivered while the job ran (the test exercised it)"
-        assert len(log_records(svc, job_id, "job started")) == 1
+        assert logged_once(svc, job_id, "job started")
         assert_succeeded_once(svc, job_id)
 
 
@@ -519,7 +529,7 @@ def test_concurrent_duplicates_across_two_api_instances_make_one_job(noop):
         assert {r.status_code for r in others} == {422}
         assert {r.json()["code"] for r in others} == {"idempotency_key_reused"}
         assert noop.wait_for_job(job_id, terminal, timeout=30)["status"] == "succeeded"
-        assert len(log_records(noop, job_id, "job started")) == 1
+        assert logged_once(noop, job_id, "job started")
 
 
 def test_cancel_that_lands_during_the_upload_wins_and_leaves_no_outputs(tmp_path):

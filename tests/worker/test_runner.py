@@ -17,7 +17,7 @@ from worker.intake import QuotaExceeded, ValidatedJob, accept_job
 from worker.queue import QueueClient, create_celery
 from worker.runner import JobRunner
 from worker.settings import Settings
-from worker.storage import LocalStorage, ObjectNotFound
+from worker.storage import LocalStorage, ObjectNotFound, StorageUnavailable
 from worker.store import new_job_id
 
 
@@ -260,3 +260,42 @@ def test_soft_time_limit_landing_in_a_cancel_check_or_progress_write_still_stops
     assert store.get(record.id).error_code == "timeout"
     with pytest.raises(ObjectNotFound):
         storage.get_bytes(f"outputs/{record.id}/animation.mp4")
+
+
+class FlakyStorage:
+    """The job's storage, unavailable for the first ``failures`` calls of ``method``."""
+
+    def __init__(self, storage, method, failures):
+        self.storage, self.method, self.failures = storage, method, failures
+
+    def __getattr__(self, name):
+        real = getattr(self.storage, name)
+        if name != self.method:
+            return real
+
+        def flaky(*args, **kwargs):
+            if self.failures > 0:
+                self.failures -= 1
+                raise StorageUnavailable("S3 put_object failed: EndpointConnectionError")
+            return real(*args, **kwargs)
+
+        return flaky
+
+
+@pytest.mark.parametrize("method", ["get_bytes", "put_file"])
+def test_a_storage_blip_while_loading_or_uploading_is_waited_out(env, method):
+    _, store, storage, runner = env
+    record = submit(env)
+    runner.storage = FlakyStorage(storage, method, failures=1)
+    assert runner.run(record.id) == "succeeded"
+    assert storage.get_bytes(store.get(record.id).outputs["video"])
+
+
+def test_storage_down_past_the_retry_budget_fails_the_job_as_storage_unavailable(env):
+    settings, store, storage, runner = env
+    record = submit(env)
+    runner.settings = settings.model_copy(update={"storage_retry_s": 0.0})
+    runner.storage = FlakyStorage(storage, "put_file", failures=1)
+    assert runner.run(record.id) == "failed"
+    failed = store.get(record.id)
+    assert failed.error_code == "storage_unavailable" and failed.outputs == {}
