@@ -349,17 +349,17 @@ def test_api_killed_between_creating_a_job_and_sending_its_message_the_job_still
 # --------------------------------------------------------------------------------------------
 @pytest.mark.chaos
 def test_s3_outage_during_upload_is_retried_then_fails_as_storage_unavailable_and_a_retry_works(tmp_path):
-    with running_service(tmp_path, s3_proxy=True, **NOOP, STORAGE_RETRY_S="4") as svc:
+    with running_service(tmp_path, s3_proxy=True, **NOOP, STORAGE_RETRY_S="6") as svc:
         proxy = svc.s3_proxy
         assert proxy is not None
 
-        # A 2-second blip during the upload (boto3's own retries span well under a second): the
+        # A 1.5-second blip during the upload (boto3's own retries span well under a second): the
         # worker waits it out with backoff and the finished render is uploaded.
         blip = svc.api.post("/animations", json=body(steps=40)).json()["id"]
         svc.wait_for_job(blip, lambda j: j["stage"] in ("sampling", "encoding"), timeout=60)
         proxy.up = False
         wait_until(lambda: len(proxy.attempts) >= 1, 30, "the upload hit the outage")
-        time.sleep(2)
+        time.sleep(1.5)
         proxy.up = True
         assert svc.wait_for_job(blip, terminal, timeout=60)["status"] == "succeeded"
         assert_succeeded_once(svc, blip)
