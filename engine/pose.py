@@ -137,11 +137,18 @@ def fit_transform(src_w: int, src_h: int, dst_w: int, dst_h: int) -> tuple[float
     return scale, -crop_left * scale, -crop_top * scale
 
 
+MAX_CANVAS = 65536
+
+
 def _canvas_size(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise PoseError(f"{what} must be a positive integer, got {value!r}")
-    if not math.isfinite(value) or value != int(value) or value <= 0:
+    # Compare before converting: a huge integer would overflow float() and math.isfinite().
+    if not isinstance(value, numbers.Integral) and not math.isfinite(value):
         raise PoseError(f"{what} must be a positive integer, got {value!r}")
+    if value != int(value) or not 0 < value <= MAX_CANVAS:
+        shown = repr(value) if abs(value) < 10**12 else "a huge number"
+        raise PoseError(f"{what} must be a positive integer up to {MAX_CANVAS}, got {shown}")
     return int(value)
 
 
@@ -399,7 +406,10 @@ def _load_json(data: Any) -> Any:
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise PoseError(f"{where}: expected a number, got {type(value).__name__}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float range
+        raise PoseError(f"{where}: keypoint values must be finite") from None
     if not math.isfinite(number):
         raise PoseError(f"{where}: keypoint values must be finite")
     return number
