@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -47,6 +47,9 @@ class Services:
     metrics: ApiMetrics
     keys: dict[str, str]
     resolver: Resolver = system_resolver
+    # A redis.asyncio client to the job store's Redis, open while the app is served (its lifespan):
+    # the status poll awaits it on the event loop. None without the lifespan (a bare TestClient).
+    aredis: Any = None
 
     def owner_for(self, presented: str) -> str | None:
         digest = hashlib.sha256(presented.encode()).hexdigest()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -18,12 +20,12 @@ from api.errors import PROBLEM_JSON, install_error_handlers
 from api.metrics import ApiMetrics
 from api.middleware import RequestContextMiddleware
 from api.routes import animations, files, system
-from api.sweeper import lifespan
+from api.sweeper import lifespan as sweeper_lifespan
 from worker.queue import QueueClient, create_celery
 from worker.settings import Settings, get_settings
 from worker.ssrf import Resolver, system_resolver
 from worker.storage import storage_from_settings
-from worker.store import JobStore
+from worker.store import JobStore, async_redis
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,20 @@ Submit with `POST /animations`, then poll `GET /animations/{id}`, follow `GET /a
 (Server-Sent Events) or receive a signed webhook. Outputs are an H.264 MP4 and a PNG poster behind
 expiring links. Errors are `application/problem+json` with a stable `code`.
 """
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """While served: the recovery sweeper, and the asyncio Redis client of the status poll (bound to
+    this event loop, closed at shutdown)."""
+    services: Services = app.state.services
+    services.aredis = async_redis(services.settings.redis_url)
+    try:
+        async with sweeper_lifespan(app):
+            yield
+    finally:
+        client, services.aredis = services.aredis, None
+        await client.aclose()
 
 
 def create_app(settings: Settings | None = None, *, resolver: Resolver = system_resolver) -> FastAPI:

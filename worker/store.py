@@ -288,6 +288,22 @@ _GCRA_SHA = hashlib.sha1(_GCRA.encode()).hexdigest()  # what EVALSHA names the s
 _TERMINAL = {s.value for s in JobStatus if s.is_terminal()}
 
 
+CLIENT_OPTIONS: dict[str, Any] = {
+    "decode_responses": True,
+    "socket_timeout": 5,
+    "socket_connect_timeout": 3,
+    "health_check_interval": 30,
+}
+
+
+def async_redis(url: str) -> Any:
+    """A ``redis.asyncio`` client with the job store's options (for ``rate_limited_read_async``).
+    It belongs to the event loop that first uses it."""
+    import redis.asyncio
+
+    return redis.asyncio.Redis.from_url(url, **CLIENT_OPTIONS)
+
+
 @dataclass(frozen=True)
 class StartResult:
     outcome: str  # started | finished | cancel | exhausted | missing
@@ -322,9 +338,7 @@ class JobStore:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "pa", **kwargs: Any) -> JobStore:
-        client = redis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30
-        )
+        client = redis.Redis.from_url(url, **CLIENT_OPTIONS)
         return cls(client, prefix, **kwargs)
 
     # --- keys ---
@@ -621,23 +635,49 @@ class JobStore:
         ``job_id=None`` applies the rate limit only. The snapshot is None unless ``owner`` owns the
         job (as ``get_owned``); whether the caller may see it is the caller's decision to enforce.
         """
-        rl_args = [f"{self.p}:rl:{bucket}:{owner}", 60000.0 / per_minute, per_minute]
-        read = job_id is not None and job_id.startswith("anim_") and len(job_id) < 64
         for attempt in (1, 2):
             pipe = self.r.pipeline(transaction=False)
-            # evalsha, not the Script object: a pipeline would check SCRIPT EXISTS on every execute.
-            pipe.evalsha(_GCRA_SHA, 1, *rl_args)
-            if read:
-                pipe.hgetall(self.job_key(job_id))  # type: ignore[arg-type]
-                pipe.zrank(self.queue_key, job_id)
-                pipe.lrange(self.deliveries_key(job_id), 0, -1)  # type: ignore[arg-type]
+            read = self._queue_rate_limited_read(pipe, bucket, owner, per_minute, job_id)
             try:
-                replies = pipe.execute()
-                break
+                return self._rate_limited_read_result(pipe.execute(), owner, read)
             except redis.exceptions.NoScriptError:
                 if attempt == 2:
                     raise
                 self.r.script_load(_GCRA)  # Redis restarted or flushed its script cache
+        raise AssertionError("unreachable")
+
+    async def rate_limited_read_async(
+        self, client: Any, bucket: str, owner: str, per_minute: int, job_id: str | None
+    ) -> tuple[RateDecision, JobSnapshot | None]:
+        """``rate_limited_read`` over a ``redis.asyncio`` client to the same Redis: the API's event
+        loop awaits the round trip instead of handing it to a thread."""
+        for attempt in (1, 2):
+            pipe = client.pipeline(transaction=False)
+            read = self._queue_rate_limited_read(pipe, bucket, owner, per_minute, job_id)
+            try:
+                return self._rate_limited_read_result(await pipe.execute(), owner, read)
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise
+                await client.script_load(_GCRA)
+        raise AssertionError("unreachable")
+
+    def _queue_rate_limited_read(
+        self, pipe: Any, bucket: str, owner: str, per_minute: int, job_id: str | None
+    ) -> bool:
+        # evalsha, not the Script object: a pipeline would check SCRIPT EXISTS on every execute.
+        pipe.evalsha(_GCRA_SHA, 1, f"{self.p}:rl:{bucket}:{owner}", 60000.0 / per_minute, per_minute)
+        if job_id is None or not job_id.startswith("anim_") or len(job_id) >= 64:
+            return False
+        pipe.hgetall(self.job_key(job_id))
+        pipe.zrank(self.queue_key, job_id)
+        pipe.lrange(self.deliveries_key(job_id), 0, -1)
+        return True
+
+    @staticmethod
+    def _rate_limited_read_result(
+        replies: list[Any], owner: str, read: bool
+    ) -> tuple[RateDecision, JobSnapshot | None]:
         allowed, retry_ms = replies[0]
         decision = RateDecision(bool(int(allowed)), float(retry_ms) / 1000.0)
         if not read or not replies[1]:

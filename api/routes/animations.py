@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from collections.abc import AsyncIterable
@@ -25,6 +26,7 @@ from api.intake import read_submission, validate_submission
 from api.waiting import follow, wait_for_terminal
 from worker.contract import AnimationCreate, Job, JobList, JobStatus, Problem, WebhookEvent
 from worker.intake import QuotaExceeded, accept_job
+from worker.storage import LocalStorage
 from worker.store import JobRecord, new_job_id
 from worker.views import emit_webhook, job_view
 
@@ -242,26 +244,35 @@ def owned_job(job_id: JobId, services: ServicesDep, owner: Owner) -> JobRecord:
 OwnedJob = Annotated[JobRecord, Depends(owned_job)]
 
 
-def read_job(request: Request, services: ServicesDep, credentials: BearerCredentials) -> Job | None:
+async def read_job(request: Request, services: ServicesDep, credentials: BearerCredentials) -> Job | None:
     """The status poll's dependency: auth (401), then the per-key rate limit (429) and the job with
     its queue position and deliveries in ONE Redis pipeline, then 404, then the view (signed links).
 
     It reads the id from the path itself, so it runs before the route validates the id: a malformed
-    id is rate-limited and then answered 422 by the route, as under ``owned_job``. Blocking (Redis,
-    presigning): FastAPI runs it in the threadpool, the one hop of this request.
+    id is rate-limited and then answered 422 by the route, as under ``owned_job``. The pipeline is
+    awaited on the event loop (asyncio client, while the app is served) rather than handed to a
+    thread; local-file links are an HMAC, built inline; other storage may do I/O to presign
+    (credential refresh), so that view is built in the threadpool.
     """
     owner = identify(services, credentials)
     job_id = str(request.path_params.get("job_id", ""))
     wanted = job_id if _JOB_ID.fullmatch(job_id) else None
-    decision, snapshot = services.store.rate_limited_read(
-        "req", owner, services.settings.rate_limit_requests_per_minute, wanted
-    )
+    store, per_minute = services.store, services.settings.rate_limit_requests_per_minute
+    if services.aredis is not None:
+        decision, snapshot = await store.rate_limited_read_async(
+            services.aredis, "req", owner, per_minute, wanted
+        )
+    else:  # the app without its lifespan (a TestClient outside `with`): the same read, in a thread
+        decision, snapshot = await run_in_threadpool(
+            store.rate_limited_read, "req", owner, per_minute, wanted
+        )
     enforce_rate_limit(decision)
     if wanted is None:
         return None  # the route's own validation of the id answers 422
     if snapshot is None:  # another key's job is indistinguishable from a missing one
         raise ApiError(404, "not_found", "no such animation")
-    return job_view(
+    build = functools.partial(
+        job_view,
         snapshot.record,
         storage=services.storage,
         url_ttl_s=services.settings.output_url_ttl_s,
@@ -269,6 +280,7 @@ def read_job(request: Request, services: ServicesDep, credentials: BearerCredent
         queue_position=snapshot.queue_position,
         deliveries=snapshot.deliveries if snapshot.record.webhook_url else None,
     )
+    return build() if isinstance(services.storage, LocalStorage) else await run_in_threadpool(build)
 
 
 @router.get("/{job_id}", response_model=Job, summary="Get a job", responses=problems(401, 404, 429, 503))
