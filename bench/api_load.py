@@ -910,6 +910,7 @@ def main(argv: list[str] | None = None) -> int:
             "status_concurrency": args.status_concurrency,
             "submit_rate": args.submit_rate,
             "submit_concurrency": args.submit_concurrency,
+            "hey_procs": args.hey_procs if bench.hey else None,
             "job_fields": JOB_FIELDS,
         },
         "results": results,
