@@ -7,6 +7,7 @@ Queue depth is read from Redis at scrape time.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -29,9 +30,13 @@ class QueueCollector(Collector):
             "poseanimate_broker_queue_messages", "Messages waiting in a Celery queue.", labels=["queue"]
         )
         running = GaugeMetricFamily("poseanimate_jobs_running", "Jobs running now (held job locks).")
+        oldest = GaugeMetricFamily(
+            "poseanimate_queue_oldest_job_age_seconds", "How long the oldest queued job has waited."
+        )
         try:
             jobs.add_metric([], self.store.queue_depth())
             running.add_metric([], self.store.running_count())
+            oldest.add_metric([], self.store.oldest_queued_age(time.time()))
             for name in (GPU_QUEUE, IO_QUEUE):
                 messages.add_metric([name], self.queue.broker_queue_length(name))
         except Exception:  # a scrape must not fail because Redis blinked
@@ -39,6 +44,7 @@ class QueueCollector(Collector):
             return
         yield jobs
         yield running
+        yield oldest
         yield messages
 
 

@@ -92,6 +92,8 @@ class Rendered:
 class Animator(Protocol):
     name: str
     random_weights: bool
+    device: str
+    gpu_memory_total: int
 
     def render(
         self, job: JobInputs, out_dir: Path, on_progress: ProgressCallback, should_cancel: CancelCheck
@@ -106,6 +108,8 @@ class NoopAnimator:
 
     name = "noop (no model)"
     random_weights = False
+    device = "none"
+    gpu_memory_total = 0
 
     def __init__(self, step_seconds: float) -> None:
         self.step_seconds = step_seconds
@@ -185,6 +189,12 @@ class EngineAnimator:
         name = "tiny" if spec == "tiny" else spec
         self.name = f"{name} (random weights)" if self.random_weights else name
         self.load_seconds = float(self.animator.model_info.get("load_seconds") or 0.0)
+        self.device = str(self.animator.device)
+        self.gpu_memory_total = (
+            torch.cuda.get_device_properties(self.animator.device).total_memory
+            if self.animator.device.type == "cuda"
+            else 0
+        )
 
     def render(
         self, job: JobInputs, out_dir: Path, on_progress: ProgressCallback, should_cancel: CancelCheck
@@ -296,6 +306,13 @@ class AnimatorHolder:
             self.load_seconds = time.perf_counter() - started
             metrics.MODEL_LOAD_SECONDS.set(self.load_seconds)
             metrics.MODEL_LOADED.set(1)
+            metrics.WORKER_INFO.labels(
+                model=self._animator.name,
+                random_weights=str(self._animator.random_weights).lower(),
+                device=self._animator.device,
+            ).set(1)
+            if self._animator.gpu_memory_total:
+                metrics.GPU_MEMORY_TOTAL.set(self._animator.gpu_memory_total)
             log.info(
                 "model loaded",
                 extra={

@@ -50,6 +50,15 @@ GPU_MEMORY_ALLOCATED = Gauge(
 GPU_MEMORY_PEAK = Gauge(
     "poseanimate_gpu_memory_peak_bytes", "Peak GPU memory during the last job.", multiprocess_mode="livemax"
 )
+GPU_MEMORY_TOTAL = Gauge(
+    "poseanimate_gpu_memory_total_bytes", "Memory of the worker's GPU.", multiprocess_mode="livemax"
+)
+WORKER_INFO = Gauge(
+    "poseanimate_worker_info",
+    "1 per loaded worker process; labels say which model (random_weights=true: tiny smoke-test model).",
+    ["model", "random_weights", "device"],
+    multiprocess_mode="livemax",
+)
 MODEL_LOAD_SECONDS = Gauge(
     "poseanimate_model_load_duration_seconds",
     "Seconds the model took to load in this process.",

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         default="file:.run/storage", description="s3://bucket/prefix, file:///abs or file:rel"
     )
     s3_endpoint_url: str | None = None
+    s3_public_endpoint_url: str | None = Field(
+        default=None, description="Endpoint put in presigned links, when clients reach S3 by another name."
+    )
     s3_region: str = "us-east-1"
     s3_access_key_id: str | None = None
     s3_secret_access_key: SecretStr | None = None

@@ -124,20 +124,28 @@ class S3Storage:
         secret = settings.s3_secret_access_key
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        self.client: Any = boto3.client(
-            "s3",
-            endpoint_url=settings.s3_endpoint_url,
-            region_name=settings.s3_region,
-            aws_access_key_id=settings.s3_access_key_id,
-            aws_secret_access_key=secret.get_secret_value() if secret else None,
-            config=Config(
-                retries={"max_attempts": 5, "mode": "standard"},
-                connect_timeout=5,
-                read_timeout=60,
-                s3={"addressing_style": style},
-                signature_version="s3v4",
-            ),
-        )
+
+        def client(endpoint: str | None) -> Any:
+            return boto3.client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name=settings.s3_region,
+                aws_access_key_id=settings.s3_access_key_id,
+                aws_secret_access_key=secret.get_secret_value() if secret else None,
+                config=Config(
+                    retries={"max_attempts": 5, "mode": "standard"},
+                    connect_timeout=5,
+                    read_timeout=60,
+                    s3={"addressing_style": style},
+                    signature_version="s3v4",
+                ),
+            )
+
+        self.client: Any = client(settings.s3_endpoint_url)
+        # Links go to clients, who may reach the storage under another name than the workers do
+        # (compose: http://minio:9000 inside, http://localhost:9000 outside). Presigning is offline.
+        public = settings.s3_public_endpoint_url
+        self.presigner: Any = client(public) if public else self.client
 
     def _key(self, key: str) -> str:
         key = _safe_key(key)
@@ -177,7 +185,7 @@ class S3Storage:
 
     def url(self, key: str, expires_s: int, base_url: str | None = None) -> str:
         return str(
-            self.client.generate_presigned_url(
+            self.presigner.generate_presigned_url(
                 "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=expires_s
             )
         )

@@ -494,7 +494,19 @@ class JobStore:
         return int(self.r.zcard(self.queue_key))  # type: ignore[arg-type]
 
     def running_count(self) -> int:
-        return len(list(self.r.scan_iter(match=f"{self.p}:lock:*", count=500)))
+        """Running jobs whose job lock is alive: O(running jobs), never a keyspace scan."""
+        ids = self.r.zrange(self.running_key, 0, -1)
+        if not ids:
+            return 0
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in ids:  # type: ignore[union-attr]
+            pipe.exists(self.lock_key(job_id))
+        return sum(int(alive) for alive in pipe.execute())
+
+    def oldest_queued_age(self, now: float) -> float:
+        """Seconds the oldest queued job has waited (0 when the queue is empty)."""
+        oldest = self.r.zrange(self.queue_key, 0, 0, withscores=True)
+        return max(0.0, now - float(oldest[0][1])) if oldest else 0.0  # type: ignore[index]
 
     def is_cancel_requested(self, job_id: str) -> bool:
         return self.r.hget(self.job_key(job_id), "cancel_requested") == "1"

@@ -129,6 +129,9 @@ class _FakeStore:
     def running_count(self) -> int:
         return 0
 
+    def oldest_queued_age(self, now: float) -> float:
+        return 0.0
+
 
 class _FakeQueue:
     def broker_queue_length(self, queue: str = "gpu") -> int:

@@ -100,3 +100,20 @@ def test_local_link_key_is_shared_through_redis(redis_client, tmp_path):
     a = storage_from_settings(settings, redis_client)
     b = storage_from_settings(settings, redis_client)
     assert isinstance(a, LocalStorage) and isinstance(b, LocalStorage) and a.secret == b.secret
+
+
+def test_s3_links_use_the_public_endpoint_while_transfers_use_the_internal_one(s3_endpoint):
+    settings = Settings(
+        _env_file=None,
+        storage_url="s3://store-test",
+        s3_endpoint_url=s3_endpoint,
+        s3_public_endpoint_url="http://files.example.test:9000",
+        s3_access_key_id="test",
+        s3_secret_access_key="test",
+    )
+    storage = storage_from_settings(settings)
+    storage.put_bytes("outputs/j3/poster.png", b"poster", "image/png")  # through the internal name
+    url = storage.url("outputs/j3/poster.png", 60)
+    assert url.startswith("http://files.example.test:9000/store-test/outputs/j3/poster.png?")
+    assert "X-Amz-SignedHeaders=host" in url  # signed for the public host, not the internal one
+    assert storage.get_bytes("outputs/j3/poster.png") == b"poster"

@@ -282,3 +282,18 @@ def test_running_job_whose_lock_expired_is_claimed_once_as_an_orphan(store):
     assert store.r.zscore(store.running_key, alive.id) > time.time() - 5
     store.start_attempt(dead.id, 3, "m", False)  # the next attempt tracks it again
     assert store.r.zscore(store.running_key, dead.id) is not None
+
+
+def test_running_count_is_jobs_with_a_live_lock_and_oldest_age_is_the_queue_head(store):
+    a, b, c = (make(store) for _ in range(3))
+    now = time.time()
+    assert store.running_count() == 0
+    assert 0 <= store.oldest_queued_age(now) - (now - a.created_at) < 1e-3
+    for job in (a, b):
+        assert store.start_attempt(job.id, 3, "noop", False).outcome == "started"
+    assert store.try_lock(a.id, "t", 30) and store.try_lock(b.id, "t", 0.05)
+    time.sleep(0.1)  # b's worker died: its lock expired, it is no longer counted
+    assert store.running_count() == 1
+    assert 0 <= store.oldest_queued_age(now) - (now - c.created_at) < 1e-3
+    store.start_attempt(c.id, 3, "noop", False)
+    assert store.oldest_queued_age(time.time()) == 0.0
