@@ -129,3 +129,12 @@ def test_env_example_lists_every_setting_with_its_default():
     names = set(re.findall(r"^POSEANIMATE_([A-Z0-9_]+)=", path.read_text(), re.M))
     assert names == {name.upper() for name in Settings.model_fields}
     assert Settings(_env_file=path) == Settings(_env_file=None)
+
+
+def test_readme_documents_every_setting():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    documented = set(re.findall(r"^\| `POSEANIMATE_([A-Z0-9_]+)` \|", readme, re.M))
+    assert documented == {name.upper() for name in Settings.model_fields}
