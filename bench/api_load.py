@@ -66,30 +66,11 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from worker.contract import EXAMPLE_POSES  # noqa: E402  (torch-free)
+
 BENCH_KEY = "sk-bench-api-load"
 BOUNDARY = "poseanimate-bench-boundary-7d1c2f0e"
-# A 2-frame compact COCO-18 pose sequence (the OpenAPI example).
-_FRAME = [
-    [256, 100, 1],
-    [256, 150, 1],
-    [216, 150, 1],
-    [196, 210, 1],
-    [186, 270, 1],
-    [296, 150, 1],
-    [316, 210, 1],
-    [326, 270, 1],
-    [231, 280, 1],
-    [226, 370, 1],
-    [221, 460, 1],
-    [281, 280, 1],
-    [286, 370, 1],
-    [291, 460, 1],
-    [246, 90, 1],
-    [266, 90, 1],
-    [236, 95, 1],
-    [276, 95, 1],
-]
-POSES = {"width": 512, "height": 512, "frames": [_FRAME, _FRAME]}
+POSES = EXAMPLE_POSES  # a 2-frame compact COCO-18 sequence, the OpenAPI example
 # steps=1 and size=64 keep the no-op worker's own work (fake steps, a tiny MP4) negligible: the
 # submitted image is still the full 512x512 PNG that the API checks, re-encodes and stores.
 JOB_FIELDS = {"prompt": "an astronaut", "steps": 1, "size": 64, "transition_frames": 0}

@@ -119,46 +119,35 @@ def test_pose_aware_inversion_reconstructs_much_better_than_plain_cfg(models):
     torch.testing.assert_close(z[0], inv.reconstruction, rtol=0, atol=0)
 
 
-def test_pose_aware_inversion_optimises_the_conditional_embedding_only(models):
-    denoiser = _denoiser(models, 3)
+def _invert(models, denoiser, *, inner_steps, lr):
+    """DDIM inversion then pose-aware inversion of the fixture image, no early stop."""
     cond, uncond = _texts(models)
-    uncond_before = uncond.clone()
     latents = ddim_inversion(denoiser, _source_latent(models), cond, _pose_images(1))
     inv = pose_aware_inversion(
-        denoiser,
-        latents,
-        cond,
-        uncond,
-        _pose_images(1),
-        guidance_scale=7.5,
-        inner_steps=3,
-        lr=0.05,
-        early_stop=0.0,
-    )
+        denoiser, latents, cond, uncond, _pose_images(1),
+        guidance_scale=7.5, inner_steps=inner_steps, lr=lr, early_stop=0.0,
+    )  # fmt: skip
+    return inv, cond, uncond
+
+
+def test_pose_aware_inversion_optimises_the_conditional_embedding_only(models):
+    steps, inner, lr = 3, 3, 0.05
+    _, uncond_before = _texts(models)
+    inv, cond, uncond = _invert(models, _denoiser(models, steps), inner_steps=inner, lr=lr)
     assert torch.equal(uncond, uncond_before)
     assert not torch.allclose(inv.embeddings[0], cond[0])
-    # progressive initialisation: each step starts from the previous step's result
-    assert (inv.embeddings[1] - inv.embeddings[0]).abs().max() < (inv.embeddings[0] - cond[0]).abs().max() * 3
     assert all(not p.requires_grad for p in models["unet"].parameters())
+    # Progressive initialisation (O_{s,t} starts from O_{s,t+1}): Adam moves an element by about lr
+    # per iteration, so only an embedding carried over from earlier steps can drift beyond lr*inner.
+    drift = (inv.embeddings[-1].float() - cond[0]).abs().max().item()
+    assert drift > 1.5 * lr * inner, drift
 
 
 def test_evaluation_counts_follow_the_stated_formula(models):
     T, n, frames, inner = 4, 3, 5, 2
     denoiser = _denoiser(models, T)
-    cond, uncond = _texts(models)
     denoiser.counter.stage = "inverting"
-    latents = ddim_inversion(denoiser, _source_latent(models), cond, _pose_images(1))
-    inv = pose_aware_inversion(
-        denoiser,
-        latents,
-        cond,
-        uncond,
-        _pose_images(1),
-        guidance_scale=7.5,
-        inner_steps=n,
-        lr=0.01,
-        early_stop=0.0,
-    )
+    inv, _, uncond = _invert(models, denoiser, inner_steps=n, lr=0.01)
     denoiser.counter.stage = "optimizing"
     optimise_pose_embeddings(
         denoiser, inv, uncond, _pose_images(frames), guidance_scale=7.5, inner_steps=inner, lr=0.01
