@@ -2,29 +2,15 @@
 
 import io
 import json
-import struct
-import zlib
 
 import pytest
 from PIL import Image
 
 from tests.integration.payloads import data_uri, job_body, png_bytes
+from tests.worker.test_images import png_bomb
 from worker.contract import EXAMPLE_POSES
 
 FRAME = EXAMPLE_POSES["frames"][0]
-
-
-def png_bomb(width=60000, height=60000) -> bytes:
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
 
 
 def truncated_png() -> bytes:

@@ -17,7 +17,7 @@ def encode(img: Image.Image, fmt: str, **kw) -> bytes:
     return out.getvalue()
 
 
-def png_bomb(width: int, height: int) -> bytes:
+def png_bomb(width: int = 60000, height: int = 60000) -> bytes:
     """A tiny PNG whose header declares a huge canvas (IDAT is a few bytes)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
