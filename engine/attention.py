@@ -56,12 +56,6 @@ class AttentionController:
         self.masks = masks
         self._grid_masks.clear()
 
-    def reset(self) -> None:
-        self.frame_ids = []
-        self.end_step()
-        self.set_masks(None)
-        self.pop_maps()
-
     # -- geometry --------------------------------------------------------------------------------
     def grid(self, tokens: int) -> tuple[int, int]:
         """Token grid (gh, gw) of a layer with ``tokens`` spatial tokens."""

@@ -575,13 +575,13 @@ class PoseAnimator:
             controller.record_grids = {(latent_hw[0] // f, latent_hw[1] // f) for f in factors}
             controller.map_grid = (latent_hw[0] // min(factors), latent_hw[1] // min(factors))
             controller.set_masks(masks.masks)
+            controller.recording = True
         tracker.start("sampling", T)
         denoiser.counter.stage = "sampling"
         with install_processors(
             self.unet, controller, config.lambdas, use_dcam=config.use_dcam, record_maps=masks is not None
         ):
             for t in range(T, 0, -1):
-                controller.recording = masks is not None
 
                 def work(chunk: list[int], t: int = t) -> None:
                     tracker.check()
