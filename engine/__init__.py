@@ -20,6 +20,7 @@ _EXPORTS = {
     "engine.cache": ("InversionCache", "MemoryInversionCache", "inversion_cache_key"),
     "engine.config": ("AnimateConfig",),
     "engine.errors": ("AnimationCancelled", "InvalidInput"),
+    "engine.extract": ("ExtractionError", "ExtractionResult", "extract_poses"),
     "engine.pipeline": ("DEFAULT_BASE", "DEFAULT_CONTROLNET", "AnimationResult", "PoseAnimator"),
     "engine.pose": ("Pose", "PoseError", "PoseSequence", "pose_mask", "render_pose"),
     "engine.tiny": ("build_tiny_model",),
@@ -34,6 +35,8 @@ __all__ = [
     "AttentionController",
     "CrossAttentionMapProcessor",
     "DualConsistencyAttnProcessor",
+    "ExtractionError",
+    "ExtractionResult",
     "InvalidInput",
     "InversionCache",
     "MemoryInversionCache",
@@ -44,6 +47,7 @@ __all__ = [
     "SimilarityTransform",
     "align_poses",
     "build_tiny_model",
+    "extract_poses",
     "fit_similarity",
     "interpolate_poses",
     "inversion_cache_key",
@@ -71,6 +75,7 @@ if TYPE_CHECKING:
     from engine.cache import InversionCache, MemoryInversionCache, inversion_cache_key
     from engine.config import AnimateConfig
     from engine.errors import AnimationCancelled, InvalidInput
+    from engine.extract import ExtractionError, ExtractionResult, extract_poses
     from engine.pipeline import DEFAULT_BASE, DEFAULT_CONTROLNET, AnimationResult, PoseAnimator
     from engine.pose import Pose, PoseError, PoseSequence, pose_mask, render_pose
     from engine.tiny import build_tiny_model

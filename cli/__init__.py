@@ -1,0 +1,1 @@
+"""The `poseanimate` command line: serve, worker, animate, poses, eval, submit, make-*-model."""

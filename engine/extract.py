@@ -1,0 +1,620 @@
+"""Driving video -> pose sequence: decode, resample, detect, bridge short gaps, smooth.
+
+``extract_poses(video, fps=8)`` decodes a clip with PyAV (MP4/H.264, WebM/VP9, MOV, animated GIF),
+samples it at the requested frame rate by timestamps, finds one body per sampled frame with a
+registered pose detector (:mod:`engine.detect`, MediaPipe BlazePose mapped to COCO-18 by
+:func:`engine.detect.blazepose_to_coco`), then cleans the track:
+
+1. **Gaps**: a keypoint missing for at most ``max_gap`` consecutive frames between two frames where it
+   is seen is bridged by linear interpolation (confidence: the lower of the two ends). Longer gaps,
+   and gaps at the start or end of the clip, stay missing (confidence 0): nothing is extrapolated.
+2. **Smoothing** (x, y only, within each run of frames where a keypoint is seen): Savitzky-Golay
+   (quadratic, ``window`` frames; keeps constant-velocity motion exactly) or One-Euro (adaptive
+   low-pass, little lag on fast moves), or none.
+3. **Frames with no person** left after bridging follow ``no_person``: ``"drop"`` (default; removed
+   and listed in the report), ``"keep"`` (an empty pose, as OpenPose JSON writes a frame with no
+   people) or ``"error"``. A clip in which nobody is ever found raises :class:`NoPersonFound`.
+
+Limits are checked from the container header before anything is decoded (resolution, duration, the
+number of frames the clip would give) and again while decoding, since headers can lie. Every refusal
+is an :class:`ExtractionError` (a ``ValueError``) with a stable ``code``.
+
+PyAV is imported when extraction starts; MediaPipe when the detector is first built.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+import numbers
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from engine.detect import SOURCE_POSE_HINT, DetectorUnavailable, PoseDetector, get_pose_detector
+from engine.pose import DEFAULT_MAX_FRAMES, NUM_KEYPOINTS, Pose, PoseSequence
+
+__all__ = [
+    "DEFAULT_MAX_DURATION_S",
+    "DEFAULT_MAX_GAP",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_WINDOW",
+    "ExtractionError",
+    "ExtractionResult",
+    "NoPersonFound",
+    "VideoTooLarge",
+    "VideoTooLong",
+    "VideoUnreadable",
+    "bridge_gaps",
+    "extract_poses",
+    "smooth_track",
+]
+
+Smoothing = Literal["savgol", "one_euro", "none"]
+NoPersonPolicy = Literal["drop", "keep", "error"]
+
+# 4K UHD: bigger frames cost seconds each to convert and say nothing more about a pose.
+DEFAULT_MAX_PIXELS = 3840 * 2160
+# Decoding is cheap next to detection, but a clip is a motion, not a film.
+DEFAULT_MAX_DURATION_S = 120.0
+# At 8-12 fps, 3 frames is a quarter of a second: a blink of occlusion, not a different motion.
+DEFAULT_MAX_GAP = 3
+# Five frames (about half a second at 8-12 fps) removes detector jitter without rounding off a beat.
+DEFAULT_WINDOW = 5
+_POLYORDER = 2
+# One-Euro (Casiez et al. 2012): cutoff in Hz at rest, speed coefficient per (pixel/s), derivative cutoff.
+_ONE_EURO = (1.0, 0.02, 1.0)
+# No real clip runs faster than this; more decoded frames per second of timestamps is a hostile file.
+_MAX_SOURCE_FPS = 240.0
+# MediaPipe resizes to 256 px inside; converting a 4K frame at full size only costs time.
+_DETECT_MAX_SIDE = 1024
+# Timestamps are rationals rounded to the container's time base; compare with this slack.
+_EPS = 1e-6
+
+
+class ExtractionError(ValueError):
+    """The video cannot be turned into poses; ``code`` is stable for clients."""
+
+    code = "video_invalid"
+
+
+class VideoUnreadable(ExtractionError):
+    """Not a video PyAV can decode, or a damaged / truncated one."""
+
+    code = "video_unreadable"
+
+
+class VideoTooLarge(ExtractionError):
+    """The frames exceed the resolution limit."""
+
+    code = "video_too_large"
+
+
+class VideoTooLong(ExtractionError):
+    """The clip is longer than the duration limit or gives more frames than the cap."""
+
+    code = "video_too_long"
+
+
+class NoPersonFound(ExtractionError):
+    """The detector found nobody (in any frame, or in some frame under ``no_person="error"``)."""
+
+    code = "no_person"
+
+
+@dataclass(frozen=True)
+class ExtractionResult:
+    """The extracted :class:`PoseSequence` (on the video's ``width`` x ``height`` canvas) and what
+    happened on the way."""
+
+    poses: PoseSequence
+    fps: float
+    """Frame rate of ``poses`` (the requested one, or the source's)."""
+    source_fps: float
+    width: int
+    height: int
+    duration_s: float
+    """Declared duration of the video (0 when the container does not say)."""
+    frames_decoded: int
+    frames_sampled: int
+    times: tuple[float, ...]
+    """Timestamp (seconds from the first frame) of each pose in ``poses``."""
+    frames_without_person: tuple[int, ...]
+    """Sampled frames (indices into the sampled clip) where the detector found nobody."""
+    frames_bridged: tuple[int, ...]
+    """Of those, the frames filled by interpolating across a short gap."""
+    frames_dropped: tuple[int, ...]
+    """Of those, the frames removed (``no_person="drop"``)."""
+    keypoint_gaps_bridged: int
+    """Single-keypoint gaps (a joint lost for <= ``max_gap`` frames) filled by interpolation."""
+    detector: str
+    smoothing: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def report(self) -> dict[str, Any]:
+        """JSON-ready summary (no keypoints)."""
+        return {
+            "frames": len(self.poses),
+            "fps": self.fps,
+            "source_fps": self.source_fps,
+            "width": self.width,
+            "height": self.height,
+            "duration_s": self.duration_s,
+            "frames_decoded": self.frames_decoded,
+            "frames_sampled": self.frames_sampled,
+            "frames_without_person": list(self.frames_without_person),
+            "frames_bridged": list(self.frames_bridged),
+            "frames_dropped": list(self.frames_dropped),
+            "keypoint_gaps_bridged": self.keypoint_gaps_bridged,
+            "detector": self.detector,
+            "smoothing": self.smoothing,
+            **self.settings,
+        }
+
+
+# --------------------------------------------------------------------------------------------------
+# Arguments
+
+
+def _positive(value: Any, name: str, *, integer: bool = False, allow_none: bool = False) -> Any:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ExtractionError(f"{name} must be a positive number, got {value!r}")
+    if integer and value != int(value):
+        raise ExtractionError(f"{name} must be a positive integer, got {value!r}")
+    if value <= 0:
+        raise ExtractionError(f"{name} must be positive, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _seconds(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ExtractionError(f"{name} must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+# --------------------------------------------------------------------------------------------------
+# Decoding
+
+
+def _open(video: str | Path | bytes | bytearray | memoryview) -> Any:
+    import av
+
+    if isinstance(video, bytes | bytearray | memoryview):
+        if len(video) == 0:
+            raise VideoUnreadable("the video is empty (0 bytes)")
+        source: Any = io.BytesIO(bytes(video))
+        label = "the video"
+    elif isinstance(video, str | Path):
+        path = Path(video)
+        if not path.is_file():
+            raise VideoUnreadable(f"no such video file: {path}")
+        source, label = str(path), str(path)
+    else:
+        raise ExtractionError(f"video must be a path or bytes, got {type(video).__name__}")
+    try:
+        container = av.open(source, mode="r")
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise VideoUnreadable(f"{label} is not a video PyAV can read ({_why(exc)})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoUnreadable(f"{label} has no video stream")
+    format_name = container.format.name or ""
+    if format_name.endswith("_pipe") or format_name == "image2":
+        container.close()
+        raise VideoUnreadable(f"{label} is a still image ({format_name}), not a video")
+    return container
+
+
+def _why(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+def _rate(stream: Any) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate and 0 < float(rate) <= 1000:
+            return float(rate)
+    return 0.0
+
+
+def _declared_duration(container: Any, stream: Any) -> float:
+    if stream.duration and stream.time_base:
+        return max(float(stream.duration * stream.time_base), 0.0)
+    if container.duration:
+        return max(container.duration / 1_000_000, 0.0)
+    return 0.0
+
+
+def _expected_frames(start: float, end: float, fps: float) -> int:
+    """Sample times ``start + k / fps`` that fall before ``end``."""
+    if end <= start:
+        return 0
+    return max(math.ceil((end - start) * fps - _EPS), 0)
+
+
+def _frames(container: Any, stream: Any, label: str) -> Iterator[tuple[float | None, Any]]:
+    """Decoded frames with their timestamps (seconds, or None when the frame has none)."""
+    import av
+
+    decoded = 0
+    try:
+        for frame in container.decode(stream):
+            decoded += 1
+            t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
+            yield t, frame
+    except av.FFmpegError as exc:
+        if decoded == 0:
+            raise VideoUnreadable(
+                f"{label} is damaged or truncated: no frame could be decoded ({_why(exc)})"
+            ) from None
+        raise VideoUnreadable(
+            f"{label} is damaged or truncated: decoding failed after {decoded} frames ({_why(exc)})"
+        ) from None
+
+
+def _to_image(frame: Any) -> Image.Image:
+    """The frame as displayed: RGB, rotated by its display matrix, at most ``_DETECT_MAX_SIDE``."""
+    image = frame.to_image()
+    rotation = int(getattr(frame, "rotation", 0) or 0) % 360
+    if rotation in (90, 180, 270):
+        # PyAV reports the counter-clockwise display rotation; PIL rotates counter-clockwise too.
+        image = image.rotate(rotation, expand=True)
+    return image
+
+
+# --------------------------------------------------------------------------------------------------
+# Track cleaning (pure numpy; (frames, 18, 3) arrays, confidence 0 = missing)
+
+
+def bridge_gaps(keypoints: np.ndarray, max_gap: int) -> tuple[np.ndarray, int]:
+    """Fill each keypoint's interior gaps of at most ``max_gap`` frames by linear interpolation.
+
+    ``keypoints``: (F, 18, 3). A gap is bridged only when the joint is seen on both sides; its
+    confidence is the lower of the two ends. Returns the new array and the number of gaps filled.
+    """
+    kp = np.array(keypoints, dtype=np.float64)
+    filled = 0
+    if max_gap <= 0:
+        return kp, 0
+    for j in range(kp.shape[1]):
+        seen = np.flatnonzero(kp[:, j, 2] > 0)
+        for a, b in itertools.pairwise(seen.tolist()):
+            gap = b - a - 1
+            if 0 < gap <= max_gap:
+                alpha = (np.arange(1, gap + 1) / (gap + 1))[:, None]
+                kp[a + 1 : b, j, :2] = (1 - alpha) * kp[a, j, :2] + alpha * kp[b, j, :2]
+                kp[a + 1 : b, j, 2] = min(kp[a, j, 2], kp[b, j, 2])
+                filled += 1
+    return kp, filled
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of each run of True."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
+
+
+def _savgol(values: np.ndarray, window: int, polyorder: int) -> np.ndarray:
+    """Savitzky-Golay smoothing of (n, d) samples; near the ends the window is shifted inside the
+    run and the fit evaluated off-centre (scipy's ``mode="interp"``)."""
+    n = len(values)
+    window = min(window, n if n % 2 else n - 1)
+    if window <= polyorder:
+        return values.copy()
+    half = window // 2
+    out = np.empty_like(values)
+    offsets = np.arange(window)
+    for i in range(n):
+        start = min(max(i - half, 0), n - window)
+        x = offsets + start - i  # positions relative to the evaluated sample
+        weights = np.linalg.pinv(np.vander(x, polyorder + 1, increasing=True))[0]  # value at x = 0
+        out[i] = weights @ values[start : start + window]
+    return out
+
+
+def _one_euro(values: np.ndarray, fps: float) -> np.ndarray:
+    """One-Euro filter of (n, d) samples taken at ``fps``."""
+    min_cutoff, beta, d_cutoff = _ONE_EURO
+    dt = 1.0 / fps
+
+    def alpha(cutoff: np.ndarray | float) -> np.ndarray | float:
+        tau = 1.0 / (2 * math.pi * cutoff)
+        return 1.0 / (1.0 + tau / dt)
+
+    out = np.empty_like(values)
+    out[0] = values[0]
+    derivative = np.zeros(values.shape[1])
+    for i in range(1, len(values)):
+        raw_derivative = (values[i] - out[i - 1]) / dt
+        a_d = alpha(d_cutoff)
+        derivative = a_d * raw_derivative + (1 - a_d) * derivative
+        a = alpha(min_cutoff + beta * np.abs(derivative))
+        out[i] = a * values[i] + (1 - a) * out[i - 1]
+    return out
+
+
+def smooth_track(
+    keypoints: np.ndarray, method: Smoothing, *, fps: float, window: int = DEFAULT_WINDOW
+) -> np.ndarray:
+    """Smooth each keypoint's x, y over time within each run of frames where it is seen.
+
+    ``keypoints``: (F, 18, 3); confidences and missing keypoints are left as they are.
+    """
+    kp = np.array(keypoints, dtype=np.float64)
+    if method == "none":
+        return kp
+    for j in range(kp.shape[1]):
+        for start, stop in _runs(kp[:, j, 2] > 0):
+            if stop - start < 2:
+                continue
+            xy = kp[start:stop, j, :2]
+            if method == "savgol":
+                kp[start:stop, j, :2] = _savgol(xy, window, _POLYORDER)
+            else:
+                kp[start:stop, j, :2] = _one_euro(xy, fps)
+    return kp
+
+
+# --------------------------------------------------------------------------------------------------
+# Extraction
+
+
+def _resolve_detector(detector: str | PoseDetector) -> PoseDetector:
+    if isinstance(detector, str):
+        found = get_pose_detector(detector)
+        if found is None:
+            raise DetectorUnavailable(
+                "no pose detector is available to extract poses from a video; "
+                + SOURCE_POSE_HINT.split(", or ", 1)[-1]
+            )
+        return found
+    if not callable(getattr(detector, "detect", None)):
+        raise ExtractionError(
+            f"detector must be a name or have .detect(image), got {type(detector).__name__}"
+        )
+    return detector
+
+
+def _detect(detector: PoseDetector, image: Image.Image, width: int, height: int) -> np.ndarray:
+    """(18, 3) keypoints on the ``width`` x ``height`` frame (zeros when nobody is found)."""
+    scale = 1.0
+    if max(image.size) > _DETECT_MAX_SIDE:
+        scale = max(image.size) / _DETECT_MAX_SIDE
+        image = image.resize(
+            (max(round(image.width / scale), 1), max(round(image.height / scale), 1)),
+            Image.Resampling.BILINEAR,
+        )
+    pose = detector.detect(image)
+    if pose is None:
+        return np.zeros((NUM_KEYPOINTS, 3))
+    kp = pose.to_canvas(image.width, image.height).keypoints.copy()
+    kp[:, :2] *= (width / image.width, height / image.height)
+    return kp
+
+
+def extract_poses(
+    video: str | Path | bytes | bytearray | memoryview,
+    *,
+    fps: float | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_duration: float = DEFAULT_MAX_DURATION_S,
+    smoothing: Smoothing = "savgol",
+    window: int = DEFAULT_WINDOW,
+    max_gap: int = DEFAULT_MAX_GAP,
+    no_person: NoPersonPolicy = "drop",
+    detector: str | PoseDetector = "auto",
+) -> ExtractionResult:
+    """Extract one person's COCO-18 pose per sampled frame of ``video`` (a path or the file's bytes).
+
+    ``fps``: sample rate (frames at ``start + k / fps``, each taking the frame on screen at that
+    time); ``None`` keeps every source frame. ``start`` / ``end``: seconds from the first frame.
+    ``max_frames``: cap on sampled frames, checked from the header before decoding and enforced while
+    decoding. ``max_pixels`` (width x height) and ``max_duration`` (seconds) bound the decoding work.
+    ``smoothing``, ``window``, ``max_gap``, ``no_person``: see the module docstring. ``detector``: a
+    name from :func:`engine.detect.available_pose_detectors` (``"auto"``: the first that loads) or a
+    :class:`~engine.detect.PoseDetector`.
+
+    Raises :class:`ExtractionError` subclasses (all ``ValueError``) for bad arguments and refused or
+    unreadable videos, :class:`NoPersonFound` when nobody is found, and
+    :class:`~engine.detect.DetectorUnavailable` when no detector can load.
+    """
+    # 1. Check arguments
+    fps = _positive(fps, "fps", allow_none=True)
+    start = _seconds(start, "start") or 0.0
+    end = _seconds(end, "end")
+    if end is not None and end <= start:
+        raise ExtractionError(f"end ({end:g} s) must be after start ({start:g} s)")
+    max_frames = _positive(max_frames, "max_frames", integer=True)
+    max_pixels = _positive(max_pixels, "max_pixels", integer=True)
+    max_duration = _positive(max_duration, "max_duration")
+    if smoothing not in ("savgol", "one_euro", "none"):
+        raise ExtractionError(f"smoothing must be 'savgol', 'one_euro' or 'none', got {smoothing!r}")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 3 or window % 2 == 0:
+        raise ExtractionError(f"window must be an odd integer >= 3, got {window!r}")
+    if isinstance(max_gap, bool) or not isinstance(max_gap, int) or max_gap < 0:
+        raise ExtractionError(f"max_gap must be an integer >= 0, got {max_gap!r}")
+    if no_person not in ("drop", "keep", "error"):
+        raise ExtractionError(f"no_person must be 'drop', 'keep' or 'error', got {no_person!r}")
+
+    # 2. Open and check the header before decoding anything
+    container = _open(video)
+    owned: PoseDetector | None = None
+    label = str(video) if isinstance(video, str | Path) else "the video"
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width and height and width * height > max_pixels:
+            raise VideoTooLarge(
+                f"{label} is {width}x{height}; at most {max_pixels:,} pixels per frame are allowed"
+            )
+        duration = _declared_duration(container, stream)
+        source_fps = _rate(stream)
+        if duration > max_duration + _EPS and (end is None or end > max_duration):
+            raise VideoTooLong(
+                f"{label} lasts {duration:.1f} s; at most {max_duration:g} s are decoded "
+                "(trim it with start/end)"
+            )
+        if duration > 0:
+            stop = min(end, duration) if end is not None else duration
+            rate = fps or source_fps
+            expected = _expected_frames(start, stop, rate) if rate else 0
+            if not rate and stream.frames:
+                expected = stream.frames
+            if expected > max_frames:
+                raise VideoTooLong(
+                    f"{label} gives {expected} frames at {rate:g} fps between {start:g} s and {stop:g} s; "
+                    f"at most {max_frames} are allowed (lower fps or trim with start/end)"
+                )
+        if start >= duration > 0:
+            raise ExtractionError(f"start ({start:g} s) is past the end of the video ({duration:.2f} s)")
+        owned = _resolve_detector(detector)
+
+        # 3. Decode, sample by timestamps, detect
+        sampled: list[np.ndarray] = []
+        times: list[float] = []
+        decoded = 0
+        t0: float | None = None
+        previous: tuple[float, Any] | None = None
+        next_k = 0
+
+        def take(frame: Any, t: float) -> None:
+            if len(sampled) >= max_frames:
+                raise VideoTooLong(
+                    f"{label} gives more than {max_frames} frames"
+                    + (f" at {fps:g} fps" if fps else "")
+                    + "; lower fps or trim with start/end"
+                )
+            if frame.width * frame.height > max_pixels:
+                raise VideoTooLarge(
+                    f"{label} has a {frame.width}x{frame.height} frame; "
+                    f"at most {max_pixels:,} pixels per frame are allowed"
+                )
+            image = _to_image(frame)
+            if not canvas:
+                canvas.append(image.size)  # as displayed (after any rotation)
+            elif image.size != canvas[0]:
+                image = image.resize(canvas[0], Image.Resampling.BILINEAR)
+            sampled.append(_detect(owned, image, image.width, image.height))
+            times.append(t)
+
+        last_t = 0.0
+        canvas: list[tuple[int, int]] = []
+        for raw_t, frame in _frames(container, stream, label):
+            decoded += 1
+            if decoded > _MAX_SOURCE_FPS * max_duration:
+                raise VideoTooLong(f"{label} holds more than {decoded - 1} frames; it is not a short clip")
+            if raw_t is None:
+                raw_t = (decoded - 1) / source_fps if source_fps else float(decoded - 1)
+            if t0 is None:
+                t0 = raw_t
+            t = raw_t - t0
+            if t < last_t - _EPS and previous is not None:
+                t = last_t  # out-of-order timestamps: keep the display order
+            last_t = t
+            if t > max_duration + _EPS:
+                raise VideoTooLong(f"{label} runs past {max_duration:g} s; at most that much is decoded")
+            if fps is None:
+                if t >= start - _EPS and (end is None or t < end - _EPS):
+                    take(frame, t)
+            else:
+                # Every sample time before this frame's timestamp shows the previous frame.
+                while previous is not None and start + next_k / fps < t - _EPS:
+                    sample_t = start + next_k / fps
+                    if end is not None and sample_t >= end - _EPS:
+                        break
+                    if sample_t >= previous[0] - _EPS:
+                        take(previous[1], sample_t)
+                    next_k += 1
+            previous = (t, frame)
+            if end is not None and t >= end - _EPS and (fps is None or start + next_k / fps >= end - _EPS):
+                break
+        if previous is None:
+            raise VideoUnreadable(f"{label} holds no decodable frames")
+        if fps is not None:
+            # The last frame stays on screen for one frame interval.
+            last_interval = 1.0 / (source_fps or fps)
+            stop_t = previous[0] + last_interval
+            if end is not None:
+                stop_t = min(stop_t, end)
+            while start + next_k / fps < stop_t - _EPS:
+                if start + next_k / fps >= previous[0] - _EPS:
+                    take(previous[1], start + next_k / fps)
+                next_k += 1
+        if (
+            duration > 0
+            and (end is None or end > last_t)
+            and last_t + 1.0 / (source_fps or 1.0) < 0.9 * duration - 0.5
+        ):
+            raise VideoUnreadable(
+                f"{label} is truncated: frames stop at {last_t:.2f} s of its declared {duration:.2f} s"
+            )
+        if not sampled:
+            raise ExtractionError(
+                f"no frames between {start:g} s and {end if end is not None else last_t:g} s"
+            )
+    finally:
+        container.close()
+        if isinstance(detector, str) and owned is not None:
+            close = getattr(owned, "close", None)
+            if callable(close):
+                close()
+
+    # 4. Clean the track: bridge short gaps, smooth, apply the no-person policy
+    raw = np.stack(sampled)  # (F, 18, 3)
+    frame_w, frame_h = canvas[0]
+    empty = ~(raw[:, :, 2] > 0).any(axis=1)
+    if empty.all():
+        raise NoPersonFound(f"no person found in {label} ({len(raw)} frames sampled)")
+    bridged_kp, gaps = bridge_gaps(raw, max_gap)
+    still_empty = ~(bridged_kp[:, :, 2] > 0).any(axis=1)
+    bridged_frames = tuple(np.flatnonzero(empty & ~still_empty).tolist())
+    rate = fps or source_fps or 1.0
+    smooth = smooth_track(bridged_kp, smoothing, fps=rate, window=window)
+    smooth[..., :2] = np.where(smooth[..., 2:] > 0, smooth[..., :2], 0.0)
+    dropped: tuple[int, ...] = ()
+    keep_idx = np.arange(len(smooth))
+    if still_empty.any():
+        missing = np.flatnonzero(still_empty).tolist()
+        if no_person == "error":
+            shown = ", ".join(str(i) for i in missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise NoPersonFound(f"no person found in sampled frames {shown} of {label}")
+        if no_person == "drop":
+            dropped = tuple(missing)
+            keep_idx = np.flatnonzero(~still_empty)
+    poses = PoseSequence(Pose(smooth[i], frame_w, frame_h) for i in keep_idx)
+    return ExtractionResult(
+        poses=poses,
+        fps=float(rate),
+        source_fps=source_fps,
+        width=frame_w,
+        height=frame_h,
+        duration_s=duration,
+        frames_decoded=decoded,
+        frames_sampled=len(raw),
+        times=tuple(times[i] for i in keep_idx),
+        frames_without_person=tuple(np.flatnonzero(empty).tolist()),
+        frames_bridged=bridged_frames,
+        frames_dropped=dropped,
+        keypoint_gaps_bridged=gaps,
+        detector=str(getattr(owned, "name", type(owned).__name__)),
+        smoothing=smoothing,
+        settings={"start": start, "end": end, "max_gap": max_gap, "window": window, "no_person": no_person},
+    )
