@@ -117,7 +117,7 @@ def blazepose_to_coco(landmarks: np.ndarray, width: int, height: int, *, min_vis
     """
     lm = np.asarray(landmarks, dtype=np.float64)
     if lm.shape != (33, 3):
-        raise PoseError(f"expected (33, 3) BlazePose landmarks, got {lm.shape}")
+        raise PoseError("pose_keypoint_count", f"expected (33, 3) BlazePose landmarks, got {lm.shape}")
     out = np.zeros((NUM_KEYPOINTS, 3))
     for coco, source in enumerate(_BLAZEPOSE_TO_COCO):
         if isinstance(source, tuple):

@@ -1,22 +1,23 @@
-"""Body poses: COCO-18 OpenPose keypoints, parsing, canvas geometry and the ControlNet rendering.
+"""Body poses: COCO-18 OpenPose keypoints, canvas geometry and the ControlNet rendering.
 
 A :class:`Pose` holds 18 keypoints ``(x, y, confidence)`` in *pixel* coordinates of a
-``width`` x ``height`` canvas; confidence 0 means the keypoint is missing. Only numpy and PIL are
-imported so the API side can parse and validate poses cheaply.
+``width`` x ``height`` canvas; confidence 0 means the keypoint is missing. Parsing is
+:mod:`engine.poseformat`'s (the one pose-format parser, shared with the API): ``from_json`` reads
+its canonical compact pixel form. Only numpy and PIL are imported (no torch).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, overload
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from engine.poseformat import KEYPOINT_NAMES, NUM_KEYPOINTS, PoseError, normalize_poses, normalize_source_pose
 
 __all__ = [
     "KEYPOINT_COLORS",
@@ -32,27 +33,6 @@ __all__ = [
     "render_pose",
 ]
 
-NUM_KEYPOINTS = 18
-KEYPOINT_NAMES: tuple[str, ...] = (
-    "nose",
-    "neck",
-    "r_shoulder",
-    "r_elbow",
-    "r_wrist",
-    "l_shoulder",
-    "l_elbow",
-    "l_wrist",
-    "r_hip",
-    "r_knee",
-    "r_ankle",
-    "l_hip",
-    "l_knee",
-    "l_ankle",
-    "r_eye",
-    "l_eye",
-    "r_ear",
-    "l_ear",
-)
 # The annotator's limbSeq (1-indexed there), in its drawing order: limb i is drawn in LIMB_COLORS[i].
 LIMBS: tuple[tuple[int, int], ...] = (
     (1, 2),
@@ -96,9 +76,6 @@ KEYPOINT_COLORS: tuple[tuple[int, int, int], ...] = (
 LIMB_COLORS: tuple[tuple[int, int, int], ...] = KEYPOINT_COLORS[: len(LIMBS)]
 
 DEFAULT_MAX_FRAMES = 300
-DEFAULT_CANVAS = (512, 512)
-# Coordinates further than this many canvas sizes away are a unit mix-up or garbage, not a pose.
-_ABSURD_FACTOR = 10.0
 # The annotator's stick half-width and joint radius, tuned for a 512-px canvas.
 _REFERENCE_SIZE = 512
 _STICKWIDTH = 4
@@ -106,10 +83,6 @@ _JOINT_RADIUS = 4
 _JOINT_DIM = 0.6
 
 Units = Literal["pixels", "normalized"]
-
-
-class PoseError(ValueError):
-    """A pose or pose sequence is malformed."""
 
 
 def fit_transform(src_w: int, src_h: int, dst_w: int, dst_h: int) -> tuple[float, float, float]:
@@ -121,7 +94,10 @@ def fit_transform(src_w: int, src_h: int, dst_w: int, dst_h: int) -> tuple[float
     """
     for value in (src_w, src_h, dst_w, dst_h):
         if not value > 0:
-            raise PoseError(f"canvas sizes must be positive, got {src_w}x{src_h} -> {dst_w}x{dst_h}")
+            raise PoseError(
+                "pose_canvas_invalid",
+                f"canvas sizes must be positive, got {src_w}x{src_h} -> {dst_w}x{dst_h}",
+            )
     # Same arithmetic and branch order as ImageOps.fit, so the crop box matches to the last bit.
     src_ratio = src_w / src_h
     dst_ratio = dst_w / dst_h
@@ -142,13 +118,15 @@ MAX_CANVAS = 65536
 
 def _canvas_size(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise PoseError(f"{what} must be a positive integer, got {value!r}")
+        raise PoseError("pose_canvas_invalid", f"{what} must be a positive integer, got {value!r}")
     # Compare before converting: a huge integer would overflow float() and math.isfinite().
     if not isinstance(value, numbers.Integral) and not math.isfinite(value):
-        raise PoseError(f"{what} must be a positive integer, got {value!r}")
+        raise PoseError("pose_canvas_invalid", f"{what} must be a positive integer, got {value!r}")
     if value != int(value) or not 0 < value <= MAX_CANVAS:
         shown = repr(value) if abs(value) < 10**12 else "a huge number"
-        raise PoseError(f"{what} must be a positive integer up to {MAX_CANVAS}, got {shown}")
+        raise PoseError(
+            "pose_canvas_invalid", f"{what} must be a positive integer up to {MAX_CANVAS}, got {shown}"
+        )
     return int(value)
 
 
@@ -171,14 +149,16 @@ class Pose:
         try:
             kp = np.array(self.keypoints, dtype=np.float64)
         except (TypeError, ValueError):
-            raise PoseError("keypoints must be numbers") from None
+            raise PoseError("pose_not_numeric", "keypoints must be numbers") from None
         if kp.shape != (NUM_KEYPOINTS, 3):
-            raise PoseError(f"keypoints must have shape ({NUM_KEYPOINTS}, 3), got {kp.shape}")
+            raise PoseError(
+                "pose_keypoint_count", f"keypoints must have shape ({NUM_KEYPOINTS}, 3), got {kp.shape}"
+            )
         if not np.isfinite(kp).all():
-            raise PoseError("keypoints must be finite")
+            raise PoseError("pose_not_finite", "keypoints must be finite")
         conf = kp[:, 2]
         if (conf < 0).any() or (conf > 1).any():
-            raise PoseError("keypoint confidence must be in [0, 1]")
+            raise PoseError("pose_confidence", "keypoint confidence must be in [0, 1]")
         kp[conf == 0] = 0.0
         kp.setflags(write=False)
         object.__setattr__(self, "keypoints", kp)
@@ -223,16 +203,11 @@ class Pose:
         }
 
     @classmethod
-    def from_json(cls, data: Any, *, default_size: tuple[int, int] = DEFAULT_CANVAS) -> Pose:
-        """Parse a single pose (e.g. the source pose ``p_s``).
-
-        Accepts everything :meth:`PoseSequence.from_json` does as long as it holds exactly one frame,
-        plus the compact single-pose form ``{"width", "height", "keypoints": [[x, y, c]] * 18}``.
-        """
-        seq = PoseSequence.from_json(data, default_size=default_size)
-        if len(seq) != 1:
-            raise PoseError(f"expected a single pose, got {len(seq)} frames")
-        return seq[0]
+    def from_json(cls, data: Any) -> Pose:
+        """Parse a single pose (e.g. the source pose ``p_s``): any form :meth:`PoseSequence.from_json`
+        accepts holding exactly one frame, e.g. ``{"width", "height", "keypoints": [[x, y, c]] * 18}``
+        (:func:`engine.poseformat.normalize_source_pose`)."""
+        return PoseSequence.from_compact(normalize_source_pose(data))[0]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Pose):
@@ -256,15 +231,16 @@ class PoseSequence(Sequence[Pose]):
     def __init__(self, poses: Iterable[Pose]) -> None:
         items = tuple(poses)
         if not items:
-            raise PoseError("pose sequence is empty")
+            raise PoseError("pose_frame_count", "pose sequence is empty")
         for i, pose in enumerate(items):
             if not isinstance(pose, Pose):
-                raise PoseError(f"frame {i}: expected a Pose, got {type(pose).__name__}")
+                raise PoseError("pose_malformed", f"frame {i}: expected a Pose, got {type(pose).__name__}")
         size = (items[0].width, items[0].height)
         for i, pose in enumerate(items):
             if (pose.width, pose.height) != size:
                 raise PoseError(
-                    f"frame {i}: canvas {pose.width}x{pose.height} differs from {size[0]}x{size[1]}"
+                    "pose_canvas_inconsistent",
+                    f"frame {i}: canvas {pose.width}x{pose.height} differs from {size[0]}x{size[1]}",
                 )
         self._poses = items
 
@@ -319,7 +295,7 @@ class PoseSequence(Sequence[Pose]):
     def to_compact(self, units: Units = "pixels") -> dict[str, Any]:
         """The compact form ``{"width", "height", "units", "frames": [[[x, y, c]] * 18, ...]}``."""
         if units not in ("pixels", "normalized"):
-            raise PoseError(f"units must be 'pixels' or 'normalized', got {units!r}")
+            raise PoseError("pose_malformed", f"units must be 'pixels' or 'normalized', got {units!r}")
         kp = self.keypoints()
         if units == "normalized":
             kp[..., 0] /= self.width
@@ -331,177 +307,22 @@ class PoseSequence(Sequence[Pose]):
         return [p.to_openpose() for p in self._poses]
 
     @classmethod
-    def from_json(
-        cls,
-        data: Any,
-        *,
-        default_size: tuple[int, int] = DEFAULT_CANVAS,
-        max_frames: int = DEFAULT_MAX_FRAMES,
-    ) -> PoseSequence:
-        """Parse OpenPose JSON or the compact form.
+    def from_json(cls, data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES) -> PoseSequence:
+        """Parse any accepted pose form with :func:`engine.poseformat.normalize_poses`.
 
-        ``data``: a parsed ``dict``/``list``, JSON text (``str``/``bytes``) or a ``Path`` to a JSON file.
-        OpenPose: one frame ``{"people": [{"pose_keypoints_2d": [...54]}], "canvas_width",
-        "canvas_height"}`` or a list of them; the first person is used, a frame with no people has
-        every keypoint missing, a missing canvas size falls back to the other frames', then to
-        ``default_size`` ``(width, height)``. Compact: ``{"width", "height", "frames": [[[x, y, c]] *
-        18, ...], "units"?}``. Coordinates are normalized ([0, 1]) when ``units == "normalized"``, or,
-        without ``units``, when every visible coordinate lies in [0, 1]; otherwise pixels.
+        ``data``: parsed JSON (``dict``/``list``), JSON text (``str``/``bytes``) or a ``Path``: OpenPose
+        frames, the compact form or the single-pose form, pixel or normalised coordinates. The rules
+        and error codes are the pose format's (:class:`PoseError` with ``.code``).
         """
-        default_w = _canvas_size(default_size[0], "default width")
-        default_h = _canvas_size(default_size[1], "default height")
-        raw = _load_json(data)
-        units: Any = None
-        if isinstance(raw, dict) and ("frames" in raw or "keypoints" in raw):
-            frames, (width, height), units = _parse_compact(raw, max_frames)
-        elif isinstance(raw, dict) and "people" in raw:
-            frames, (width, height) = _parse_openpose([raw], (default_w, default_h), max_frames)
-        elif isinstance(raw, list):
-            if not raw:
-                raise PoseError("pose sequence is empty")
-            if not all(isinstance(f, dict) for f in raw):
-                raise PoseError("a list of poses must hold OpenPose frame objects")
-            frames, (width, height) = _parse_openpose(raw, (default_w, default_h), max_frames)
-        else:
-            raise PoseError(
-                "unrecognised pose JSON: expected OpenPose ({'people': [...]}) "
-                "or compact ({'width', 'height', 'frames'})"
-            )
-        kp = np.stack(frames)  # (frames, 18, 3)
-        if units is None:
-            units = "normalized" if _looks_normalized(kp, width, height) else "pixels"
-        elif units not in ("pixels", "normalized"):
-            raise PoseError(f"units must be 'pixels' or 'normalized', got {units!r}")
-        if units == "normalized":
-            kp[..., 0] *= width
-            kp[..., 1] *= height
-        if (np.abs(kp[..., 0]) > _ABSURD_FACTOR * width).any() or (
-            np.abs(kp[..., 1]) > _ABSURD_FACTOR * height
-        ).any():
-            raise PoseError(f"keypoint coordinates lie far outside the {width}x{height} canvas")
-        return cls(Pose(k, width, height) for k in kp)
+        return cls.from_compact(normalize_poses(data, max_frames=max_frames))
 
-
-def _load_json(data: Any) -> Any:
-    if isinstance(data, Path):
-        try:
-            data = data.read_bytes()
-        except OSError as exc:
-            raise PoseError(f"cannot read pose file: {exc.strerror}") from None
-    if isinstance(data, bytes | bytearray):
-        try:
-            data = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise PoseError("pose JSON is not UTF-8") from None
-    if isinstance(data, str):
-        try:
-            return json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise PoseError(f"invalid pose JSON: {exc.msg} at line {exc.lineno}") from None
-    if isinstance(data, tuple):
-        return list(data)
-    return data
-
-
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise PoseError(f"{where}: expected a number, got {type(value).__name__}")
-    try:
-        number = float(value)
-    except OverflowError:  # an integer beyond float range
-        raise PoseError(f"{where}: keypoint values must be finite") from None
-    if not math.isfinite(number):
-        raise PoseError(f"{where}: keypoint values must be finite")
-    return number
-
-
-def _keypoint_array(values: Any, where: str) -> np.ndarray:
-    """(18, 3) from 18 ``[x, y, c]`` triples or 54 flat numbers, strictly typed."""
-    if not isinstance(values, list | tuple):
-        raise PoseError(f"{where}: keypoints must be a list")
-    if len(values) == NUM_KEYPOINTS and all(isinstance(v, list | tuple) for v in values):
-        for v in values:
-            if len(v) != 3:
-                raise PoseError(f"{where}: each keypoint must be [x, y, confidence]")
-        flat = [c for v in values for c in v]
-    elif all(not isinstance(v, list | tuple | dict) for v in values):
-        if len(values) != NUM_KEYPOINTS * 3:
-            raise PoseError(
-                f"{where}: expected {NUM_KEYPOINTS} keypoints ({NUM_KEYPOINTS * 3} numbers), got {len(values)}"
-            )
-        flat = list(values)
-    else:
-        raise PoseError(f"{where}: expected {NUM_KEYPOINTS} keypoints as [x, y, confidence]")
-    kp = np.array([_number(v, where) for v in flat], dtype=np.float64).reshape(NUM_KEYPOINTS, 3)
-    conf = kp[:, 2]
-    if (conf < 0).any() or (conf > 1).any():
-        raise PoseError(f"{where}: keypoint confidence must be in [0, 1]")
-    kp[conf == 0] = 0.0
-    return kp
-
-
-def _check_frame_count(count: int, max_frames: int) -> None:
-    if count == 0:
-        raise PoseError("pose sequence is empty")
-    if count > max_frames:
-        raise PoseError(f"pose sequence has {count} frames; at most {max_frames} are allowed")
-
-
-def _parse_openpose(
-    raw_frames: list[dict[str, Any]], default: tuple[int, int], max_frames: int
-) -> tuple[list[np.ndarray], tuple[int, int]]:
-    _check_frame_count(len(raw_frames), max_frames)
-    frames: list[np.ndarray] = []
-    sizes: set[tuple[int, int]] = set()
-    for i, frame in enumerate(raw_frames):
-        where = f"frame {i}"
-        people = frame.get("people")
-        if not isinstance(people, list):
-            raise PoseError(f"{where}: 'people' must be a list")
-        if people:
-            person = people[0]
-            if not isinstance(person, dict) or "pose_keypoints_2d" not in person:
-                raise PoseError(f"{where}: person has no 'pose_keypoints_2d'")
-            frames.append(_keypoint_array(person["pose_keypoints_2d"], where))
-        else:
-            frames.append(np.zeros((NUM_KEYPOINTS, 3)))
-        has_w, has_h = "canvas_width" in frame, "canvas_height" in frame
-        if has_w != has_h:
-            raise PoseError(f"{where}: give both canvas_width and canvas_height")
-        if has_w:
-            sizes.add(
-                (
-                    _canvas_size(frame["canvas_width"], f"{where}: canvas_width"),
-                    _canvas_size(frame["canvas_height"], f"{where}: canvas_height"),
-                )
-            )
-    if len(sizes) > 1:
-        listed = ", ".join(f"{w}x{h}" for w, h in sorted(sizes))
-        raise PoseError(f"frames have different canvas sizes: {listed}")
-    return frames, (sizes.pop() if sizes else default)
-
-
-def _parse_compact(raw: dict[str, Any], max_frames: int) -> tuple[list[np.ndarray], tuple[int, int], Any]:
-    if "width" not in raw or "height" not in raw:
-        raise PoseError("compact pose JSON needs 'width' and 'height'")
-    size = (_canvas_size(raw["width"], "width"), _canvas_size(raw["height"], "height"))
-    if "frames" in raw:
-        raw_frames = raw["frames"]
-        if not isinstance(raw_frames, list):
-            raise PoseError("'frames' must be a list")
-    else:
-        raw_frames = [raw["keypoints"]]
-    _check_frame_count(len(raw_frames), max_frames)
-    frames = [_keypoint_array(f, f"frame {i}") for i, f in enumerate(raw_frames)]
-    return frames, size, raw.get("units")
-
-
-def _looks_normalized(kp: np.ndarray, width: int, height: int) -> bool:
-    """(frames, 18, 3): every visible coordinate in [0, 1] on a canvas bigger than 2 px."""
-    if width <= 2 or height <= 2:
-        return False
-    xy = kp[..., :2][kp[..., 2] > 0]
-    return xy.size > 0 and bool(((xy >= 0) & (xy <= 1)).all())
+    @classmethod
+    def from_compact(cls, compact: dict[str, Any]) -> PoseSequence:
+        """From the canonical compact pixel form (already validated by the pose format)."""
+        if compact.get("units", "pixels") != "pixels":
+            raise PoseError("pose_malformed", "from_compact reads pixel coordinates only")
+        width, height = compact["width"], compact["height"]
+        return cls(Pose(np.asarray(k, dtype=np.float64), width, height) for k in compact["frames"])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -698,7 +519,9 @@ def pose_mask(pose: Pose, width: int, height: int, *, dilation: float | None = N
     mask before cross-attention maps exist. Non-empty whenever a visible keypoint lies on the canvas.
     """
     if dilation is not None and (not math.isfinite(dilation) or dilation < 0):
-        raise PoseError(f"dilation must be a non-negative number of pixels, got {dilation!r}")
+        raise PoseError(
+            "pose_malformed", f"dilation must be a non-negative number of pixels, got {dilation!r}"
+        )
     pose = pose.to_canvas(width, height)
     kp, visible = pose.keypoints, pose.visible
     canvas = Image.new("L", (width, height), 0)

@@ -225,18 +225,40 @@ def test_from_json_reads_a_list_of_openpose_frames_and_uses_the_first_person():
     np.testing.assert_array_equal(seq[1].keypoints, Pose(GAPPY, 512, 512).keypoints)
 
 
-def test_openpose_frame_without_people_has_every_keypoint_missing():
-    seq = PoseSequence.from_json(
-        [openpose_frame(STANDING), {"people": [], "canvas_width": 512, "canvas_height": 512}]
-    )
-    assert not seq[1].visible.any()
+def test_openpose_frame_without_people_is_refused_like_the_api_does():
+    with pytest.raises(PoseError) as info:
+        PoseSequence.from_json(
+            [openpose_frame(STANDING), {"people": [], "canvas_width": 512, "canvas_height": 512}]
+        )
+    assert info.value.code == "pose_empty_frame"
 
 
-def test_openpose_without_canvas_uses_the_other_frames_size_then_default_size():
+def test_openpose_without_canvas_uses_the_other_frames_size_and_pixels_need_one():
     bare = {"people": [{"pose_keypoints_2d": STANDING.reshape(-1).tolist()}]}
     assert PoseSequence.from_json([bare, openpose_frame(STANDING, 600, 700)]).width == 600
-    seq = PoseSequence.from_json(bare, default_size=(800, 900))
-    assert (seq.width, seq.height) == (800, 900)
+    with pytest.raises(PoseError) as info:
+        PoseSequence.from_json(bare)
+    assert info.value.code == "pose_canvas_missing"
+
+
+def test_xy_pairs_read_as_confident_keypoints():
+    seq = PoseSequence.from_json({"width": 512, "height": 512, "frames": [STANDING[:, :2].tolist()]})
+    assert seq[0].keypoints[:, :2].tolist() == STANDING[:, :2].tolist()
+    assert (seq[0].keypoints[:, 2] == 1.0).all()
+
+
+def test_from_json_reads_exactly_what_the_pose_format_normalises():
+    from engine.poseformat import normalize_poses
+
+    data = {
+        "width": 640,
+        "height": 480,
+        "frames": [(STANDING + np.array([0.123456, 0, 0])).tolist(), GAPPY.tolist()],
+    }
+    expected = normalize_poses(data, max_frames=8)
+    seq = PoseSequence.from_json(data)
+    np.testing.assert_array_equal(seq.keypoints(), np.array(expected["frames"]))
+    assert seq.to_compact() == expected
 
 
 def test_compact_form_reads_nested_triples():
@@ -253,31 +275,6 @@ def test_normalized_coordinates_are_detected_and_scaled_to_pixels():
     np.testing.assert_allclose(seq[0].keypoints, STANDING)
     seq = PoseSequence.from_json(openpose_frame(norm, 640, 480))
     np.testing.assert_allclose(seq[0].keypoints, STANDING)
-
-
-def test_explicit_units_override_the_guess():
-    tiny = np.zeros((18, 3))
-    tiny[0] = (0.5, 0.75, 1.0)
-    as_pixels = PoseSequence.from_json(
-        {"width": 512, "height": 512, "units": "pixels", "frames": [tiny.tolist()]}
-    )
-    assert as_pixels[0].keypoints[0, :2].tolist() == [0.5, 0.75]
-    guessed = PoseSequence.from_json({"width": 512, "height": 512, "frames": [tiny.tolist()]})
-    assert guessed[0].keypoints[0, :2].tolist() == [256.0, 384.0]
-    big = {
-        "width": 512,
-        "height": 512,
-        "units": "normalized",
-        "frames": [(STANDING / [512, 512, 1]).tolist()],
-    }
-    np.testing.assert_allclose(PoseSequence.from_json(big)[0].keypoints, STANDING)
-
-
-def test_a_two_pixel_canvas_is_never_treated_as_normalized():
-    tiny = np.zeros((18, 3))
-    tiny[0] = (1.0, 1.0, 1.0)
-    seq = PoseSequence.from_json({"width": 2, "height": 2, "frames": [tiny.tolist()]})
-    assert seq[0].keypoints[0, :2].tolist() == [1.0, 1.0]
 
 
 def test_from_json_accepts_text_bytes_and_paths(tmp_path):
@@ -297,39 +294,43 @@ def _frame_with(index: int, value) -> dict:
 
 
 @pytest.mark.parametrize(
-    ("data", "message"),
+    ("data", "code"),
     [
-        ({"people": [{"pose_keypoints_2d": [1.0] * 75}]}, "expected 18 keypoints"),
-        ({"width": 512, "height": 512, "frames": [STANDING[:17].tolist()]}, "18 keypoints"),
-        ({"width": 512, "height": 512, "frames": [STANDING[:, :2].tolist()]}, r"\[x, y, confidence\]"),
-        (_frame_with(0, float("nan")), "finite"),
-        (_frame_with(0, float("inf")), "finite"),
-        (_frame_with(0, "12"), "expected a number"),
-        (_frame_with(0, None), "expected a number"),
-        (_frame_with(2, True), "expected a number"),
-        (_frame_with(2, -0.5), "confidence"),
-        (_frame_with(2, 1.01), "confidence"),
-        (_frame_with(0, 6000.0), "far outside"),
-        (_frame_with(1, -6000.0), "far outside"),
-        ([], "empty"),
-        ({"width": 512, "height": 512, "frames": []}, "empty"),
-        ([openpose_frame(STANDING, 512, 512), openpose_frame(STANDING, 640, 480)], "different canvas sizes"),
-        ({"width": 0, "height": 512, "frames": [STANDING.tolist()]}, "width must be a positive integer"),
+        ({"people": [{"pose_keypoints_2d": [1.0] * 75}]}, "pose_keypoint_count"),
+        ({"width": 512, "height": 512, "frames": [STANDING[:17].tolist()]}, "pose_keypoint_count"),
+        (_frame_with(0, float("nan")), "pose_not_finite"),
+        (_frame_with(0, float("inf")), "pose_not_finite"),
+        (_frame_with(0, "12"), "pose_not_numeric"),
+        (_frame_with(0, None), "pose_not_numeric"),
+        (_frame_with(2, True), "pose_not_numeric"),
+        (_frame_with(2, -0.5), "pose_confidence"),
+        (_frame_with(2, 1.01), "pose_confidence"),
+        (_frame_with(0, 6000.0), "pose_out_of_bounds"),
+        (_frame_with(1, -6000.0), "pose_out_of_bounds"),
+        (_frame_with(0, 1200.0), "pose_out_of_bounds"),  # within the engine's old 10x, beyond 1x
+        ([], "pose_frame_count"),
+        ({"width": 512, "height": 512, "frames": []}, "pose_frame_count"),
         (
-            {"people": [], "canvas_width": 512, "canvas_height": -1},
-            "canvas_height must be a positive integer",
+            [openpose_frame(STANDING, 512, 512), openpose_frame(STANDING, 640, 480)],
+            "pose_canvas_inconsistent",
         ),
-        ({"width": 512, "frames": [STANDING.tolist()]}, "'width' and 'height'"),
-        ({"width": 512, "height": 512, "units": "inches", "frames": [STANDING.tolist()]}, "units"),
-        ({"pose": []}, "unrecognised pose JSON"),
-        ("{not json", "invalid pose JSON"),
-        (b"\xff\xfe", "not UTF-8"),
-        ({"people": [{"face_keypoints_2d": []}]}, "pose_keypoints_2d"),
+        ({"width": 0, "height": 512, "frames": [STANDING.tolist()]}, "pose_canvas_invalid"),
+        ({"width": 20000, "height": 512, "frames": [STANDING.tolist()]}, "pose_canvas_invalid"),
+        ({"people": [], "canvas_width": 512, "canvas_height": -1}, "pose_empty_frame"),
+        ({"width": 512, "frames": [STANDING.tolist()]}, "pose_canvas_invalid"),
+        ({"width": 512, "height": 512, "units": "inches", "frames": [STANDING.tolist()]}, "pose_malformed"),
+        ({"width": 512, "height": 512, "frames": [[[256, 256, 1.0]] * 18]}, "pose_degenerate"),
+        ({"width": 512, "height": 512, "frames": [np.zeros((18, 3)).tolist()]}, "pose_empty_frame"),
+        ({"pose": []}, "pose_malformed"),
+        ("{not json", "pose_malformed"),
+        (b"\xff\xfe", "pose_malformed"),
+        ({"people": [{"face_keypoints_2d": []}]}, "pose_malformed"),
     ],
 )
-def test_from_json_rejects_malformed_input(data, message):
-    with pytest.raises(PoseError, match=message):
+def test_from_json_rejects_malformed_input_with_the_pose_format_code(data, code):
+    with pytest.raises(PoseError) as info:
         PoseSequence.from_json(data)
+    assert info.value.code == code
 
 
 def test_nan_written_by_pythons_json_encoder_is_rejected():
@@ -340,12 +341,12 @@ def test_nan_written_by_pythons_json_encoder_is_rejected():
 
 
 def test_from_json_limits_the_number_of_frames():
-    data = {"width": 64, "height": 64, "frames": [np.zeros((18, 3)).tolist()] * 5}
+    data = {"width": 512, "height": 512, "frames": [STANDING.tolist()] * 5}
     assert len(PoseSequence.from_json(data, max_frames=5)) == 5
-    with pytest.raises(PoseError, match="5 frames; at most 4"):
+    with pytest.raises(PoseError, match=r"5 frames; allowed 1\.\.4"):
         PoseSequence.from_json(data, max_frames=4)
-    with pytest.raises(PoseError, match="301 frames; at most 300"):
-        PoseSequence.from_json({"width": 64, "height": 64, "frames": [np.zeros((18, 3)).tolist()] * 301})
+    with pytest.raises(PoseError, match=r"301 frames; allowed 1\.\.300"):
+        PoseSequence.from_json({"width": 512, "height": 512, "frames": [STANDING.tolist()] * 301})
 
 
 def test_compact_round_trip_is_exact_in_pixels_and_normalized():
@@ -363,7 +364,7 @@ def test_openpose_round_trip_is_exact():
 
 def test_pose_from_json_reads_one_pose_and_rejects_several():
     assert Pose.from_json({"width": 512, "height": 512, "keypoints": STANDING.tolist()}) == standing()
-    with pytest.raises(PoseError, match="single pose, got 2 frames"):
+    with pytest.raises(PoseError, match=r"2 frames; allowed 1\.\.1"):
         Pose.from_json([openpose_frame(STANDING), openpose_frame(GAPPY)])
 
 
@@ -512,15 +513,16 @@ def test_pose_mask_is_drawn_on_the_requested_canvas():
 # --- purity ------------------------------------------------------------------------------------------
 
 
-def test_pose_module_imports_only_numpy_pil_and_stdlib():
+def test_pose_module_imports_only_numpy_pil_stdlib_and_the_pose_format():
     tree = ast.parse(Path(pose_module.__file__).read_text())
     roots = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             roots |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
-            roots.add(node.module.split(".")[0])
+            roots.add(node.module if node.module.startswith("engine.") else node.module.split(".")[0])
     assert roots <= {
+        "engine.poseformat",
         "__future__",
         "json",
         "math",
