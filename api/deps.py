@@ -13,11 +13,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError, retry_after
 from api.metrics import ApiMetrics
-from worker.queue import QueueClient
-from worker.settings import Settings
-from worker.ssrf import Resolver, system_resolver
-from worker.storage import Storage
-from worker.store import JobStore, RateDecision
+from jobs.queue import QueueClient
+from jobs.settings import Settings
+from jobs.ssrf import Resolver, system_resolver
+from jobs.storage import Storage
+from jobs.store import JobStore, RateDecision
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from worker.images import ImageValidationError
-from worker.intake import QueueUnavailable
-from worker.logs import request_id_var
-from worker.poses import PoseValidationError
-from worker.ssrf import FetchError, UnsafeURLError
-from worker.storage import StorageUnavailable
+from jobs.images import ImageValidationError
+from jobs.logs import request_id_var
+from jobs.poses import PoseValidationError
+from jobs.ssrf import FetchError, UnsafeURLError
+from jobs.storage import StorageUnavailable
+from jobs.submission import QueueUnavailable
 
 log = logging.getLogger(__name__)
 

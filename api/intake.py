@@ -18,12 +18,12 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
 from api.errors import ApiError, _clean_errors
-from worker.contract import AnimationCreate, AnimationParams
-from worker.images import CheckedImage, check_image, check_mask, decode_data_uri
-from worker.intake import ValidatedJob
-from worker.poses import normalize_poses, normalize_source_pose, parse_pose_json
-from worker.settings import Settings
-from worker.ssrf import Resolver, fetch_bytes, system_resolver, vet_url
+from jobs.contract import AnimationCreate, AnimationParams
+from jobs.images import CheckedImage, check_image, check_mask, decode_data_uri
+from jobs.poses import normalize_poses, normalize_source_pose, parse_pose_json
+from jobs.settings import Settings
+from jobs.ssrf import Resolver, fetch_bytes, system_resolver, vet_url
+from jobs.submission import ValidatedJob
 
 FILE_FIELDS = ("image", "poses", "source_pose", "mask")
 LIST_FIELDS = ("subject_words", "webhook_events")

@@ -21,11 +21,11 @@ from api.metrics import ApiMetrics
 from api.middleware import RequestContextMiddleware
 from api.routes import animations, files, system
 from api.sweeper import lifespan as sweeper_lifespan
-from worker.queue import QueueClient, create_celery
-from worker.settings import Settings, get_settings
-from worker.ssrf import Resolver, system_resolver
-from worker.storage import storage_from_settings
-from worker.store import JobStore, async_redis
+from jobs.queue import QueueClient, create_celery
+from jobs.settings import Settings, get_settings
+from jobs.ssrf import Resolver, system_resolver
+from jobs.storage import storage_from_settings
+from jobs.store import JobStore, async_redis
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def _add_schema_components(app: FastAPI) -> None:
     """The JSON request body is declared by hand (the route also takes multipart): publish its
     schema and the problem schema under components. FastAPI documents every route's 422 as its own
     application/json shape; ours answer problem+json (``validation_error``), so say that."""
-    from worker.contract import AnimationCreate
+    from jobs.contract import AnimationCreate
 
     original = app.openapi
 

@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from worker.queue import GPU_QUEUE, IO_QUEUE, QueueClient
-from worker.store import JobStore
+from jobs.queue import GPU_QUEUE, IO_QUEUE, QueueClient
+from jobs.store import JobStore
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError, problem_response
 from api.metrics import ApiMetrics
-from worker.logs import request_id_var
+from jobs.logs import request_id_var
 
 log = logging.getLogger("api.access")
 

@@ -1,4 +1,4 @@
-"""The recovery sweeper: every API process runs ``worker.recovery``'s sweeps for the app's lifetime.
+"""The recovery sweeper: every API process runs ``jobs.recovery``'s sweeps for the app's lifetime.
 
 It sends the queue message of jobs whose submitting API process died between creating the job and
 sending it, and of running jobs whose worker vanished (job lock expired). The store hands each such
@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from worker.recovery import resend_orphaned, send_unsent
+from jobs.recovery import resend_orphaned, send_unsent
 
 log = logging.getLogger(__name__)
 

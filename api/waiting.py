@@ -16,8 +16,8 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from worker.contract import ProgressEvent, Stage
-from worker.store import JobRecord, JobStore
+from jobs.contract import ProgressEvent, Stage
+from jobs.store import JobRecord, JobStore
 
 POLL_S = 1.0
 

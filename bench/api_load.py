@@ -66,7 +66,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from worker.contract import EXAMPLE_POSES  # noqa: E402  (torch-free)
+from jobs.contract import EXAMPLE_POSES  # noqa: E402  (torch-free)
 
 BENCH_KEY = "sk-bench-api-load"
 BOUNDARY = "poseanimate-bench-boundary-7d1c2f0e"
@@ -156,7 +156,7 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
 
 def _cli() -> list[str]:
     script = Path(sys.executable).parent / "poseanimate"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "worker.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
 
 
 @dataclass
@@ -176,7 +176,7 @@ class Stack:
             return
         import redis
 
-        from worker.store import JobStore
+        from jobs.store import JobStore
 
         store = JobStore.from_url(self.redis_url, "pa")
         try:

@@ -1,5 +1,5 @@
 """``poseanimate``: ``serve`` (the API), ``worker`` (Celery consumers), and the engine's ``animate`` and
-``make-tiny-model`` (registered from ``worker.cli_engine``).
+``make-tiny-model`` (registered from ``cli.engine_commands``).
 
 ``serve`` never imports torch. ``worker`` sets ``CUDA_VISIBLE_DEVICES`` and the Prometheus
 multiprocess directory before any child process starts, then supervises one Celery worker per
@@ -34,8 +34,8 @@ ENGINE_COMMANDS = ("animate", "make-tiny-model")
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from worker.logs import configure_logging
-    from worker.settings import get_settings
+    from jobs.logs import configure_logging
+    from jobs.settings import get_settings
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
@@ -97,7 +97,7 @@ def _worker(args: argparse.Namespace) -> int:
     if args.gpu is not None:
         # Before any child exists, so torch in the job process only ever sees this GPU.
         env["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
-    from worker.settings import get_settings
+    from jobs.settings import get_settings
 
     settings = get_settings()
     metrics_dir = Path(tempfile.mkdtemp(prefix="poseanimate-metrics-"))
@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     work.set_defaults(func=_worker)
 
     try:
-        from worker.cli_engine import add_engine_commands
+        from cli.engine_commands import add_engine_commands
     except ImportError:
         for name in ENGINE_COMMANDS:
             sub.add_parser(name, help="(needs the engine extras)").set_defaults(func=_engine_stub)

@@ -9,13 +9,13 @@
       └───────▶ canceled ◀── running (cooperative: cancel_requested, seen between engine steps)
 
 Terminal statuses (succeeded, failed, canceled) have no way out: a finished job is never run again.
-The Redis scripts in ``worker.store`` apply a transition only when the current status is one this
+The Redis scripts in ``jobs.store`` apply a transition only when the current status is one this
 table allows, so two racing writers (a worker finishing, the API canceling) cannot both win.
 """
 
 from __future__ import annotations
 
-from worker.contract import JobStatus
+from jobs.contract import JobStatus
 
 S = JobStatus
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import Celery
 
-from worker.settings import Settings
+from jobs.settings import Settings
 
 ANIMATE_TASK = "poseanimate.animate"
 WEBHOOK_TASK = "poseanimate.deliver_webhook"

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 
-from worker.contract import JobStatus
-from worker.queue import QueueClient
-from worker.store import JobStore
+from jobs.contract import JobStatus
+from jobs.queue import QueueClient
+from jobs.store import JobStore
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
-from worker.settings import Settings
+from jobs.settings import Settings
 
 
 class StorageUnavailable(Exception):

@@ -17,7 +17,7 @@ Redis keys (``{p}`` = ``POSEANIMATE_KEY_PREFIX``, default ``pa``):
 ``{p}:link-secret``                string  generated local-file link key, when none is configured
 =================================  ======  ==============================================================
 
-Every status change is a Lua script that checks the current status against ``worker.lifecycle``,
+Every status change is a Lua script that checks the current status against ``jobs.lifecycle``,
 so concurrent writers (a worker finishing while the API cancels) resolve to one outcome.
 """
 
@@ -33,8 +33,8 @@ from typing import Any
 
 import redis
 
-from worker.contract import ErrorCode, JobStatus, ProgressEvent, Stage
-from worker.lifecycle import sources_of
+from jobs.contract import ErrorCode, JobStatus, ProgressEvent, Stage
+from jobs.lifecycle import sources_of
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 

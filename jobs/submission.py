@@ -3,7 +3,7 @@
 The order matters: inputs are in storage and the record exists before the message is sent, so a
 worker never receives an id it cannot run; if anything fails midway, what was taken is given back.
 A process that dies between creating the record and sending the message leaves the job in the
-store's outbox; ``worker.recovery.send_unsent`` (the API's sweeper) sends it later.
+store's outbox; ``jobs.recovery.send_unsent`` (the API's sweeper) sends it later.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.contract import ErrorCode, JobStatus
-from worker.queue import QueueClient
-from worker.storage import Storage, input_key
-from worker.store import JobRecord, JobStore
+from jobs.contract import ErrorCode, JobStatus
+from jobs.queue import QueueClient
+from jobs.storage import Storage, input_key
+from jobs.store import JobRecord, JobStore
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.contract import (
+from jobs.contract import (
     AnimationParams,
     Job,
     JobError,
@@ -22,10 +22,10 @@ from worker.contract import (
     WebhookEvent,
     WebhookInfo,
 )
-from worker.queue import QueueClient
-from worker.storage import Storage
-from worker.store import JobRecord, JobStore
-from worker.webhooks import build_payload, new_message_id
+from jobs.queue import QueueClient
+from jobs.storage import Storage
+from jobs.store import JobRecord, JobStore
+from jobs.webhooks import build_payload, new_message_id
 
 log = logging.getLogger(__name__)
 

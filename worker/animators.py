@@ -25,9 +25,9 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from jobs.contract import ErrorCode
+from jobs.settings import DEFAULT_CONTROLNET, Settings
 from worker import metrics
-from worker.contract import ErrorCode
-from worker.settings import DEFAULT_CONTROLNET, Settings
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +162,8 @@ def inversion_cache(settings: Settings) -> Any:
     memory = _engine("engine.cache").MemoryInversionCache(max_entries=settings.inversion_cache_entries)
     if settings.inversion_cache == "memory":
         return memory
+    from jobs.storage import storage_from_settings
     from worker.inversion_cache import StorageInversionCache
-    from worker.storage import storage_from_settings
 
     return StorageInversionCache(storage_from_settings(settings), memory)
 

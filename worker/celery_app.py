@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.queue import create_celery
-from worker.settings import get_settings
+from jobs.queue import create_celery
+from jobs.settings import get_settings
 
 app = create_celery(get_settings(), include=["worker.tasks"])

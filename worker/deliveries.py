@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import time
 
+from jobs.settings import Settings
+from jobs.store import JobStore
+from jobs.webhooks import backoff_delay, deliver_once
 from worker import metrics
-from worker.settings import Settings
-from worker.store import JobStore
-from worker.webhooks import backoff_delay, deliver_once
 
 log = logging.getLogger(__name__)
 

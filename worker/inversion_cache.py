@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 from engine.cache import MemoryInversionCache, dumps_inversion, loads_inversion
-from worker.storage import ObjectNotFound, Storage, StorageUnavailable
+from jobs.storage import ObjectNotFound, Storage, StorageUnavailable
 
 log = logging.getLogger(__name__)
 PREFIX = "cache/inversions"

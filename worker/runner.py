@@ -1,6 +1,6 @@
 """One job attempt on a worker, from lock to outcome. The Celery task is a thin shell around this.
 
-Guarantees (with ``worker.store``): a redelivered copy of a running job does not run it (job lock,
+Guarantees (with ``jobs.store``): a redelivered copy of a running job does not run it (job lock,
 refreshed by a heartbeat, expires if its worker dies); a finished job is never run again; a job
 whose worker died runs again, up to ``POSEANIMATE_MAX_ATTEMPTS``, then fails as ``worker_lost``; a
 job canceled while queued never loads inputs or touches the model; a canceled job never publishes
@@ -26,6 +26,14 @@ import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from PIL import Image
 
+from jobs.contract import ErrorCode, JobStatus, Stage, WebhookEvent
+from jobs.lifecycle import overall_progress
+from jobs.queue import QueueClient
+from jobs.settings import Settings
+from jobs.storage import ObjectNotFound, Storage, StorageUnavailable, input_key, output_key
+from jobs.store import JobRecord, JobStore
+from jobs.views import emit_webhook
+from jobs.webhooks import backoff_delay
 from worker import metrics
 from worker.animators import (
     POSTER_NAME,
@@ -35,14 +43,6 @@ from worker.animators import (
     JobFailure,
     JobInputs,
 )
-from worker.contract import ErrorCode, JobStatus, Stage, WebhookEvent
-from worker.lifecycle import overall_progress
-from worker.queue import QueueClient
-from worker.settings import Settings
-from worker.storage import ObjectNotFound, Storage, StorageUnavailable, input_key, output_key
-from worker.store import JobRecord, JobStore
-from worker.views import emit_webhook
-from worker.webhooks import backoff_delay
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -16,16 +16,16 @@ import redis
 from celery import Task, signals
 from celery.exceptions import Reject, TimeLimitExceeded
 
+from jobs.contract import ErrorCode, WebhookEvent
+from jobs.logs import bind, configure_logging
+from jobs.queue import ANIMATE_TASK, WEBHOOK_TASK, QueueClient
+from jobs.settings import Settings, get_settings
+from jobs.storage import storage_from_settings
+from jobs.store import JobStore
 from worker.animators import AnimatorHolder
 from worker.celery_app import app
-from worker.contract import ErrorCode, WebhookEvent
 from worker.deliveries import deliver
-from worker.logs import bind, configure_logging
-from worker.queue import ANIMATE_TASK, WEBHOOK_TASK, QueueClient
 from worker.runner import JobRunner
-from worker.settings import Settings, get_settings
-from worker.storage import storage_from_settings
-from worker.store import JobStore
 
 log = logging.getLogger(__name__)
 

@@ -24,11 +24,11 @@ from api.deps import (
 from api.errors import PROBLEM_JSON, ApiError, retry_after
 from api.intake import read_submission, validate_submission
 from api.waiting import follow, wait_for_terminal
-from worker.contract import AnimationCreate, Job, JobList, JobStatus, Problem, WebhookEvent
-from worker.intake import QuotaExceeded, accept_job
-from worker.storage import LocalStorage
-from worker.store import JobRecord, new_job_id
-from worker.views import emit_webhook, job_view
+from jobs.contract import AnimationCreate, Job, JobList, JobStatus, Problem, WebhookEvent
+from jobs.storage import LocalStorage
+from jobs.store import JobRecord, new_job_id
+from jobs.submission import QuotaExceeded, accept_job
+from jobs.views import emit_webhook, job_view
 
 router = APIRouter(prefix="/animations", tags=["animations"])
 

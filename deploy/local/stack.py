@@ -367,7 +367,7 @@ def tail(path: str, lines: int = 15) -> str:
 def effective_settings(python: str, *names: str) -> dict[str, Any]:
     """Settings as the service will see them (environment, then ``.env``, then the defaults)."""
     code = (
-        "import json, sys; from worker.settings import Settings; s = Settings().model_dump(mode='json'); "
+        "import json, sys; from jobs.settings import Settings; s = Settings().model_dump(mode='json'); "
         "print(json.dumps({n: s[n] for n in sys.argv[1:]}))"
     )
     out = subprocess.run([python, "-c", code, *names], cwd=REPO, capture_output=True, text=True)

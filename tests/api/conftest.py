@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,19 +10,9 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:  # the shared server helpers live in tests/integration
-    sys.path.insert(0, str(REPO_ROOT))
-from tests.integration.servers import RedisServer, redis_server  # noqa: E402
-from worker.settings import Settings  # noqa: E402
-
-KEY_A, KEY_B = "sk-test-a", "sk-test-b"
-
-
-@pytest.fixture(scope="session")
-def redis_srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with redis_server(tmp_path_factory.mktemp("redis-api")) as server:
-        yield server
+from jobs.settings import Settings
+from tests.support.api import KEY_A, KEY_B
+from tests.support.servers import RedisServer
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.api.conftest import KEY_B
-from tests.integration.payloads import job_body, png_bytes
-from worker.contract import EXAMPLE_POSES, JobStatus
-from worker.store import JobStore
+from jobs.contract import EXAMPLE_POSES, JobStatus
+from jobs.store import JobStore
+from tests.support.api import KEY_B
+from tests.support.payloads import job_body, png_bytes
 
 
 def store_of(client) -> JobStore:

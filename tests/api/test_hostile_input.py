@@ -15,10 +15,10 @@ from contextlib import contextmanager
 import pytest
 from PIL import Image
 
-from tests.api.test_validation import assert_problem, fake_dns, nothing_enqueued, png_bomb
-from tests.integration.payloads import data_uri, job_body, png_bytes
-from worker import ssrf
-from worker.contract import EXAMPLE_POSES
+from jobs import ssrf
+from jobs.contract import EXAMPLE_POSES
+from tests.support.api import assert_problem, fake_dns, nothing_enqueued
+from tests.support.payloads import data_uri, job_body, png_bomb, png_bytes
 
 FRAME = EXAMPLE_POSES["frames"][0]
 

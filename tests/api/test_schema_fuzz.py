@@ -17,8 +17,8 @@ from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from api.main import create_app
-from tests.api.conftest import KEY_A
-from worker.settings import Settings
+from jobs.settings import Settings
+from tests.support.api import KEY_A
 
 # The operations, read from the schema of an app that needs no Redis to describe itself.
 _SPEC = create_app(Settings(_env_file=None, redis_url="redis://127.0.0.1:1/0")).openapi()

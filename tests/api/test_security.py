@@ -13,12 +13,11 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from tests.api.conftest import KEY_A, KEY_B
-from tests.api.test_system import finish_with_outputs
-from tests.integration.payloads import job_body
-from worker.logs import JsonFormatter
-from worker.settings import Settings
-from worker.webhooks import generate_secret
+from jobs.logs import JsonFormatter
+from jobs.settings import Settings
+from jobs.webhooks import generate_secret
+from tests.support.api import KEY_A, KEY_B, finish_with_outputs
+from tests.support.payloads import job_body
 
 WEBHOOK_SECRET = generate_secret()
 LINK_SECRET = "link-signing-secret-value"
@@ -109,7 +108,7 @@ def test_the_http_client_never_logs_the_urls_it_fetches_or_posts_to():
     # Presigned links and webhook URLs pass through httpx, which logs every URL at INFO.
     import logging as std_logging
 
-    from worker.logs import configure_logging
+    from jobs.logs import configure_logging
 
     root = std_logging.getLogger()
     saved = (root.handlers[:], root.level, std_logging.getLogger("httpx").level)

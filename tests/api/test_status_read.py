@@ -12,11 +12,11 @@ from contextlib import ExitStack
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import KEY_A, KEY_B
-from tests.integration.payloads import job_body
-from worker.contract import JobStatus
-from worker.settings import Settings
-from worker.store import JobStore
+from jobs.contract import JobStatus
+from jobs.settings import Settings
+from jobs.store import JobStore
+from tests.support.api import KEY_A, KEY_B
+from tests.support.payloads import job_body
 
 MALFORMED = "anim_nope"
 OpenClient = Callable[..., TestClient]

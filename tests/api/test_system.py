@@ -6,9 +6,9 @@ import sys
 import time
 from pathlib import Path
 
-from tests.integration.payloads import job_body
-from tests.integration.servers import free_port
-from worker.contract import JobStatus
+from tests.support.api import finish_with_outputs
+from tests.support.payloads import job_body
+from tests.support.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -17,7 +17,7 @@ def test_importing_the_api_app_leaves_torch_out():
     code = (
         "import sys\n"
         "from api.main import create_app\n"
-        "from worker.settings import Settings\n"
+        "from jobs.settings import Settings\n"
         "create_app(Settings(_env_file=None, redis_url='redis://127.0.0.1:1/0')).openapi()\n"
         "bad = sorted(m for m in ('torch', 'diffusers', 'transformers', 'engine') if m in sys.modules)\n"
         "assert not bad, bad\n"
@@ -56,15 +56,6 @@ def test_metrics_exposes_request_and_queue_series(client):
     assert 'poseanimate_broker_queue_messages{queue="gpu"} 1.0' in text
     assert "poseanimate_http_request_duration_seconds_bucket" in text
     assert "anim_" not in text  # no job ids in labels
-
-
-def finish_with_outputs(client, job_id):
-    services = client.app.state.services
-    keys = {"video": f"outputs/{job_id}/animation.mp4", "poster": f"outputs/{job_id}/poster.png"}
-    services.storage.put_bytes(keys["video"], b"mp4-bytes", "video/mp4")
-    services.storage.put_bytes(keys["poster"], b"png-bytes", "image/png")
-    services.store.start_attempt(job_id, 3, "noop", False)
-    services.store.transition(job_id, JobStatus.SUCCEEDED, outputs=keys)
 
 
 def test_local_storage_outputs_are_served_by_signed_expiring_links(client):

@@ -6,31 +6,11 @@ import json
 import pytest
 from PIL import Image
 
-from tests.integration.payloads import data_uri, job_body, png_bytes
-from tests.worker.test_images import png_bomb
-from worker.contract import EXAMPLE_POSES
+from jobs.contract import EXAMPLE_POSES
+from tests.support.api import assert_problem, fake_dns, nothing_enqueued
+from tests.support.payloads import data_uri, job_body, png_bomb, png_bytes, truncated_png
 
 FRAME = EXAMPLE_POSES["frames"][0]
-
-
-def truncated_png() -> bytes:
-    out = io.BytesIO()
-    Image.effect_noise((128, 128), 60).convert("RGB").save(out, format="PNG")
-    return out.getvalue()[:3000]
-
-
-def assert_problem(r, status, code):
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"] == "application/problem+json"
-    body = r.json()
-    assert body["code"] == code and body["status"] == status and body["type"].endswith(code)
-    assert "Traceback" not in r.text and "request_id" in body
-
-
-def nothing_enqueued(client):
-    services = client.app.state.services
-    broker = services.queue.app.connection_for_write().default_channel.client
-    assert broker.llen("gpu") == 0 and services.store.queue_depth() == 0
 
 
 CASES = {
@@ -121,10 +101,6 @@ CASES = {
     ),
     "webhook ftp": ({"webhook_url": "ftp://example.com/"}, 422, "url_scheme_not_allowed"),
 }
-
-
-def fake_dns(host, port):
-    return {"intranet.corp": ["10.20.30.40"], "localhost": ["127.0.0.1", "::1"]}.get(host, ["93.184.216.34"])
 
 
 @pytest.mark.parametrize("overrides,status,code", CASES.values(), ids=list(CASES))

@@ -16,7 +16,7 @@ EXAMPLES = ROOT / "examples"
 
 def _poseanimate(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("poseanimate", path=str(Path(sys.executable).parent))
-    cmd = [exe] if exe else [sys.executable, "-m", "worker.cli"]
+    cmd = [exe] if exe else [sys.executable, "-m", "cli.main"]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.integration.servers import free_port, wait_for_port
-from worker.cli import build_parser, main
+from cli.main import build_parser, main
+from tests.support.servers import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,7 @@ def test_serve_runs_the_api(redis_srv, tmp_path):
         "POSEANIMATE_AUTH_ENABLED": "false",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.manifests import (
+from tests.support.manifests import (
     DEPLOY,
     REPO,
     interpolate,
@@ -125,7 +125,7 @@ def test_app_env_names_are_settings_and_complete(compose: dict[str, Any]) -> Non
     for name in APP_SERVICES:
         env = compose["services"][name]["environment"]
         unknown = {k for k in env if k.startswith("POSEANIMATE_")} - known
-        assert not unknown, f"{name}: not settings of worker/settings.py: {sorted(unknown)}"
+        assert not unknown, f"{name}: not settings of jobs/settings.py: {sorted(unknown)}"
         missing = set(REQUIRED_ENV) - set(env)
         assert not missing, f"{name} lacks {sorted(missing)}"
         settings = settings_from_env(env)  # the values validate as the service reads them

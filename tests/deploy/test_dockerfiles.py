@@ -9,7 +9,7 @@ from importlib import metadata
 
 from packaging.requirements import Requirement
 
-from tests.deploy.manifests import REPO
+from tests.support.manifests import REPO
 
 API = REPO / "docker" / "api.Dockerfile"
 WORKER = REPO / "docker" / "worker.Dockerfile"

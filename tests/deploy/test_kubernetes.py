@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.deploy.manifests import (
+from tests.support.manifests import (
     DEPLOY,
     K8S,
     OVERLAYS,
@@ -256,7 +256,7 @@ def test_config_names_are_settings_and_values_validate(docs: Any) -> None:
     known = settings_env_names()
     env = _config(docs)
     unknown = {k for k in env if k.startswith("POSEANIMATE_")} - known
-    assert not unknown, f"not settings of worker/settings.py: {sorted(unknown)}"
+    assert not unknown, f"not settings of jobs/settings.py: {sorted(unknown)}"
     for deployment in find(docs, "Deployment"):
         names = {e["name"] for e in _container(deployment).get("env", [])}
         bad = {n for n in names if n.startswith("POSEANIMATE_")} - known

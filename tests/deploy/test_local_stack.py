@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.deploy.manifests import REPO, gpu_broker_lists
+from tests.support.manifests import REPO, gpu_broker_lists
 
 pytestmark = pytest.mark.integration
 EXAMPLES = REPO / "examples"
@@ -157,8 +157,8 @@ def test_animation_messages_land_in_the_list_keda_watches(tmp_path: Path) -> Non
         pytest.skip("redis-server is not installed")
     import redis
 
-    from worker.queue import QueueClient, create_celery
-    from worker.settings import Settings
+    from jobs.queue import QueueClient, create_celery
+    from jobs.settings import Settings
 
     port = _free_port()
     server = subprocess.Popen(

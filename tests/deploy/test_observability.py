@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.manifests import (
+from tests.support.manifests import (
     DEPLOY,
     PROMETHEUS_BUILTINS,
     TARGET_LABELS,

@@ -4,16 +4,11 @@ running the tiny random-weight model on the CPU (``tests/integration/stack.py``)
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-from tests.integration.stack import Service, running_service  # noqa: E402
+from tests.support.stack import Service, running_service
 
 
 @pytest.fixture(scope="session")

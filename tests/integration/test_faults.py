@@ -22,9 +22,10 @@ import httpx
 import pytest
 import redis
 
-from tests.integration.payloads import job_body
-from tests.integration.servers import TcpProxy, free_port, poseanimate_command, wait_for_port, worker_process
-from tests.integration.stack import (
+from jobs.store import JobStore, owner_id_for_key
+from tests.support.payloads import job_body
+from tests.support.servers import TcpProxy, free_port, poseanimate_command, wait_for_port, worker_process
+from tests.support.stack import (
     API_KEY,
     BUCKET,
     Service,
@@ -33,7 +34,6 @@ from tests.integration.stack import (
     settings_from_env,
     start_api,
 )
-from worker.store import JobStore, owner_id_for_key
 
 pytestmark = pytest.mark.integration
 

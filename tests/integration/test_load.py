@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.integration.payloads import job_body
-from tests.integration.stack import API_KEY, running_service
+from tests.support.payloads import job_body
+from tests.support.stack import API_KEY, running_service
 
 pytestmark = pytest.mark.integration
 

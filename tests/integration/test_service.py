@@ -11,9 +11,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.integration.payloads import data_uri, png_bytes
-from worker.contract import EXAMPLE_POSES
-from worker.webhooks import verify
+from jobs.contract import EXAMPLE_POSES
+from jobs.webhooks import verify
+from tests.support.payloads import data_uri, png_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -234,7 +234,7 @@ def test_job_whose_worker_process_is_killed_runs_again_and_finishes_once(service
     import os
     import signal
 
-    from worker.store import JobStore
+    from jobs.store import JobStore
 
     store = JobStore.from_url(service.env["POSEANIMATE_REDIS_URL"])
     job_id = service.api.post(

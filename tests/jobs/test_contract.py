@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from worker.contract import (
+from jobs.contract import (
     EXAMPLE_POSES,
     AnimationCreate,
     Job,
@@ -11,8 +11,8 @@ from worker.contract import (
     ProgressEvent,
     WebhookEvent,
 )
-from worker.lifecycle import TRANSITIONS, can_transition, overall_progress, sources_of
-from worker.settings import Settings
+from jobs.lifecycle import TRANSITIONS, can_transition, overall_progress, sources_of
+from jobs.settings import Settings
 
 
 def test_only_succeeded_failed_canceled_are_terminal():

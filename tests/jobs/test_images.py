@@ -1,12 +1,11 @@
 import base64
 import io
-import struct
-import zlib
 
 import pytest
 from PIL import Image
 
-from worker.images import ImageValidationError, check_image, check_mask, decode_data_uri, sniff_format
+from jobs.images import ImageValidationError, check_image, check_mask, decode_data_uri, sniff_format
+from tests.support.payloads import png_bomb
 
 LIMITS = {"max_bytes": 1_000_000, "max_pixels": 512 * 512}
 
@@ -15,21 +14,6 @@ def encode(img: Image.Image, fmt: str, **kw) -> bytes:
     out = io.BytesIO()
     img.save(out, format=fmt, **kw)
     return out.getvalue()
-
-
-def png_bomb(width: int = 60000, height: int = 60000) -> bytes:
-    """A tiny PNG whose header declares a huge canvas (IDAT is a few bytes)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
 
 
 def code_of(data: bytes) -> str:

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of the two pose parsers (issue 6): the API's (``worker.poses``, which keeps
+"""Property-based fuzzing of the two pose parsers (issue 6): the API's (``jobs.poses``, which keeps
 bad poses off the GPU) and the engine's (``engine.pose``, which runs on the GPU worker).
 
 Inputs are near-valid poses with one or more fields mutated (hostile numbers, wrong shapes, wrong
@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.pose import PoseError, PoseSequence
-from tests.worker.test_poses import json_values
-from worker.poses import PoseValidationError, normalize_poses, parse_pose_json
+from jobs.poses import PoseValidationError, normalize_poses, parse_pose_json
+from tests.support.strategies import json_values
 
 HOSTILE_NUMBERS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),

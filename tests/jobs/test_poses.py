@@ -5,8 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.contract import EXAMPLE_POSES
-from worker.poses import PoseValidationError, normalize_poses, normalize_source_pose, parse_pose_json
+from jobs.contract import EXAMPLE_POSES
+from jobs.poses import PoseValidationError, normalize_poses, normalize_source_pose, parse_pose_json
+from tests.support.strategies import json_values
 
 FRAME = EXAMPLE_POSES["frames"][0]
 
@@ -100,22 +101,6 @@ def test_malformed_and_deeply_nested_json_are_refused():
     with pytest.raises(PoseValidationError) as info:
         parse_pose_json("[" * 100, max_bytes=10)
     assert info.value.code == "pose_too_large"
-
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(max_size=5),
-    lambda children: (
-        st.lists(children, max_size=20)
-        | st.dictionaries(
-            st.sampled_from(
-                ["width", "height", "frames", "people", "pose_keypoints_2d", "canvas_width", "canvas_height"]
-            ),
-            children,
-            max_size=5,
-        )
-    ),
-    max_leaves=60,
-)
 
 
 @settings(max_examples=300, deadline=None)

@@ -5,9 +5,9 @@ import time
 import httpx
 import pytest
 
-from tests.integration.servers import moto_s3
-from worker.settings import Settings
-from worker.storage import LocalStorage, ObjectNotFound, StorageUnavailable, storage_from_settings
+from jobs.settings import Settings
+from jobs.storage import LocalStorage, ObjectNotFound, StorageUnavailable, storage_from_settings
+from tests.support.servers import moto_s3
 
 
 @pytest.fixture(scope="module")

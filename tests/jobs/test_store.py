@@ -3,8 +3,8 @@
 import threading
 import time
 
-from worker.contract import ErrorCode, JobStatus
-from worker.store import JobRecord, JobStore, new_job_id, owner_id_for_key
+from jobs.contract import ErrorCode, JobStatus
+from jobs.store import JobRecord, JobStore, new_job_id, owner_id_for_key
 
 
 def make(store: JobStore, owner="key_a", **kw) -> JobRecord:

@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from tests.integration.servers import webhook_receiver
-from worker.webhooks import (
+from jobs.webhooks import (
     WebhookVerificationError,
     backoff_delay,
     build_payload,
@@ -18,6 +17,7 @@ from worker.webhooks import (
     sign,
     verify,
 )
+from tests.support.servers import webhook_receiver
 
 # Test vector from the Standard Webhooks specification's reference libraries.
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

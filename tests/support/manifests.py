@@ -32,14 +32,14 @@ def load_docs(path: Path) -> list[dict[str, Any]]:
 # Settings
 # ------------------------------------------------------------------------------------------------
 def settings_env_names() -> set[str]:
-    from worker.settings import Settings
+    from jobs.settings import Settings
 
     return {f"POSEANIMATE_{name.upper()}" for name in Settings.model_fields}
 
 
 def settings_from_env(env: dict[str, str]) -> Any:
     """Build the service's Settings from POSEANIMATE_* variables only (no .env, no process env)."""
-    from worker.settings import Settings
+    from jobs.settings import Settings
 
     fields = {
         k.removeprefix("POSEANIMATE_").lower(): v for k, v in env.items() if k.startswith("POSEANIMATE_")
@@ -96,8 +96,8 @@ def gpu_broker_lists() -> set[str]:
     """
     from kombu.transport.redis import Channel
 
-    from worker.queue import GPU_QUEUE, celery_config
-    from worker.settings import Settings
+    from jobs.queue import GPU_QUEUE, celery_config
+    from jobs.settings import Settings
 
     config = celery_config(Settings(_env_file=None))
     options = config.get("broker_transport_options") or {}

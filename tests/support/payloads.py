@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
+import zlib
 
 from PIL import Image
 
-from worker.contract import EXAMPLE_POSES
+from jobs.contract import EXAMPLE_POSES
 
 
 def png_bytes(size: int = 64, color: str = "red", fmt: str = "PNG") -> bytes:
@@ -29,3 +31,24 @@ def job_body(**overrides: object) -> dict[str, object]:
         "size": 64,
         **overrides,
     }
+
+
+def png_bomb(width: int = 60000, height: int = 60000) -> bytes:
+    """A tiny PNG whose header declares a huge canvas (IDAT is a few bytes)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def truncated_png() -> bytes:
+    out = io.BytesIO()
+    Image.effect_noise((128, 128), 60).convert("RGB").save(out, format="PNG")
+    return out.getvalue()[:3000]

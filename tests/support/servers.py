@@ -321,7 +321,7 @@ class WorkerProcess:
 
 def poseanimate_command() -> list[str]:
     console_script = Path(sys.executable).parent / "poseanimate"
-    return [str(console_script)] if console_script.exists() else [sys.executable, "-m", "worker.cli"]
+    return [str(console_script)] if console_script.exists() else [sys.executable, "-m", "cli.main"]
 
 
 @contextmanager
@@ -340,7 +340,7 @@ def worker_process(
         args = [*poseanimate_command(), "worker", "--queues", queues, "--shutdown-timeout", "10"]
         args += ["--metrics-port", str(metrics_port if metrics_port is not None else free_port())]
     else:
-        from worker.cli import _celery_command
+        from cli.main import _celery_command
 
         args = _celery_command(queues, 8, "INFO")
         args[args.index("-A") + 1] = celery_app

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,10 +19,8 @@ from typing import Any
 
 import httpx
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-from tests.integration.servers import (  # noqa: E402
+from jobs.webhooks import generate_secret
+from tests.support.servers import (
     RedisServer,
     TcpProxy,
     WebhookReceiver,
@@ -35,8 +32,8 @@ from tests.integration.servers import (  # noqa: E402
     webhook_receiver,
     worker_process,
 )
-from worker.webhooks import generate_secret  # noqa: E402
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "sk-integration"
 BUCKET = "poseanimate-it"
 
@@ -137,7 +134,7 @@ def service_env(tmp: Path, redis_url: str, s3_endpoint: str, secret: str, **over
 
 
 def settings_from_env(env: dict[str, str]) -> Any:
-    from worker.settings import Settings
+    from jobs.settings import Settings
 
     return Settings(_env_file=None, **{k.removeprefix("POSEANIMATE_").lower(): v for k, v in env.items()})
 

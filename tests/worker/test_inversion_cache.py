@@ -8,9 +8,9 @@ from PIL import Image
 
 from engine import AnimateConfig, MemoryInversionCache, Pose, PoseAnimator, PoseSequence
 from engine.pacm import SourceInversion
-from tests.conftest import EXAMPLES
+from jobs.storage import LocalStorage, StorageUnavailable
+from tests.support import EXAMPLES
 from worker.inversion_cache import StorageInversionCache
-from worker.storage import LocalStorage, StorageUnavailable
 
 
 def _inversion() -> SourceInversion:
@@ -70,8 +70,8 @@ def test_a_second_worker_skips_the_inversion_through_storage(tiny_model_dir, tmp
 
 @pytest.mark.parametrize("mode", ["off", "memory", "storage"])
 def test_the_setting_selects_the_cache(mode, tmp_path):
+    from jobs.settings import Settings
     from worker.animators import inversion_cache
-    from worker.settings import Settings
 
     settings = Settings(inversion_cache=mode, storage_url=f"file://{tmp_path}", _env_file=None)
     cache = inversion_cache(settings)

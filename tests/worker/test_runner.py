@@ -9,22 +9,16 @@ import time
 
 import av
 import pytest
-from PIL import Image
 
+from jobs.contract import EXAMPLE_POSES, JobStatus
+from jobs.queue import QueueClient, create_celery
+from jobs.settings import Settings
+from jobs.storage import LocalStorage, ObjectNotFound, StorageUnavailable
+from jobs.store import new_job_id
+from jobs.submission import QuotaExceeded, ValidatedJob, accept_job
+from tests.support.jobs import png, submit
 from worker.animators import AnimatorHolder, GpuOutOfMemory, InvalidJobInput, NoopAnimator
-from worker.contract import EXAMPLE_POSES, JobStatus
-from worker.intake import QuotaExceeded, ValidatedJob, accept_job
-from worker.queue import QueueClient, create_celery
 from worker.runner import JobRunner
-from worker.settings import Settings
-from worker.storage import LocalStorage, ObjectNotFound, StorageUnavailable
-from worker.store import new_job_id
-
-
-def png(color="red", size=64) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (size, size), color).save(out, format="PNG")
-    return out.getvalue()
 
 
 @pytest.fixture
@@ -44,19 +38,6 @@ def env(store, redis_srv, tmp_path):
     queue = QueueClient(create_celery(settings))
     runner = JobRunner(settings, store, storage, queue, AnimatorHolder(settings))
     return settings, store, storage, runner
-
-
-def submit(env, steps=3, **params):
-    _, store, storage, runner = env
-    job = ValidatedJob(
-        params={"prompt": "a person", "steps": steps, "fps": 8, "size": 64, **params},
-        image_png=png(),
-        poses=EXAMPLE_POSES,
-        num_frames=3,
-    )
-    return accept_job(
-        new_job_id(), "key_a", job, store=store, storage=storage, queue=runner.queue, max_active=10
-    )
 
 
 def test_job_runs_to_success_and_uploads_a_decodable_mp4(env):
@@ -192,7 +173,7 @@ class DiesWhileSending:
 
 
 def test_job_whose_api_died_before_enqueueing_is_sent_by_the_sweeper_and_runs_once(env):
-    from worker.recovery import send_unsent
+    from jobs.recovery import send_unsent
 
     _, store, storage, runner = env
     job = ValidatedJob(params={"prompt": "p", "steps": 2, "size": 64}, image_png=png(), poses=EXAMPLE_POSES)
@@ -210,7 +191,7 @@ def test_job_whose_api_died_before_enqueueing_is_sent_by_the_sweeper_and_runs_on
 
 
 def test_sweeper_does_not_send_a_job_that_was_canceled_meanwhile(env):
-    from worker.recovery import send_unsent
+    from jobs.recovery import send_unsent
 
     _, store, storage, runner = env
     job = ValidatedJob(params={"prompt": "p"}, image_png=png(), poses=EXAMPLE_POSES)
@@ -223,7 +204,7 @@ def test_sweeper_does_not_send_a_job_that_was_canceled_meanwhile(env):
 
 
 def test_running_job_whose_worker_vanished_is_sent_again_and_runs_as_a_new_attempt(env):
-    from worker.recovery import resend_orphaned
+    from jobs.recovery import resend_orphaned
 
     _, store, _, runner = env
     record = submit(env)

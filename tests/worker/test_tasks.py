@@ -6,7 +6,7 @@ from pathlib import Path
 
 from celery.exceptions import TimeLimitExceeded
 
-from worker.contract import JobStatus
+from jobs.contract import JobStatus
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_importing_the_tasks_does_not_import_torch_or_the_engine():
     code = (
         "import sys\n"
-        "import worker.tasks, worker.cli\n"
+        "import worker.tasks, cli.main\n"
         "bad = [m for m in ('torch', 'diffusers', 'engine') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
@@ -22,13 +22,13 @@ def test_importing_the_tasks_does_not_import_torch_or_the_engine():
 
 
 def test_hard_time_limit_fails_the_running_job_as_timeout(store, redis_srv, tmp_path, monkeypatch):
-    from tests.worker.test_runner import submit
+    from jobs.queue import QueueClient, create_celery
+    from jobs.settings import Settings
+    from jobs.storage import LocalStorage
+    from tests.support.jobs import submit
     from worker import tasks
     from worker.animators import AnimatorHolder
-    from worker.queue import QueueClient, create_celery
     from worker.runner import JobRunner
-    from worker.settings import Settings
-    from worker.storage import LocalStorage
 
     settings = Settings(
         _env_file=None, redis_url=redis_srv.url, animator="noop", storage_url=f"file://{tmp_path}"
