@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cli.poses_commands import add_extraction_arguments, describe, extraction_options
+
 DEFAULT_TINY_DIR = Path.home() / ".cache" / "poseanimate" / "tiny-model"
 
 
@@ -32,7 +34,11 @@ def add_engine_commands(subparsers: Any) -> None:
         description="Run PoseAnimate locally and write an H.264 MP4 (frames = 1 + transition + target poses).",
     )
     anim.add_argument("--image", required=True, type=Path, help="character image (PNG/JPEG/WebP)")
-    anim.add_argument("--poses", required=True, type=Path, help="target poses: OpenPose JSON or compact JSON")
+    motion = anim.add_mutually_exclusive_group(required=True)
+    motion.add_argument("--poses", type=Path, help="target poses: OpenPose JSON or compact JSON")
+    motion.add_argument(
+        "--video", type=Path, help="driving video: its poses are extracted at --fps (see `poses extract`)"
+    )
     anim.add_argument("--prompt", required=True, help='text describing the source image, e.g. "an astronaut"')
     anim.add_argument("--out", required=True, type=Path, help="output .mp4 path")
     anim.add_argument("--poster", type=Path, help="also write frame 0 as a PNG poster here")
@@ -64,6 +70,12 @@ def add_engine_commands(subparsers: Any) -> None:
     anim.add_argument("--tiny-dir", type=Path, default=DEFAULT_TINY_DIR, help=argparse.SUPPRESS)
     for switch in ("pacm", "dcam", "mgdm", "pata"):
         anim.add_argument(f"--no-{switch}", action="store_true", help=f"ablation: disable {switch.upper()}")
+    anim.add_argument(
+        "--previews",
+        action="store_true",
+        help="also write OUT.poses.json, OUT.skeleton.mp4 and OUT.side_by_side.mp4 next to --out",
+    )
+    add_extraction_arguments(anim, prefix="video-")
     anim.set_defaults(func=animate_command)
 
 
@@ -124,7 +136,18 @@ def animate_command(args: argparse.Namespace) -> int:
         image.load()
     except UnidentifiedImageError:
         raise ValueError(f"{args.image} is not an image PIL can read") from None
-    targets = PoseSequence.from_json(_read(args.poses, "poses"))
+    if args.video is not None:
+        from engine.extract import extract_poses
+
+        # Room for the source frame and the transition within the output frame cap.
+        room = config.max_frames - 1 - (config.transition_frames if config.use_pata else 0)
+        extracted = extract_poses(
+            args.video, fps=args.fps, max_frames=max(room, 1), **extraction_options(args, "video-")
+        )
+        targets = extracted.poses
+        print(f"extracted {describe(extracted)}", file=sys.stderr)
+    else:
+        targets = PoseSequence.from_json(_read(args.poses, "poses"))
     source = Pose.from_json(_read(args.source_pose, "source pose")) if args.source_pose else None
     mask = None
     if args.mask:
@@ -187,6 +210,17 @@ def animate_command(args: argparse.Namespace) -> int:
         bar.close()
     if args.poster and poster:
         save_poster(poster[0], args.poster)
+    if args.previews:
+        from engine.previews import write_previews
+
+        written = write_previews(
+            result,
+            args.out,
+            image=image,
+            fps=args.fps,
+            transition_frames=config.transition_frames if config.use_pata else 0,
+        )
+        print("previews: " + ", ".join(str(p) for p in written.values()), file=sys.stderr)
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     print(
         f"wrote {args.out} ({result.num_frames} frames, {width}x{height}); {timings}; "

@@ -480,7 +480,7 @@ def extract_poses(
                 expected = stream.frames
             if expected > max_frames:
                 raise VideoTooLong(
-                    f"{label} gives {expected} frames at {rate:g} fps between {start:g} s and {stop:g} s; "
+                    f"{label} gives {expected} frames at {rate:g} fps between {start:g} s and {stop:.2f} s; "
                     f"at most {max_frames} are allowed (lower fps or trim with start/end)"
                 )
         if start >= duration > 0:

@@ -1,0 +1,124 @@
+"""`poseanimate poses extract` and `poseanimate animate --video` on a clip made from the astronaut photo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from cli.main import main
+from engine.pose import PoseSequence
+from engine.video import encode_mp4, probe_mp4
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+CLIP_FRAMES, CLIP_FPS = 10, 24  # 0.417 s
+
+
+@pytest.fixture(scope="module")
+def astronaut_clip(tmp_path_factory) -> Path:
+    """The astronaut at 192 px sliding right 6 px per frame on a grey 320 x 256 canvas."""
+    pytest.importorskip("mediapipe")
+    small = Image.open(EXAMPLES / "astronaut.jpg").convert("RGB").resize((192, 192))
+    frames = []
+    for k in range(CLIP_FRAMES):
+        canvas = Image.new("RGB", (320, 256), (120, 120, 120))
+        canvas.paste(small, (16 + 6 * k, 64))
+        frames.append(canvas)
+    return encode_mp4(frames, tmp_path_factory.mktemp("clips") / "astronaut.mp4", fps=CLIP_FPS)
+
+
+def fails_with(capsys, argv: list[str], message: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("poseanimate: error: ") and message in err[-1], err
+
+
+def test_poses_extract_writes_json_and_a_skeleton_preview(astronaut_clip, tmp_path, capsys):
+    out, preview = tmp_path / "poses.json", tmp_path / "skeleton.mp4"
+    argv = [
+        "poses",
+        "extract",
+        str(astronaut_clip),
+        "--out",
+        str(out),
+        "--fps",
+        "12",
+        "--preview",
+        str(preview),
+    ]
+    assert main(argv) == 0
+    assert "wrote" in capsys.readouterr().out
+    poses = PoseSequence.from_json(out)  # the compact form animate --poses and the API read
+    assert len(poses) == 5 and (poses.width, poses.height) == (320, 256)  # ceil(0.417 s * 12 fps)
+    doc = json.loads(out.read_text())
+    assert doc["fps"] == 12 and doc["extraction"]["frames_sampled"] == 5
+    assert doc["extraction"]["detector"] == "mediapipe" and doc["extraction"]["frames_without_person"] == []
+    info = probe_mp4(preview)
+    assert (info["frames"], info["width"], info["height"], info["codec"]) == (5, 320, 256, "h264")
+
+
+def test_poses_extract_keeps_the_source_rate_and_trims(astronaut_clip, tmp_path):
+    out = tmp_path / "poses.json"
+    assert main(["poses", "extract", str(astronaut_clip), "--out", str(out), "--start", "0.125"]) == 0
+    assert len(PoseSequence.from_json(out)) == CLIP_FRAMES - 3  # frames at 3/24 s onwards
+
+
+def test_poses_extract_refuses_bad_input_in_one_line(astronaut_clip, tmp_path, capsys):
+    out = str(tmp_path / "p.json")
+    fails_with(
+        capsys, ["poses", "extract", str(astronaut_clip), "--out", out, "--max-frames", "3"], "at most 3"
+    )
+    fails_with(capsys, ["poses", "extract", str(EXAMPLES / "raise_arms.json"), "--out", out], "not a video")
+    fails_with(capsys, ["poses", "extract", str(tmp_path / "nope.mp4"), "--out", out], "no such video file")
+    fails_with(capsys, ["poses", "extract", str(astronaut_clip), "--out", str(tmp_path / "p.txt")], ".json")
+    blank = encode_mp4([Image.new("RGB", (128, 128), (200, 30, 30))] * 4, tmp_path / "red.mp4", fps=8)
+    fails_with(capsys, ["poses", "extract", str(blank), "--out", out], "no person found")
+
+
+def test_animate_from_a_video_gives_clip_plus_source_plus_transition_frames(
+    astronaut_clip, tiny_model_dir, tmp_path, capsys
+):
+    out = tmp_path / "a.mp4"
+    argv = [
+        "animate", "--model", str(tiny_model_dir),
+        "--image", str(EXAMPLES / "astronaut.jpg"),
+        "--source-pose", str(EXAMPLES / "astronaut_pose.json"),
+        "--video", str(astronaut_clip),
+        "--prompt", "an astronaut", "--out", str(out),
+        "--steps", "2", "--size", "64", "--transition-frames", "3", "--fps", "12", "--previews",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    resampled = 5  # the 0.417 s clip at the output rate, 12 fps
+    assert probe_mp4(out)["frames"] == resampled + 1 + 3
+    assert "extracted 5 poses at 12 fps" in capsys.readouterr().err
+    doc = json.loads((tmp_path / "a.poses.json").read_text())
+    assert len(doc["frames"]) == 9 and doc["roles"] == {
+        "source": [0, 1],
+        "transition": [1, 4],
+        "targets": [4, 9],
+    }
+    assert (doc["width"], doc["height"]) == (64, 64)
+    skeleton = probe_mp4(tmp_path / "a.skeleton.mp4")
+    assert (skeleton["frames"], skeleton["width"]) == (9, 64)
+    side = probe_mp4(tmp_path / "a.side_by_side.mp4")
+    assert side["frames"] == 9 and side["width"] == 3 * 64 + 2 * 4 and side["height"] == 64
+
+
+def test_animate_takes_exactly_one_of_poses_and_video(astronaut_clip, tmp_path, capsys):
+    base = [
+        "animate",
+        "--image",
+        str(EXAMPLES / "astronaut.jpg"),
+        "--prompt",
+        "x",
+        "--out",
+        str(tmp_path / "a.mp4"),
+    ]
+    with pytest.raises(SystemExit) as both:
+        main([*base, "--poses", str(EXAMPLES / "raise_arms.json"), "--video", str(astronaut_clip)])
+    assert both.value.code == 2 and "not allowed with" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as neither:
+        main(base)
+    assert neither.value.code == 2 and "--poses --video" in capsys.readouterr().err.replace("/", " ")
