@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
@@ -17,7 +16,8 @@ from jobs.queue import QueueClient
 from jobs.settings import Settings
 from jobs.ssrf import Resolver, system_resolver
 from jobs.storage import Storage
-from jobs.store import JobStore, RateDecision
+from jobs.store import JobStore, RateDecision, key_digest
+from jobs.store.ids import owner_for_digest
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +29,8 @@ def key_hashes(api_keys: list[str]) -> dict[str, str]:
     hashed, so operators can keep only hashes in the environment."""
     out = {}
     for key in api_keys:
-        digest = (
-            key.removeprefix("sha256:").lower()
-            if key.startswith("sha256:")
-            else hashlib.sha256(key.encode()).hexdigest()
-        )
-        out[digest] = "key_" + digest[:16]
+        digest = key.removeprefix("sha256:").lower() if key.startswith("sha256:") else key_digest(key)
+        out[digest] = owner_for_digest(digest)
     return out
 
 
@@ -52,7 +48,7 @@ class Services:
     aredis: Any = None
 
     def owner_for(self, presented: str) -> str | None:
-        digest = hashlib.sha256(presented.encode()).hexdigest()
+        digest = key_digest(presented)
         for known, owner in self.keys.items():
             if hmac.compare_digest(known, digest):
                 return owner

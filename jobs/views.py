@@ -85,18 +85,6 @@ def job_view(
     )
 
 
-_EVENT_FOR_STATUS = {
-    JobStatus.SUCCEEDED: WebhookEvent.COMPLETED,
-    JobStatus.FAILED: WebhookEvent.FAILED,
-    JobStatus.CANCELED: WebhookEvent.CANCELED,
-    JobStatus.RUNNING: WebhookEvent.STARTED,
-}
-
-
-def event_for_status(status: JobStatus) -> WebhookEvent | None:
-    return _EVENT_FOR_STATUS.get(status)
-
-
 def emit_webhook(
     job_id: str,
     event: WebhookEvent,

@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,7 +32,7 @@ from jobs.lifecycle import overall_progress
 from jobs.queue import QueueClient
 from jobs.settings import Settings
 from jobs.storage import ObjectNotFound, Storage, StorageUnavailable, input_key, output_key
-from jobs.store import JobRecord, JobStore
+from jobs.store import JobRecord, JobStore, StartOutcome, TransitionOutcome
 from jobs.views import emit_webhook
 from jobs.webhooks import backoff_delay
 from worker import metrics
@@ -46,6 +47,17 @@ from worker.animators import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class RunOutcome(StrEnum):
+    """What one delivery of a job's message came to (the Celery task acts on LOCKED and LOCK_LOST)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    SKIPPED = "skipped"  # finished or unknown job: nothing to run
+    LOCKED = "locked"  # another worker holds the job: retry later
+    LOCK_LOST = "lock_lost"  # the heartbeat lost the lock mid-run: give the message back
 
 
 class LockLost(Exception):
@@ -183,7 +195,7 @@ class JobRunner:
         except Exception:
             log.exception("webhook emission failed", extra={"event": event.value})
 
-    def run(self, job_id: str) -> str:
+    def run(self, job_id: str) -> RunOutcome:
         """Run one delivery of the job's message. Returns ``locked`` when another worker holds the
         job (the task retries later), else what happened: ``succeeded``, ``failed``, ``canceled``,
         ``skipped`` (finished or unknown job), ``lock_lost``."""
@@ -192,9 +204,9 @@ class JobRunner:
             record = self.store.get(job_id)
             if record is None or record.status.is_terminal():
                 metrics.DUPLICATES_SKIPPED.labels("finished").inc()
-                return "skipped"
+                return RunOutcome.SKIPPED
             metrics.DUPLICATES_SKIPPED.labels("locked").inc()
-            return "locked"
+            return RunOutcome.LOCKED
         heartbeat = LockHeartbeat(self.store, job_id, token, self.settings.lock_ttl_s)
         heartbeat.start()
         try:
@@ -203,11 +215,11 @@ class JobRunner:
             heartbeat.stop()
             self.store.release_lock(job_id, token)
 
-    def _run_locked(self, job_id: str, heartbeat: LockHeartbeat) -> str:
+    def _run_locked(self, job_id: str, heartbeat: LockHeartbeat) -> RunOutcome:
         record = self.store.get(job_id)
         if record is None or record.status.is_terminal():
             metrics.DUPLICATES_SKIPPED.labels("finished").inc()
-            return "skipped"
+            return RunOutcome.SKIPPED
         name, random_weights = model_label(self.settings)
         start = self.store.start_attempt(
             job_id,
@@ -216,12 +228,12 @@ class JobRunner:
             random_weights,
             worker=f"{socket.gethostname()}:{os.getpid()}",
         )
-        if start.outcome in ("finished", "missing"):
+        if start.outcome in (StartOutcome.FINISHED, StartOutcome.MISSING):
             metrics.DUPLICATES_SKIPPED.labels("finished").inc()
-            return "skipped"
-        if start.outcome == "cancel":
+            return RunOutcome.SKIPPED
+        if start.outcome is StartOutcome.CANCEL:
             return self._finish_canceled(job_id)
-        if start.outcome == "exhausted":
+        if start.outcome is StartOutcome.EXHAUSTED:
             log.error(
                 "attempt cap reached; the worker running this job died each time",
                 extra={"attempts": start.attempts},
@@ -239,7 +251,7 @@ class JobRunner:
         metrics.JOB_RUN_SECONDS.labels(outcome).observe(time.perf_counter() - started)
         return outcome
 
-    def _attempt(self, record: JobRecord, heartbeat: LockHeartbeat) -> str:
+    def _attempt(self, record: JobRecord, heartbeat: LockHeartbeat) -> RunOutcome:
         job_id = record.id
         progress = ProgressReporter(self, record)
         should_cancel = CancelCheck(self.store, job_id, self.settings.cancel_poll_interval_s, heartbeat)
@@ -281,15 +293,15 @@ class JobRunner:
             if status == JobStatus.CANCELED.value:
                 self.storage.delete_prefix(f"outputs/{job_id}")  # the cancel landed during the upload
                 return self._after_cancel(job_id)
-            if outcome != "ok":
+            if outcome is not TransitionOutcome.OK:
                 log.warning(
                     "job finished elsewhere; outputs kept by the other outcome", extra={"status": status}
                 )
-                return "skipped"
+                return RunOutcome.SKIPPED
             log.info("job succeeded", extra={"frames": rendered.num_frames, "timings": json.dumps(timings)})
             self.notify(job_id, WebhookEvent.COMPLETED)
             self._observe_success(timings, rendered.unet_evals, rendered.info)
-            return "succeeded"
+            return RunOutcome.SUCCEEDED
         except JobCanceled:
             if heartbeat.lost:
                 return self._lock_lost()
@@ -382,27 +394,27 @@ class JobRunner:
         except Exception:
             log.exception("recording job metrics failed")
 
-    def _finish_canceled(self, job_id: str) -> str:
+    def _finish_canceled(self, job_id: str) -> RunOutcome:
         outcome, _ = self.store.transition(job_id, JobStatus.CANCELED, stage=Stage.DONE.value)
-        if outcome != "ok":
-            return "skipped"
+        if outcome is not TransitionOutcome.OK:
+            return RunOutcome.SKIPPED
         return self._after_cancel(job_id)
 
-    def _after_cancel(self, job_id: str) -> str:
+    def _after_cancel(self, job_id: str) -> RunOutcome:
         metrics.JOBS_FINISHED.labels("canceled").inc()
         log.info("job canceled")
         self.notify(job_id, WebhookEvent.CANCELED)
-        return "canceled"
+        return RunOutcome.CANCELED
 
-    def _finish_failed(self, job_id: str, code: ErrorCode | str, message: str) -> str:
+    def _finish_failed(self, job_id: str, code: ErrorCode | str, message: str) -> RunOutcome:
         outcome, _ = self.store.fail(job_id, code, message)
-        if outcome != "ok":
-            return "skipped"
+        if outcome is not TransitionOutcome.OK:
+            return RunOutcome.SKIPPED
         metrics.JOBS_FINISHED.labels(str(code)).inc()
         log.warning("job failed", extra={"code": str(code), "error": message})
         self.notify(job_id, WebhookEvent.FAILED)
-        return "failed"
+        return RunOutcome.FAILED
 
-    def _lock_lost(self) -> str:
+    def _lock_lost(self) -> RunOutcome:
         log.error("job lock lost mid-run; leaving the job to the worker that holds it")
-        return "lock_lost"
+        return RunOutcome.LOCK_LOST

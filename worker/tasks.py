@@ -21,11 +21,11 @@ from jobs.logs import bind, configure_logging
 from jobs.queue import ANIMATE_TASK, WEBHOOK_TASK, QueueClient
 from jobs.settings import Settings, get_settings
 from jobs.storage import storage_from_settings
-from jobs.store import JobStore
+from jobs.store import JobStore, TransitionOutcome
 from worker.animators import AnimatorHolder
 from worker.celery_app import app
 from worker.deliveries import deliver
-from worker.runner import JobRunner
+from worker.runner import JobRunner, RunOutcome
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class AnimateTask(Task):  # type: ignore[misc]
             outcome, _ = rt.store.fail(
                 job_id, ErrorCode.TIMEOUT, f"the job exceeded the {limit} s hard time limit"
             )
-            if outcome == "ok":
+            if outcome is TransitionOutcome.OK:
                 from worker import metrics
 
                 metrics.JOBS_FINISHED.labels(ErrorCode.TIMEOUT.value).inc()
@@ -107,10 +107,10 @@ def animate(self: Task, job_id: str) -> str:
             # too, the unacked message is restored after the visibility timeout.)
             log.warning("job store unavailable; message requeued", extra={"error": type(exc).__name__})
             raise Reject(exc, requeue=True) from exc
-        if outcome == "locked":
+        if outcome is RunOutcome.LOCKED:
             # Another worker holds the job (or held it and died: its lock expires within the TTL).
             raise self.retry(countdown=rt.settings.lock_ttl_s, max_retries=None)
-        if outcome == "lock_lost":
+        if outcome is RunOutcome.LOCK_LOST:
             raise Reject("job lock lost", requeue=True)
         return outcome
 

@@ -26,7 +26,7 @@ from api.intake import read_submission, validate_submission
 from api.waiting import follow, wait_for_terminal
 from jobs.contract import AnimationCreate, Job, JobList, JobStatus, Problem, WebhookEvent
 from jobs.storage import LocalStorage
-from jobs.store import JobRecord, new_job_id
+from jobs.store import CancelOutcome, JobRecord, new_job_id
 from jobs.submission import QuotaExceeded, accept_job
 from jobs.views import emit_webhook, job_view
 
@@ -318,11 +318,11 @@ def cancel_animation(request: Request, response: Response, services: ServicesDep
     """Queued jobs are canceled at once (200) and never reach a GPU; running jobs stop within one
     engine step (202, `cancel_requested: true`); finished jobs cannot be canceled (409)."""
     outcome = services.store.request_cancel(record.id)
-    if outcome == "terminal" and record.status is not JobStatus.CANCELED:
+    if outcome is CancelOutcome.TERMINAL and record.status is not JobStatus.CANCELED:
         current = services.store.get(record.id) or record
         if current.status is not JobStatus.CANCELED:
             raise ApiError(409, "job_already_finished", f"the job already {current.status.value}")
-    if outcome == "canceled":
+    if outcome is CancelOutcome.CANCELED:
         emit_webhook(
             record.id,
             WebhookEvent.CANCELED,
@@ -332,7 +332,7 @@ def cancel_animation(request: Request, response: Response, services: ServicesDep
             url_ttl_s=services.settings.output_url_ttl_s,
             base_url=services.settings.public_base_url,
         )
-    response.status_code = 202 if outcome == "requested" else 200
+    response.status_code = 202 if outcome is CancelOutcome.REQUESTED else 200
     updated = services.store.get(record.id) or record
     return view(services, request, updated)
 

@@ -297,3 +297,29 @@ def test_running_count_is_jobs_with_a_live_lock_and_oldest_age_is_the_queue_head
     assert 0 <= store.oldest_queued_age(now) - (now - c.created_at) < 1e-3
     store.start_attempt(c.id, 3, "noop", False)
     assert store.oldest_queued_age(time.time()) == 0.0
+
+
+def test_lua_scripts_spell_no_status_and_take_the_terminal_set_from_the_contract():
+    import re
+    from importlib import resources
+
+    from jobs.store import scripts
+
+    statuses = {s.value for s in JobStatus}
+    for path in resources.files("jobs.store").joinpath("lua").iterdir():
+        body = path.read_text()
+        quoted = set(re.findall(r"'([a-z_]+)'", body))
+        # 'canceled' is also CancelOutcome's reply of cancel.lua; every other status is STATUS.<name>.
+        assert not (quoted & statuses) - ({"canceled"} if path.name == "cancel.lua" else set()), path.name
+        prelude = scripts.source(path.name.removesuffix(".lua")).split(body)[0]
+        for status in JobStatus:
+            assert (f"['{status.value}'] = true" in prelude) == status.is_terminal()
+
+
+def test_outcomes_are_typed(store):
+    from jobs.store import CancelOutcome, StartOutcome, TransitionOutcome
+
+    job = make(store)
+    assert store.request_cancel(job.id) is CancelOutcome.CANCELED
+    assert store.start_attempt(job.id, 3, "m", False).outcome is StartOutcome.FINISHED
+    assert store.transition(job.id, JobStatus.RUNNING)[0] is TransitionOutcome.REFUSED
