@@ -182,12 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     try:
         from cli.engine_commands import add_engine_commands
         from cli.poses_commands import add_poses_commands
+        from cli.random_model_commands import add_random_model_commands
     except ImportError:
-        for name in (*ENGINE_COMMANDS, "poses"):
+        for name in (*ENGINE_COMMANDS, "poses", "make-random-model"):
             sub.add_parser(name, help="(needs the engine extras)").set_defaults(func=_engine_stub)
     else:
         add_engine_commands(sub)
         add_poses_commands(sub)
+        add_random_model_commands(sub)
     return parser
 
 
