@@ -57,6 +57,12 @@ def add_engine_commands(subparsers: Any) -> None:
     anim.add_argument("--guidance", type=float, default=7.5, help="CFG scale w (paper: 7.5)")
     anim.add_argument("--size", default="512", help="output size: N or WxH, multiples of 8 (paper: 512)")
     anim.add_argument("--transition-frames", type=int, default=4, help="PATA transition frames t")
+    anim.add_argument(
+        "--retarget",
+        choices=["scale", "bones"],
+        default="scale",
+        help="scale: PATA's uniform scale (default); bones: also give each driving bone the character's length",
+    )
     anim.add_argument("--fps", type=float, default=8.0)
     anim.add_argument("--seed", type=int, default=None)
     anim.add_argument("--frame-batch-size", type=int, default=None, help="frames per chunk (default: auto)")
@@ -130,6 +136,7 @@ def animate_command(args: argparse.Namespace) -> int:
         use_dcam=not args.no_dcam,
         use_mgdm=not args.no_mgdm,
         use_pata=not args.no_pata,
+        retarget=args.retarget,
     )
     try:
         image = Image.open(io.BytesIO(_read(args.image, "image")))

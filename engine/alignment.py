@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -22,6 +23,7 @@ __all__ = [
     "align_poses",
     "fit_similarity",
     "interpolate_poses",
+    "reference_pose",
 ]
 
 # A keypoint must be at least this confident in both poses to take part in the fit.
@@ -156,6 +158,17 @@ def interpolate_poses(a: Pose, b: Pose, count: int) -> list[Pose]:
     return poses
 
 
+def reference_pose(source: Pose, targets: PoseSequence) -> Pose:
+    """The target pose the transform is fitted on: the first that shares a confident keypoint with
+    ``source`` (a first frame with nobody in it, as when the dancer walks in, says nothing about
+    size or position), else the first."""
+    src_points = _points(source)
+    return next(
+        (p for p in targets if any(isinstance(k, int) for k in src_points.keys() & _points(p).keys())),
+        targets[0],
+    )
+
+
 def align_poses(
     source_pose: Pose,
     target_poses: PoseSequence,
@@ -163,6 +176,7 @@ def align_poses(
     *,
     width: int | None = None,
     height: int | None = None,
+    retarget: Literal["scale", "bones"] = "scale",
 ) -> PoseSequence:
     """PATA: ``[p_s, t transition poses, M aligned target poses]``, ``N + 1 = 1 + t + M`` poses.
 
@@ -171,6 +185,10 @@ def align_poses(
     pose that shares a confident keypoint with ``p_s`` (normally the first one) and applied to every
     target, so relative motion is preserved; the transition runs from ``p_s`` to the aligned first
     target (:func:`interpolate_poses`).
+
+    ``retarget="bones"`` (:func:`engine.retarget.retarget_bones`) additionally gives every driving
+    bone the source's length, keeping its direction; ``"scale"`` (the default, the paper's PATA)
+    keeps the driving proportions.
     """
     if isinstance(transition_frames, bool) or not isinstance(transition_frames, int):
         raise AlignmentError(f"transition_frames must be an integer, got {transition_frames!r}")
@@ -185,13 +203,14 @@ def align_poses(
     source = source_pose.to_canvas(width, height)
     targets = target_poses.to_canvas(width, height)
 
-    # A first frame with nobody in it (the dancer walks in) says nothing about size or position.
-    src_points = _points(source)
-    reference = next(
-        (p for p in targets if any(isinstance(k, int) for k in src_points.keys() & _points(p).keys())),
-        targets[0],
-    )
-    transform = fit_similarity(source, reference)
-    aligned = [transform.apply(p) for p in targets]
+    if retarget not in ("scale", "bones"):
+        raise AlignmentError(f"retarget must be 'scale' or 'bones', got {retarget!r}")
+    transform = fit_similarity(source, reference_pose(source, targets))
+    if retarget == "bones":
+        from engine.retarget import retarget_bones  # it builds on this module
+
+        aligned = list(retarget_bones(source, targets, transform=transform))
+    else:
+        aligned = [transform.apply(p) for p in targets]
     transition = interpolate_poses(source, aligned[0], transition_frames)
     return PoseSequence([source, *transition, *aligned])

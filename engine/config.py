@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Literal
 
 from engine.errors import InvalidInput
 
@@ -75,6 +76,10 @@ class AnimateConfig:
     """Ablation switch (Fig. 5d): without PATA target poses are used as given, with no transition."""
     transition_frames: int = 4
     """Intermediate poses t between the source pose and the first target pose (N = M + t)."""
+    retarget: Literal["scale", "bones"] = "scale"
+    """How the driving skeleton meets the character. ``"scale"`` (default, the paper's PATA): one
+    uniform scale + translation, the driving proportions kept. ``"bones"``: each bone also gets the
+    character's length, its direction kept per frame (UniAnimate-style; engine.retarget)."""
 
     # --- Limits ---------------------------------------------------------------------------------
     max_frames: int = 300
@@ -115,3 +120,5 @@ class AnimateConfig:
             bad(f"transition_frames must be in 0..120, got {self.transition_frames}")
         if self.max_frames < 2:
             bad("max_frames must be >= 2")
+        if self.retarget not in ("scale", "bones"):
+            bad(f"retarget must be 'scale' or 'bones', got {self.retarget!r}")

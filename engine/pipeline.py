@@ -289,10 +289,13 @@ class PoseAnimator:
     def build_pose_sequence(
         self, source: Pose, target_poses: PoseSequence, config: AnimateConfig
     ) -> PoseSequence:
-        """PATA (alignment + transition), or the raw targets on the output canvas when disabled."""
+        """PATA (alignment + transition; bone retargeting with ``config.retarget == "bones"``), or the
+        raw targets on the output canvas when disabled."""
         w, h = config.width, config.height
         if config.use_pata:
-            return align_poses(source, target_poses, config.transition_frames, width=w, height=h)
+            return align_poses(
+                source, target_poses, config.transition_frames, width=w, height=h, retarget=config.retarget
+            )
         return PoseSequence([source.to_canvas(w, h), *(p.to_canvas(w, h) for p in target_poses)])
 
     def render_poses(self, poses: PoseSequence, config: AnimateConfig) -> torch.Tensor:
