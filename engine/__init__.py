@@ -6,7 +6,9 @@ Pure: torch, diffusers, numpy and PIL only. No HTTP, queues, Redis, object stora
     animator = PoseAnimator.from_pretrained()            # hub ids or local directories
     result = animator.animate(image, PoseSequence.from_json(path), "a person on the road")
 
-Names are resolved lazily, so ``import engine.pose`` (numpy + PIL) does not pay for torch/diffusers.
+Names are resolved lazily, so ``import engine.pose`` (numpy + PIL) does not pay for torch/diffusers,
+and the torch-free leaves ``engine.poseformat``, ``engine.rules``, ``engine.models`` and
+``engine.errors`` can be imported by the service.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ _EXPORTS = {
     "engine.config": ("AnimateConfig",),
     "engine.errors": ("AnimationCancelled", "InvalidInput"),
     "engine.extract": ("ExtractionError", "ExtractionResult", "extract_poses"),
-    "engine.pipeline": ("DEFAULT_BASE", "DEFAULT_CONTROLNET", "AnimationResult", "PoseAnimator"),
+    "engine.models": ("DEFAULT_BASE", "DEFAULT_CONTROLNET"),
+    "engine.pipeline": ("AnimationResult", "PoseAnimator"),
     "engine.pose": ("Pose", "PoseError", "PoseSequence", "pose_mask", "render_pose"),
     "engine.tiny": ("build_tiny_model",),
 }
@@ -76,6 +79,7 @@ if TYPE_CHECKING:
     from engine.config import AnimateConfig
     from engine.errors import AnimationCancelled, InvalidInput
     from engine.extract import ExtractionError, ExtractionResult, extract_poses
-    from engine.pipeline import DEFAULT_BASE, DEFAULT_CONTROLNET, AnimationResult, PoseAnimator
+    from engine.models import DEFAULT_BASE, DEFAULT_CONTROLNET
+    from engine.pipeline import AnimationResult, PoseAnimator
     from engine.pose import Pose, PoseError, PoseSequence, pose_mask, render_pose
     from engine.tiny import build_tiny_model

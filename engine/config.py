@@ -7,18 +7,26 @@ from dataclasses import dataclass
 from typing import Literal
 
 from engine.errors import InvalidInput
+from engine.rules import (
+    DEFAULTS,
+    LIMITS,
+    check_generation_size,
+    check_guidance,
+    check_steps,
+    check_transition_frames,
+)
 
 
 @dataclass(frozen=True)
 class AnimateConfig:
     # --- Sampling (Sec. 4.1) -------------------------------------------------------------------
-    num_inference_steps: int = 50
+    num_inference_steps: int = DEFAULTS.steps
     """DDIM steps T. Paper: 50."""
-    guidance_scale: float = 7.5
+    guidance_scale: float = DEFAULTS.guidance
     """CFG scale w for pose-aware inversion, embedding optimisation and generation. Paper: 7.5."""
-    height: int = 512
+    height: int = DEFAULTS.size
     """Generation height in pixels (multiple of 8). Paper: 512."""
-    width: int = 512
+    width: int = DEFAULTS.size
     """Generation width in pixels (multiple of 8). Paper: 512."""
     controlnet_conditioning_scale: float = 1.0
     """Weight of the OpenPose ControlNet residuals (diffusers' default)."""
@@ -74,7 +82,7 @@ class AnimateConfig:
     # --- PATA (Sec. 3) --------------------------------------------------------------------------
     use_pata: bool = True
     """Ablation switch (Fig. 5d): without PATA target poses are used as given, with no transition."""
-    transition_frames: int = 4
+    transition_frames: int = DEFAULTS.transition_frames
     """Intermediate poses t between the source pose and the first target pose (N = M + t)."""
     retarget: Literal["scale", "bones"] = "scale"
     """How the driving skeleton meets the character. ``"scale"`` (default, the paper's PATA): one
@@ -82,8 +90,8 @@ class AnimateConfig:
     character's length, its direction kept per frame (UniAnimate-style; engine.retarget)."""
 
     # --- Limits ---------------------------------------------------------------------------------
-    max_frames: int = 300
-    """Upper bound on output frames (1 + t + M)."""
+    max_frames: int = LIMITS.max_output_frames
+    """Upper bound on output frames (1 + t + M); at most ``rules.LIMITS.max_output_frames``."""
 
     def replace(self, **changes: object) -> AnimateConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -92,14 +100,11 @@ class AnimateConfig:
         def bad(msg: str) -> None:
             raise InvalidInput(msg)
 
-        if not 1 <= self.num_inference_steps <= 1000:
-            bad(f"num_inference_steps must be in 1..1000, got {self.num_inference_steps}")
-        if not 1.0 <= self.guidance_scale <= 30.0:
-            bad(f"guidance_scale must be in [1, 30], got {self.guidance_scale}")
-        for name in ("height", "width"):
-            value = getattr(self, name)
-            if value % 8 or not 64 <= value <= 2048:
-                bad(f"{name} must be a multiple of 8 in 64..2048, got {value}")
+        # Bounds shared with the service: engine.rules.LIMITS (one table).
+        check_steps(self.num_inference_steps)
+        check_guidance(self.guidance_scale)
+        check_generation_size(self.width, self.height)
+        check_transition_frames(self.transition_frames)
         if not 0.0 <= self.controlnet_conditioning_scale <= 4.0:
             bad("controlnet_conditioning_scale must be in [0, 4]")
         if self.inversion_inner_steps < 1 or self.pose_opt_inner_steps < 1:
@@ -116,9 +121,7 @@ class AnimateConfig:
             bad("mask_threshold must be in (0, 1)")
         if not 0.0 < self.subject_token_ratio <= 1.0:
             bad("subject_token_ratio must be in (0, 1]")
-        if not 0 <= self.transition_frames <= 120:
-            bad(f"transition_frames must be in 0..120, got {self.transition_frames}")
-        if self.max_frames < 2:
-            bad("max_frames must be >= 2")
+        if not 2 <= self.max_frames <= LIMITS.max_output_frames:
+            bad(f"max_frames must be in 2..{LIMITS.max_output_frames}")
         if self.retarget not in ("scale", "bones"):
             bad(f"retarget must be 'scale' or 'bones', got {self.retarget!r}")

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 
 class InvalidInput(ValueError):
-    """Bad input (image, prompt, poses, settings), raised before any model call."""
+    """Bad input (image, prompt, poses, settings), raised before any model call.
+
+    ``code`` is a stable machine-readable reason (``engine.rules`` documents the codes it uses);
+    ``message`` is the human-readable one (also ``str(exc)``).
+    """
+
+    def __init__(self, message: str, *, code: str = "invalid_input") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 class AnimationCancelled(Exception):

@@ -7,8 +7,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from engine.pipeline import DEFAULT_BASE, DEFAULT_CONTROLNET
-from engine.tiny import TINY_MARKER, build_tiny_model
+from engine.models import DEFAULT_BASE, DEFAULT_CONTROLNET, is_random_weights
+from engine.tiny import build_tiny_model
 
 TINY = "tiny"
 
@@ -27,7 +27,7 @@ def resolve_model(
     spec = spec or DEFAULT_BASE
     if spec == TINY:
         target = Path(tiny_dir)
-        if not (target / TINY_MARKER).is_file():
+        if not is_random_weights(target):
             target.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
             try:
@@ -35,7 +35,7 @@ def resolve_model(
                 try:
                     os.replace(staging / "model", target)
                 except OSError:
-                    if not (target / TINY_MARKER).is_file():  # lost a race to a half-made dir? surface it
+                    if not is_random_weights(target):  # lost a race to a half-made dir? surface it
                         raise
             finally:
                 shutil.rmtree(staging, ignore_errors=True)

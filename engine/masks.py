@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from engine.errors import InvalidInput
+from engine.rules import check_mask
 
 # Function words never chosen as the subject automatically.
 _STOPWORDS = frozenset(
@@ -52,17 +53,27 @@ _STOPWORDS = frozenset(
 )
 
 
+def _mask_channel(mask: Image.Image) -> Image.Image:
+    """The channel that marks the character: alpha when present, else luminance."""
+    if mask.mode in ("RGBA", "LA", "PA") or (mask.mode == "P" and "transparency" in mask.info):
+        return mask.convert("RGBA").getchannel("A")
+    return mask.convert("L")
+
+
+def mask_array(mask: Image.Image) -> np.ndarray:
+    """A client mask image at its own size -> (H, W) uint8; >= 128 marks the character."""
+    return np.asarray(_mask_channel(mask))
+
+
 def fit_mask(mask: Image.Image, width: int, height: int) -> np.ndarray:
     """A client mask image (any mode; alpha wins when present) -> (height, width) bool, with the same
-    cover-and-centre-crop geometry as the source image."""
-    if mask.mode in ("RGBA", "LA", "PA") or (mask.mode == "P" and "transparency" in mask.info):
-        gray = mask.convert("RGBA").getchannel("A")
-    else:
-        gray = mask.convert("L")
-    gray = ImageOps.fit(gray, (width, height), method=Image.Resampling.BILINEAR, centering=(0.5, 0.5))
+    cover-and-centre-crop geometry as the source image. Refused (``mask_empty``) when nothing is
+    left marked after the crop."""
+    gray = ImageOps.fit(
+        _mask_channel(mask), (width, height), method=Image.Resampling.BILINEAR, centering=(0.5, 0.5)
+    )
     out = np.asarray(gray) >= 128
-    if not out.any():
-        raise InvalidInput("mask is empty: no pixel marks the character")
+    check_mask(out)
     return out
 
 
@@ -93,10 +104,14 @@ def subject_token_indices(tokenizer, prompt: str, words: list[str]) -> list[int]
     for word in words:
         piece = tokenizer(word, add_special_tokens=False).input_ids
         if not piece:
-            raise InvalidInput(f"subject word {word!r} is empty after tokenisation")
+            raise InvalidInput(
+                f"subject word {word!r} is empty after tokenisation", code="parameter_out_of_range"
+            )
         hits = [i for i in range(len(ids) - len(piece) + 1) if ids[i : i + len(piece)] == piece]
         if not hits:
-            raise InvalidInput(f"subject word {word!r} does not occur in the prompt")
+            raise InvalidInput(
+                f"subject word {word!r} does not occur in the prompt", code="subject_not_in_prompt"
+            )
         for start in hits:
             positions.extend(range(start, start + len(piece)))
     return sorted(set(positions))

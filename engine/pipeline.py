@@ -30,19 +30,24 @@ from engine.masks import (
     alpha_mask,
     candidate_tokens,
     fit_mask,
+    mask_array,
     subject_token_indices,
     to_latent,
 )
+from engine.models import DEFAULT_BASE, DEFAULT_CONTROLNET, is_random_weights
 from engine.pacm import SourceInversion, ddim_inversion, optimise_pose_embeddings, pose_aware_inversion
 from engine.pose import Pose, PoseSequence, pose_mask, render_pose
 from engine.progress import CancelCheck, ProgressCallback, StageTracker
-from engine.tiny import TINY_MARKER
+from engine.rules import (
+    check_image_size,
+    check_mask,
+    check_output_frames,
+    check_poses_not_degenerate,
+    check_prompt,
+    check_subject_words,
+)
 
-DEFAULT_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-DEFAULT_CONTROLNET = "lllyasviel/control_v11p_sd15_openpose"
-
-MIN_IMAGE_SIDE = 32
-MAX_IMAGE_PIXELS = 64_000_000
+__all__ = ["DEFAULT_BASE", "DEFAULT_CONTROLNET", "AnimationResult", "PoseAnimator"]
 
 FrameSink = Callable[[int, Image.Image], None]
 
@@ -166,7 +171,7 @@ class PoseAnimator:
         if compile:
             unet.compile(dynamic=True)
             control.compile(dynamic=True)
-        random_weights = (Path(base) / TINY_MARKER).is_file()
+        random_weights = is_random_weights(base)
         info = {
             "base": base,
             "controlnet": str(controlnet),
@@ -204,20 +209,32 @@ class PoseAnimator:
     # Helpers
     # ------------------------------------------------------------------------------------------
     def check_inputs(
-        self, image: Image.Image, target_poses: PoseSequence, prompt: str, config: AnimateConfig
+        self,
+        image: Image.Image,
+        target_poses: PoseSequence,
+        prompt: str,
+        config: AnimateConfig,
+        *,
+        source_pose: Pose | None = None,
+        mask: Image.Image | None = None,
+        subject_words: Sequence[str] | None = None,
     ) -> None:
-        """Everything that can be refused before a model runs."""
+        """Everything that can be refused before a model runs (the torch-free rules of
+        ``engine.rules``, then what needs the tokenizer and scheduler)."""
         if not isinstance(image, Image.Image):
             raise InvalidInput("image must be a PIL image")
-        w, h = image.size
-        if min(w, h) < MIN_IMAGE_SIDE:
-            raise InvalidInput(f"image is {w}x{h}; each side must be at least {MIN_IMAGE_SIDE} px")
-        if w * h > MAX_IMAGE_PIXELS:
-            raise InvalidInput(f"image is {w}x{h}; at most {MAX_IMAGE_PIXELS} pixels are accepted")
+        check_image_size(*image.size)
         if not isinstance(target_poses, PoseSequence) or len(target_poses) == 0:
             raise InvalidInput("target_poses must be a non-empty PoseSequence")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InvalidInput("prompt must be a non-empty string")
+        check_poses_not_degenerate(target_poses.to_compact())
+        if source_pose is not None and isinstance(source_pose, Pose):
+            check_poses_not_degenerate(PoseSequence([source_pose]).to_compact())
+        check_prompt(prompt)
+        check_subject_words(prompt, subject_words)
+        if mask is not None:
+            if not isinstance(mask, Image.Image):
+                raise InvalidInput("mask must be a PIL image")
+            check_mask(mask_array(mask))
         n_tokens = len(self.tokenizer(prompt).input_ids)
         limit = self.tokenizer.model_max_length
         if n_tokens > limit:
@@ -228,9 +245,7 @@ class PoseAnimator:
         if config.num_inference_steps > train_steps:
             raise InvalidInput(f"num_inference_steps must be <= {train_steps} for this scheduler")
         transition = config.transition_frames if config.use_pata else 0
-        total = 1 + transition + len(target_poses)
-        if total > config.max_frames:
-            raise InvalidInput(f"{total} output frames requested; at most {config.max_frames} are allowed")
+        check_output_frames(1 + transition + len(target_poses), config.max_frames)
 
     @torch.no_grad()
     def encode_prompt(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -356,8 +371,16 @@ class PoseAnimator:
         """
         config = config or AnimateConfig()
         # 1. Check inputs (no model call before this passes)
-        self.check_inputs(image, target_poses, prompt, config)
-        words = [w for w in (subject_words or []) if w.strip()]
+        self.check_inputs(
+            image,
+            target_poses,
+            prompt,
+            config,
+            source_pose=source_pose,
+            mask=mask,
+            subject_words=subject_words,
+        )
+        words = list(subject_words or [])
         subject = subject_token_indices(self.tokenizer, prompt, words) if words else None
         if config.seed is not None:
             torch.manual_seed(config.seed)

@@ -15,7 +15,10 @@ from pathlib import Path
 
 import torch
 
-TINY_MARKER = "poseanimate_tiny.json"
+from engine.models import RANDOM_WEIGHTS_MARKER
+
+# Alias for engine/random_model.py until it imports RANDOM_WEIGHTS_MARKER from engine.models.
+TINY_MARKER = RANDOM_WEIGHTS_MARKER
 
 # Words the tiny BPE vocabulary knows as whole tokens; anything else falls back to characters.
 _WORDS = [
@@ -210,7 +213,7 @@ def build_tiny_model(path: str | Path, seed: int = 0) -> Path:
         requires_safety_checker=False,
     )
     pipe.save_pretrained(out)
-    (out / TINY_MARKER).write_text(
+    (out / RANDOM_WEIGHTS_MARKER).write_text(
         json.dumps(
             {
                 "random_weights": True,

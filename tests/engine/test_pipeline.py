@@ -92,7 +92,7 @@ def test_evaluation_counts_match_the_stated_formula(animator, example, use_pacm)
     assert {k: result.unet_evals.get(k, 0) for k in expected} == expected
     T, n, frames = FAST.num_inference_steps, FAST.inversion_inner_steps, result.num_frames - 1
     if use_pacm:  # the formula itself, spelled out once
-        assert expected["total_forward"] == T + T * (n + 2) + 2 * T * frames + 2 * T * (frames + 1)
+        assert expected["total_forward"] == T + T * (n + 3) + 2 * T * frames + 2 * T * (frames + 1)
         assert expected["total_backward"] == T * n + T * frames
 
 
@@ -291,7 +291,7 @@ def test_inversion_cache_hit_skips_all_source_side_work_and_matches(tiny_model_d
 @pytest.mark.parametrize(
     ("change", "match"),
     [
-        ({"prompt": "astronaut " * 80}, "tokens"),
+        ({"prompt": "zq " * 100}, "tokens"),  # under the character limit, over the token limit
         ({"image": Image.new("RGB", (16, 16))}, "at least"),
         ({"targets": "empty"}, "PoseSequence|empty"),
     ],
@@ -311,6 +311,60 @@ def test_bad_input_is_refused_before_any_model_call(animator, example, change, m
     finally:
         spy.remove()
     assert spy.calls == 0
+
+
+def _degenerate_targets():
+    return PoseSequence([Pose(np.tile([256.0, 256.0, 1.0], (18, 1)), 512, 512)])
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"image": Image.new("RGB", (8, 8))}, "image_too_small"),
+        ({"image": Image.new("RGB", (1, 4000))}, "image_too_small"),
+        ({"image": Image.new("RGB", (1, 1))}, "image_too_small"),
+        ({"mask": Image.new("L", (512, 512), 0)}, "mask_empty"),
+        ({"mask": Image.new("RGBA", (512, 512), (255, 255, 255, 0))}, "mask_empty"),
+        ({"prompt": "   "}, "prompt_blank"),
+        ({"prompt": "x" * 501}, "prompt_too_long"),
+        ({"subject_words": ["dragon"]}, "subject_not_in_prompt"),
+        ({"subject_words": ["astro"]}, "subject_not_in_prompt"),  # a word of the prompt, not a prefix
+        ({"subject_words": [" "]}, "parameter_out_of_range"),
+        ({"targets": _degenerate_targets()}, "pose_degenerate"),
+        ({"source_pose": _degenerate_targets()[0]}, "pose_degenerate"),
+        ({"targets": PoseSequence([Pose(np.zeros((18, 3)), 512, 512)])}, "pose_empty_frame"),
+    ],
+)
+def test_late_refusals_come_before_any_model_call_with_a_stable_code(animator, example, change, code):
+    """Issue 9: inputs the engine used to refuse late (or crash on) are refused up front, by
+    engine.rules, with the code the API uses."""
+    image, source, targets = example
+    spy = UNetSpy(animator.unet)
+    try:
+        with pytest.raises(InvalidInput) as info:
+            animator.animate(
+                change.get("image", image),
+                change.get("targets", targets),
+                change.get("prompt", "an astronaut"),
+                source_pose=change.get("source_pose", source),
+                mask=change.get("mask"),
+                subject_words=change.get("subject_words"),
+                config=FAST,
+            )
+    finally:
+        spy.remove()
+    assert info.value.code == code
+    assert spy.calls == 0
+
+
+def test_a_mask_emptied_by_the_crop_is_refused(animator, example):
+    image, source, targets = example
+    wide = image.resize((1024, 512))
+    mask = Image.new("L", wide.size, 0)
+    mask.paste(255, (0, 0, 100, 512))  # only the left strip, which the centre crop cuts away
+    with pytest.raises(InvalidInput) as info:
+        animator.animate(wide, targets, "an astronaut", source_pose=source, mask=mask, config=FAST)
+    assert info.value.code == "mask_empty"
 
 
 def test_bad_settings_and_poses_raise_value_errors():

@@ -2,13 +2,14 @@ import json
 
 import torch
 
-from engine.tiny import TINY_MARKER
+from engine.models import RANDOM_WEIGHTS_MARKER, is_random_weights
 
 
 def test_tiny_model_is_saved_in_diffusers_layout_and_labelled(tiny_model_dir):
     for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler", "controlnet"):
         assert (tiny_model_dir / sub).is_dir(), sub
-    assert json.loads((tiny_model_dir / TINY_MARKER).read_text())["random_weights"] is True
+    assert json.loads((tiny_model_dir / RANDOM_WEIGHTS_MARKER).read_text())["random_weights"] is True
+    assert is_random_weights(tiny_model_dir) and not is_random_weights(tiny_model_dir / "unet")
 
 
 def test_tiny_tokenizer_keeps_prompt_words_whole(tiny_model_dir):
