@@ -4,9 +4,10 @@ Per job with T steps, n inner inversion iterations, k per-frame updates per step
 frames after frame 0 (N = M + t):
 
 - DDIM inversion at w = 1:            T forward (conditional branch only)
-- pose-aware inversion (Eq. 6):       T * (1 + n + 1) forward, T * n backward
+- pose-aware inversion (Eq. 6):       T * (1 + n + 2) forward, T * n backward
   (the unconditional branch once per step — it does not depend on the optimised embedding —, n
-  optimised conditional passes, one pass to advance Zbar with the final embedding)
+  optimised conditional passes, and one [uncond, cond] batch of two to advance Zbar with the final
+  embedding in generation's call layout, so frame 0 retraces Zbar bit for bit)
 - pose-aware embedding optimisation:  N * T * (1 + k) forward, N * T * k backward (Alg. 1 lines 3-9)
 - generation with CFG:                2 * T * (N + 1) forward
 
@@ -35,7 +36,7 @@ def expected_evaluations(
         counts["inverting_forward"] = T
         if config.use_pacm:
             n = config.inversion_inner_steps
-            counts["inverting_forward"] += T * (n + 2)
+            counts["inverting_forward"] += T * (n + 3)
             counts["inverting_backward"] = T * n
     if config.use_pacm:
         k = config.pose_opt_inner_steps

@@ -125,9 +125,16 @@ def pose_aware_inversion(
         master = master.detach()
         embeddings[T - t] = master.to(denoiser.dtype)[0]
         with torch.no_grad():
-            # Advance with the final embedding, exactly as generation will use it.
-            eps = guided(eps_uncond, denoiser(z_bar, t, embeddings[T - t : T - t + 1], pose), guidance_scale)
-            z_bar = schedule.step(z_bar, eps, t)
+            # Advance with the final embedding, exactly as generation will compute frame 0: one
+            # U-Net call on the batch [uncond, cond] (the same layout, so the same floating-point
+            # result; a separate batch-1 call differs by ~1e-5 in float32).
+            eps_u, eps_c = denoiser(
+                torch.cat([z_bar, z_bar]),
+                t,
+                torch.cat([uncond.to(denoiser.dtype), embeddings[T - t : T - t + 1]]),
+                torch.cat([pose, pose]),
+            ).chunk(2)
+            z_bar = schedule.step(z_bar, guided(eps_u, eps_c, guidance_scale), t)
         if tracker is not None:
             tracker.advance()
     return SourceInversion(latents, embeddings, z_bar[0], final_losses)

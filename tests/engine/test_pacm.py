@@ -108,14 +108,16 @@ def test_pose_aware_inversion_reconstructs_much_better_than_plain_cfg(models):
     err_opt = (inv.reconstruction - z0[0]).norm().item()
     assert err_plain / err_opt > 10, (err_plain, err_opt)
     assert inv.embeddings.shape == (steps, 77, cond.shape[-1])
-    # sampling again with the stored embeddings retraces Zbar exactly (generation relies on it)
+    # sampling again with the stored embeddings, in generation's call layout (one [uncond, cond]
+    # batch), retraces Zbar exactly (generation's frame 0 relies on it)
     z = latents[-1:]
     with torch.no_grad():
         for t in range(steps, 0, -1):
             emb = inv.embeddings[steps - t : steps - t + 1]
-            z = denoiser.schedule.step(
-                z, guided(denoiser(z, t, uncond, pose), denoiser(z, t, emb, pose), scale), t
-            )
+            eps_u, eps_c = denoiser(
+                torch.cat([z, z]), t, torch.cat([uncond, emb]), torch.cat([pose, pose])
+            ).chunk(2)
+            z = denoiser.schedule.step(z, guided(eps_u, eps_c, scale), t)
     torch.testing.assert_close(z[0], inv.reconstruction, rtol=0, atol=0)
 
 
@@ -153,8 +155,8 @@ def test_evaluation_counts_follow_the_stated_formula(models):
         denoiser, inv, uncond, _pose_images(frames), guidance_scale=7.5, inner_steps=inner, lr=0.01
     )
     counts = denoiser.counter.as_dict()
-    # inversion: T (w=1) + per step: 1 uncond + n cond (optimised) + 1 cond (advance)
-    assert counts["inverting_forward"] == T + T * (n + 2)
+    # inversion: T (w=1) + per step: 1 uncond + n cond (optimised) + 2 (advance: [uncond, cond])
+    assert counts["inverting_forward"] == T + T * (n + 3)
     assert counts["inverting_backward"] == T * n
     # per frame per step: 1 uncond + `inner` cond forwards, `inner` backwards
     assert counts["optimizing_forward"] == T * frames * (1 + inner)
