@@ -88,6 +88,7 @@ def test_animate_from_a_video_gives_clip_plus_source_plus_transition_frames(
         "--video", str(astronaut_clip),
         "--prompt", "an astronaut", "--out", str(out),
         "--steps", "2", "--size", "64", "--transition-frames", "3", "--fps", "12", "--previews",
+        "--retarget", "bones",
     ]  # fmt: skip
     assert main(argv) == 0
     resampled = 5  # the 0.417 s clip at the output rate, 12 fps
