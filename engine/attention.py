@@ -12,13 +12,38 @@ cross-frame references never leave their group.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+
+def downsampled_grid(latent_hw: tuple[int, int], factor: int) -> tuple[int, int]:
+    """The token grid of a U-Net level ``factor`` (a power of two) below the latent.
+
+    Each stride-2 convolution (kernel 3, padding 1) maps ``n`` to ``ceil(n / 2)``, so a 9x9 latent
+    (72 px) has 5x5, 3x3 and 2x2 levels, not 4x4, 2x2, 1x1.
+    """
+    if factor < 1 or factor & (factor - 1):
+        raise ValueError(f"downsampling factor must be a power of two, got {factor}")
+    h, w = latent_hw
+    while factor > 1:
+        h, w, factor = -(-h // 2), -(-w // 2), factor // 2
+    return h, w
+
+
+def token_grids(latent_hw: tuple[int, int]) -> dict[int, tuple[int, int]]:
+    """{tokens: (gh, gw)} of every level the U-Net reaches from ``latent_hw`` (ceil halving down to 1x1)."""
+    grids: dict[int, tuple[int, int]] = {}
+    factor = 1
+    while True:
+        grid = downsampled_grid(latent_hw, factor)
+        grids.setdefault(grid[0] * grid[1], grid)
+        if grid == (1, 1):
+            return grids
+        factor *= 2
 
 
 @dataclass
@@ -36,12 +61,13 @@ class AttentionController:
     record_grids: set[tuple[int, int]] = field(default_factory=set)
     """Token grids whose cross-attention maps are recorded; empty = every cross-attention layer."""
     map_grid: tuple[int, int] | None = None
-    """Grid the recorded maps are resampled to before averaging (default: latent / 2)."""
+    """Grid the recorded maps are resampled to before averaging (default: the latent's 2x level)."""
     recording: bool = False
     _kv: dict[str, dict[int, tuple[torch.Tensor, torch.Tensor]]] = field(default_factory=dict)
     _grid_masks: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
     _maps: dict[int, torch.Tensor] = field(default_factory=dict)
     _map_counts: dict[int, int] = field(default_factory=dict)
+    _token_grids: dict[tuple[int, int], dict[int, tuple[int, int]]] = field(default_factory=dict)
 
     # -- step / chunk bookkeeping --------------------------------------------------------------
     def begin_batch(self, frame_ids: Sequence[int]) -> None:
@@ -58,12 +84,16 @@ class AttentionController:
 
     # -- geometry --------------------------------------------------------------------------------
     def grid(self, tokens: int) -> tuple[int, int]:
-        """Token grid (gh, gw) of a layer with ``tokens`` spatial tokens."""
-        h, w = self.latent_hw
-        factor = round(math.sqrt(h * w / tokens))
-        if factor < 1 or (h // factor) * (w // factor) != tokens:
-            raise ValueError(f"cannot place {tokens} tokens on a {h}x{w} latent")
-        return h // factor, w // factor
+        """Token grid (gh, gw) of a layer with ``tokens`` spatial tokens, from the U-Net's real
+        (ceil) down-sampling of the latent, so every size that is a multiple of 8 works."""
+        grids = self._token_grids.get(self.latent_hw)
+        if grids is None:
+            grids = self._token_grids[self.latent_hw] = token_grids(self.latent_hw)
+        try:
+            return grids[tokens]
+        except KeyError:
+            h, w = self.latent_hw
+            raise ValueError(f"cannot place {tokens} tokens on a {h}x{w} latent") from None
 
     def grid_masks(self, grid: tuple[int, int]) -> torch.Tensor:
         """(num_frames, gh*gw) bool: the masks resized to a layer's token grid (area, >= 0.5)."""
@@ -93,7 +123,7 @@ class AttentionController:
     def record_maps(self, tokens: int, probs: torch.Tensor) -> None:
         """probs (n, L, S): head-averaged attention of each batch frame's pixels over the S text tokens."""
         grid = self.grid(tokens)
-        target = self.map_grid or (max(1, self.latent_hw[0] // 2), max(1, self.latent_hw[1] // 2))
+        target = self.map_grid or downsampled_grid(self.latent_hw, 2)
         maps = probs.detach().float().transpose(1, 2).reshape(probs.shape[0], probs.shape[2], *grid)
         if grid != target:
             maps = F.interpolate(maps, size=target, mode="bilinear", align_corners=False)

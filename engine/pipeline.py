@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageOps
 
 from engine.alignment import align_poses
-from engine.attention import AttentionController, install_processors
+from engine.attention import AttentionController, downsampled_grid, install_processors
 from engine.batching import FrameBatcher, auto_frame_batch
 from engine.cache import InversionCache, inversion_cache_key
 from engine.config import AnimateConfig
@@ -598,8 +598,8 @@ class PoseAnimator:
         controller = AttentionController(latent_hw=latent_hw, batch_size=2)
         if masks is not None:
             factors = config.mask_map_downsample
-            controller.record_grids = {(latent_hw[0] // f, latent_hw[1] // f) for f in factors}
-            controller.map_grid = (latent_hw[0] // min(factors), latent_hw[1] // min(factors))
+            controller.record_grids = {downsampled_grid(latent_hw, f) for f in factors}
+            controller.map_grid = downsampled_grid(latent_hw, min(factors))
             controller.set_masks(masks.masks)
             controller.recording = True
         tracker.start("sampling", T)

@@ -265,3 +265,23 @@ def test_attention_mask_is_excluded_not_zeroed_reference_helper():
     q, k, v = torch.randn(2, 3, 4), torch.randn(2, 5, 4), torch.randn(2, 5, 4)
     allowed = torch.zeros(5, dtype=torch.bool)
     torch.testing.assert_close(_attend(q, k, v, allowed), F.scaled_dot_product_attention(q, k, v))
+
+
+# --- token grids from the U-Net's real (ceil) down-sampling (issue 9) ------------------------------
+
+
+def test_token_grids_follow_the_unets_ceil_down_sampling():
+    from engine.attention import downsampled_grid, token_grids
+
+    assert token_grids((64, 64))[32 * 32] == (32, 32)
+    # 72 px -> 9x9 latent -> 5x5, 3x3, 2x2, 1x1 (a whole-factor division would give 4x4 and fail)
+    assert token_grids((9, 9)) == {81: (9, 9), 25: (5, 5), 9: (3, 3), 4: (2, 2), 1: (1, 1)}
+    # non-square: 72x88 px -> 9x11 latent
+    assert token_grids((9, 11)) == {99: (9, 11), 30: (5, 6), 9: (3, 3), 4: (2, 2), 1: (1, 1)}
+    assert downsampled_grid((9, 11), 4) == (3, 3) and downsampled_grid((64, 40), 2) == (32, 20)
+    ctl = AttentionController(latent_hw=(9, 11))
+    assert ctl.grid(30) == (5, 6)
+    with pytest.raises(ValueError, match="cannot place 20 tokens"):
+        ctl.grid(20)
+    with pytest.raises(ValueError, match="power of two"):
+        downsampled_grid((9, 9), 3)

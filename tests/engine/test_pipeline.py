@@ -313,6 +313,17 @@ def test_bad_input_is_refused_before_any_model_call(animator, example, change, m
     assert spy.calls == 0
 
 
+@pytest.mark.parametrize(("width", "height"), [(72, 72), (72, 88)])
+def test_sizes_that_are_multiples_of_8_but_not_of_64_render_end_to_end(animator, example, width, height):
+    """Issue 9: 72 px is a 9x9 latent whose U-Net levels are 5x5, 3x3, 2x2 (ceil), not latent / 2^k."""
+    image, source, targets = example
+    config = FAST.replace(num_inference_steps=2, width=width, height=height, inversion_inner_steps=1)
+    result = animator.animate(image, targets[:2], "an astronaut", source_pose=source, config=config)
+    assert result.num_frames == len(result.frames) == 1 + config.transition_frames + 2
+    assert all(frame.size == (width, height) for frame in result.frames)
+    assert result.mask_source == "cross_attention" and result.subject_tokens  # maps were recorded
+
+
 def _degenerate_targets():
     return PoseSequence([Pose(np.tile([256.0, 256.0, 1.0], (18, 1)), 512, 512)])
 
