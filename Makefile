@@ -4,17 +4,18 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
-TORCH_PIN := torch==2.13.0
+# The torch pin lives in pyproject.toml's engine extra (one place); the CPU build is installed first.
+TORCH_PIN := $(shell grep -oE '"torch==[0-9.]+"' pyproject.toml | tr -d '"')
 EXTRAS ?= engine,detect,dev
 
-.PHONY: help setup test test-fast lint format typecheck services up down demo clean
+.PHONY: help setup test test-fast lint format typecheck imports services up down demo clean
 
 help:
 	@echo "make test   - set up .venv (pinned CPU torch) and run the whole test suite"
 	@echo "make up     - set up and run the service locally (Redis, API, one worker, local storage)"
 	@echo "make down   - stop what 'make up' started"
 	@echo "make demo   - submit the bundled example through the running API and save the MP4"
-	@echo "make lint   - ruff + mypy"
+	@echo "make lint   - ruff (lint + format check), mypy (strict outside engine/), import contracts"
 
 $(STAMP):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,10 +47,19 @@ test-fast: setup
 chaos: setup services
 	$(PY) -m pytest -q -m chaos
 
+# What CI runs before the tests (and pre-commit runs locally: .pre-commit-config.yaml).
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+# The architecture's import contracts (pyproject.toml [tool.importlinter]).
+imports: setup
+	$(VENV)/bin/lint-imports
 
 format: setup
 	$(VENV)/bin/ruff format .

@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1.7
 # PoseAnimate API image: the FastAPI gateway (`poseanimate serve`) and, with another command, the
 # torch-free webhook worker (`poseanimate worker --queues io`). The base package only: no torch,
-# no diffusers, no engine (tests/deploy checks that neither this file nor the base dependencies
-# bring torch in).
+# no diffusers (tests/deploy checks that neither this file nor the base dependencies bring torch
+# in). The engine's source is copied for its torch-free leaves (pose format, input rules, model
+# names), which the API uses to refuse bad jobs with exactly the engine's rules.
 #
 #   docker build -f docker/api.Dockerfile -t poseanimate-api .
 #   docker run -p 8000:8000 -e POSEANIMATE_REDIS_URL=... poseanimate-api
@@ -17,8 +18,11 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY api ./api
+COPY jobs ./jobs
 COPY worker ./worker
-# Base dependencies only (`.`, not `.[engine]`); the engine package is not copied at all.
+COPY engine ./engine
+COPY cli ./cli
+# Base dependencies only (`.`, not `.[engine]`): no torch.
 RUN pip install --upgrade "pip>=24" \
  && pip install . \
  && ! pip show torch >/dev/null 2>&1

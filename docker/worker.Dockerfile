@@ -15,7 +15,6 @@ ARG CUDA_IMAGE=nvidia/cuda:13.0.1-runtime-ubuntu24.04
 
 # --- build: the virtualenv with torch (CUDA) + the package and its engine extras ---------------
 FROM ${CUDA_IMAGE} AS build
-ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=
 ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN apt-get update \
@@ -23,15 +22,20 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-RUN pip install --upgrade "pip>=24" \
- && pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==${TORCH_VERSION}"
 WORKDIR /src
 COPY pyproject.toml README.md ./
+# The torch pin is defined once, in pyproject.toml's `engine` extra; install that exact version from
+# the CUDA index first, so the extras below find it satisfied.
+RUN pip install --upgrade "pip>=24" \
+ && torch_pin=$(python -c "import tomllib; extra = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['engine']; print(next(r for r in extra if r.startswith('torch==')))") \
+ && pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$torch_pin"
 COPY api ./api
+COPY jobs ./jobs
 COPY worker ./worker
 COPY engine ./engine
-# torch is already there at the pinned version; the extras must not replace it.
-RUN pip install ".[engine,detect]" "torch==${TORCH_VERSION}" \
+COPY cli ./cli
+# torch is already there at the pinned version; the extras pin the same one.
+RUN pip install ".[engine,detect]" \
  && python -c "import torch, diffusers, engine, worker.tasks; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 
 # --- runtime -----------------------------------------------------------------------------------

@@ -44,7 +44,9 @@ class StartResult:
 class JobStore(JobLocks, RateLimits, Submissions):
     """All job-record reads and writes, for the API and the workers alike."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "pa", *, job_ttl_s: int = 7 * 24 * 3600) -> None:
+    def __init__(
+        self, client: redis.Redis[str], prefix: str = "pa", *, job_ttl_s: int = 7 * 24 * 3600
+    ) -> None:
         # Any: the redis stubs type replies as bytes, but this client decodes them to str.
         self.r: Any = client
         self.p = prefix
@@ -172,7 +174,7 @@ class JobStore(JobLocks, RateLimits, Submissions):
         return max(0.0, now - float(oldest[0][1])) if oldest else 0.0  # type: ignore[index]
 
     def is_cancel_requested(self, job_id: str) -> bool:
-        return self.r.hget(self.job_key(job_id), "cancel_requested") == "1"
+        return bool(self.r.hget(self.job_key(job_id), "cancel_requested") == "1")
 
     def deliveries(self, job_id: str) -> list[dict[str, Any]]:
         return [json.loads(x) for x in self.r.lrange(self.deliveries_key(job_id), 0, -1)]  # type: ignore[union-attr]
