@@ -24,7 +24,7 @@ from api.sweeper import lifespan as sweeper_lifespan
 from jobs.queue import QueueClient, create_celery
 from jobs.settings import Settings, get_settings
 from jobs.ssrf import Resolver, system_resolver
-from jobs.storage import storage_from_settings
+from jobs.storage import LinkSecretMissing, storage_from_settings
 from jobs.store import JobStore, async_redis
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = system_
     store = JobStore.from_url(settings.redis_url, settings.key_prefix, job_ttl_s=settings.job_ttl_s)
     try:
         storage = storage_from_settings(settings, store.r)
+    except LinkSecretMissing:
+        raise  # production without a link-signing secret: refuse to start
     except Exception:  # Redis down at start: local links fall back to a per-process key
         log.warning("could not share the link-signing key through Redis", exc_info=True)
         storage = storage_from_settings(settings)

@@ -34,6 +34,13 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
+    # --- Deployment mode ---
+    env: Literal["development", "production"] = Field(
+        default="production",
+        description="production refuses to start without a link-signing secret (local storage);"
+        " development (make up, tests) generates one and shares it through Redis.",
+    )
+
     # --- Redis (job store, rate limits, pub/sub) and the Celery broker ---
     redis_url: str = "redis://localhost:6379/0"
     broker_url: str | None = Field(default=None, description="Celery broker; defaults to redis_url.")
@@ -55,7 +62,13 @@ class Settings(BaseSettings):
     public_base_url: str | None = Field(
         default=None, description="Base of signed local-file links in webhooks."
     )
-    link_signing_secret: SecretStr | None = None
+    link_signing_secret: SecretStr | None = Field(default=None, repr=False)
+    keep_inputs: bool = Field(
+        default=False, description="Keep a job's input files after it ends (default: deleted then)."
+    )
+    output_retention_s: int = Field(
+        default=7 * 24 * 3600, ge=60, description="Outputs are deleted this long after their job ended."
+    )
 
     # --- Auth and quotas ---
     auth_enabled: bool = True
@@ -65,6 +78,9 @@ class Settings(BaseSettings):
     rate_limit_submissions_per_minute: int = Field(default=30, ge=1)
     max_active_jobs: int = Field(default=20, ge=1)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_streams_per_key: int = Field(
+        default=10, ge=1, description="Concurrent SSE streams / Prefer: wait requests per key (429 beyond)."
+    )
 
     # --- Input limits ---
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
@@ -111,6 +127,9 @@ class Settings(BaseSettings):
     progress_interval_s: float = Field(default=0.5, ge=0)
     cancel_poll_interval_s: float = Field(default=0.25, ge=0)
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
+    worker_metrics_host: str = Field(
+        default="127.0.0.1", description="Address the worker's /metrics listens on (0.0.0.0 in containers)."
+    )
     worker_tmp_dir: Path | None = None
 
     # --- Model ---
@@ -179,6 +198,9 @@ class Settings(BaseSettings):
             raise ValueError("visibility_timeout_s must exceed hard_time_limit_s by at least a minute")
         if self.max_body_bytes < self.max_image_bytes:
             raise ValueError("max_body_bytes must be at least max_image_bytes")
+        link, webhook = self.link_signing_secret, self.webhook_secret
+        if link is not None and webhook is not None and link.get_secret_value() == webhook.get_secret_value():
+            raise ValueError("link_signing_secret must not be the webhook secret (receivers hold that one)")
         return self
 
     @property

@@ -94,7 +94,10 @@ class LocalStorage:
         return hmac.new(self.secret, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
 
     def verify(self, key: str, expires: int, signature: str) -> bool:
-        return expires >= time.time() and hmac.compare_digest(self.sign(key, expires), signature)
+        """Constant-time on bytes: any string (non-ASCII, truncated) is simply not the signature."""
+        expected = self.sign(key, expires).encode()
+        given = signature.encode("utf-8", "replace")
+        return hmac.compare_digest(expected, given) and expires >= time.time()
 
     def url(self, key: str, expires_s: int, base_url: str | None = None) -> str:
         expires = int(time.time()) + expires_s
@@ -201,18 +204,25 @@ def _local_root(url: str) -> Path:
     return Path(parts.path).expanduser().resolve()
 
 
+class LinkSecretMissing(ValueError):
+    """Production with local storage and no ``POSEANIMATE_LINK_SIGNING_SECRET``: refuse to start."""
+
+
 def link_secret(settings: Settings, redis: Any = None) -> bytes:
     """The key that signs local-file links; the API and the workers must agree on it.
 
-    Configured, else derived from the webhook secret, else one random key shared through Redis
-    (the first process to start picks it), else (no Redis) a per-process key.
+    Configured (its own secret: never derived from the webhook secret, which every webhook receiver
+    holds). Without one, ``POSEANIMATE_ENV=production`` refuses (``LinkSecretMissing``); development
+    generates one random key shared through Redis (the first process to start picks it), else (no
+    Redis) a per-process key.
     """
     if settings.link_signing_secret is not None:
         return settings.link_signing_secret.get_secret_value().encode()
-    if settings.webhook_secret is not None:
-        return hashlib.sha256(
-            b"poseanimate-links:" + settings.webhook_secret.get_secret_value().encode()
-        ).digest()
+    if settings.env != "development":
+        raise LinkSecretMissing(
+            "POSEANIMATE_LINK_SIGNING_SECRET is not set: local-file links need their own secret"
+            " (or POSEANIMATE_ENV=development to generate one)"
+        )
     if redis is not None:
         key = f"{settings.key_prefix}:link-secret"
         redis.set(key, secrets.token_hex(32), nx=True)

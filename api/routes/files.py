@@ -7,6 +7,7 @@ like an S3 presigned URL. With S3 storage this route answers 404.
 from __future__ import annotations
 
 import mimetypes
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -19,6 +20,9 @@ from jobs.storage import LocalStorage
 
 router = APIRouter(tags=["files"])
 
+_SIG = re.compile(r"[0-9a-f]{64}")
+_EXPIRES = re.compile(r"[0-9]{1,12}")
+
 
 @router.get(
     "/files/{key:path}",
@@ -29,17 +33,25 @@ router = APIRouter(tags=["files"])
 def get_file(
     key: str,
     services: ServicesDep,
-    expires: Annotated[int, Query(ge=0)],
-    sig: Annotated[str, Query(min_length=64, max_length=64)],
+    expires: Annotated[str | None, Query(description="Unix time the link expires")] = None,
+    sig: Annotated[str | None, Query(description="HMAC-SHA256 of the key and expiry, hex")] = None,
 ) -> FileResponse:
+    # Parsed here, not by FastAPI: a missing, truncated, non-ASCII or non-integer value is a bad
+    # link (403 link_invalid), never a 422 or a 500.
     storage = services.storage
     if not isinstance(storage, LocalStorage) or not key.startswith("outputs/"):
         raise ApiError(404, "not_found", "no such file")
     try:
-        valid = storage.verify(key, expires, sig)
         path = storage.open_path(key)
     except ValueError as exc:
         raise ApiError(404, "not_found", "no such file") from exc
+    valid = (
+        expires is not None
+        and sig is not None
+        and _EXPIRES.fullmatch(expires) is not None
+        and _SIG.fullmatch(sig) is not None
+        and storage.verify(key, int(expires), sig)
+    )
     if not valid:
         raise ApiError(403, "link_invalid", "the link is invalid or has expired")
     if not path.is_file():

@@ -364,6 +364,15 @@ def tail(path: str, lines: int = 15) -> str:
 # ------------------------------------------------------------------------------------------------
 # Commands
 # ------------------------------------------------------------------------------------------------
+def private_file(path: Path, make: Any) -> str:
+    """The value kept in ``path`` (mode 0600), made by ``make()`` the first time."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(str(make()) + "\n")
+    return path.read_text().strip()
+
+
 def effective_settings(python: str, *names: str) -> dict[str, Any]:
     """Settings as the service will see them (environment, then ``.env``, then the defaults)."""
     code = (
@@ -399,7 +408,7 @@ def up(args: argparse.Namespace) -> int:
     state = {"run_dir": str(run_dir), "procs": procs}
     try:
         # 1. Redis
-        configured = effective_settings(python, "redis_url", "api_keys")
+        configured = effective_settings(python, "redis_url", "api_keys", "link_signing_secret")
         redis_url = str(configured["redis_url"])
         if redis_answers(redis_url):
             say(f"redis:   using {redis_url} (already answers)")
@@ -443,6 +452,11 @@ def up(args: argparse.Namespace) -> int:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if configured["link_signing_secret"] is None:
+            # Links get their own key (never the webhook secret's), generated once, kept in the run dir.
+            env["POSEANIMATE_LINK_SIGNING_SECRET"] = private_file(
+                run_dir / "link-secret", lambda: secrets.token_urlsafe(32)
+            )
         (run_dir / "tmp").mkdir(exist_ok=True)
         if choice.offline:
             env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})

@@ -21,7 +21,7 @@ from jobs.settings import Settings
 from tests.support.api import KEY_A
 
 # The operations, read from the schema of an app that needs no Redis to describe itself.
-_SPEC = create_app(Settings(_env_file=None, redis_url="redis://127.0.0.1:1/0")).openapi()
+_SPEC = create_app(Settings(_env_file=None, redis_url="redis://127.0.0.1:1/0", env="development")).openapi()
 OPERATIONS = [
     pytest.param(method.upper(), path, mode, id=f"{method.upper()} {path} {mode}")
     for path, ops in _SPEC["paths"].items()

@@ -269,7 +269,7 @@ def test_config_names_are_settings_and_values_validate(docs: Any) -> None:
 @NEEDS_KUBECTL
 def test_dev_secret_holds_what_the_service_needs() -> None:
     env = _config(render("dev"))
-    for name in ("POSEANIMATE_API_KEYS", "POSEANIMATE_WEBHOOK_SECRET"):
+    for name in ("POSEANIMATE_API_KEYS", "POSEANIMATE_WEBHOOK_SECRET", "POSEANIMATE_LINK_SIGNING_SECRET"):
         assert env.get(name), name
     settings_from_env(env)
 
@@ -327,3 +327,15 @@ def test_scrape_jobs_match_the_dashboard_job_names() -> None:
     assert raw[("PodMonitor", "poseanimate-workers")]["spec"]["jobLabel"] == "poseanimate.dev/scrape-job"
     service = raw[("Service", "poseanimate-api")]
     assert service["metadata"]["labels"]["poseanimate.dev/scrape-job"] == "poseanimate-api"
+
+
+def test_every_app_pod_requires_its_own_link_signing_secret(docs: Any) -> None:
+    for deployment in find(docs, "Deployment"):
+        if deployment["metadata"]["name"].startswith("poseanimate-redis"):
+            continue
+        env = {e["name"]: e for e in _container(deployment).get("env", [])}
+        ref = env["POSEANIMATE_LINK_SIGNING_SECRET"]["valueFrom"]["secretKeyRef"]
+        # The dev overlay generates the Secret, so kustomize adds a content hash to its name.
+        assert ref["name"].startswith("poseanimate-secrets") and not ref.get("optional"), deployment[
+            "metadata"
+        ]["name"]

@@ -6,7 +6,13 @@ import httpx
 import pytest
 
 from jobs.settings import Settings
-from jobs.storage import LocalStorage, ObjectNotFound, StorageUnavailable, storage_from_settings
+from jobs.storage import (
+    LinkSecretMissing,
+    LocalStorage,
+    ObjectNotFound,
+    StorageUnavailable,
+    storage_from_settings,
+)
 from tests.support.servers import moto_s3
 
 
@@ -19,7 +25,9 @@ def s3_endpoint():
 @pytest.fixture(params=["local", "s3"])
 def storage(request, tmp_path, monkeypatch):
     if request.param == "local":
-        return storage_from_settings(Settings(_env_file=None, storage_url=f"file://{tmp_path}/store"))
+        return storage_from_settings(
+            Settings(_env_file=None, storage_url=f"file://{tmp_path}/store", link_signing_secret="s" * 32)
+        )
     endpoint = request.getfixturevalue("s3_endpoint")
     return storage_from_settings(
         Settings(
@@ -95,11 +103,37 @@ def test_local_links_are_signed_and_expire(tmp_path):
     assert not storage.verify("outputs/j/animation.mp4", old, storage.sign("outputs/j/animation.mp4", old))
 
 
-def test_local_link_key_is_shared_through_redis(redis_client, tmp_path):
-    settings = Settings(_env_file=None, storage_url=f"file://{tmp_path}", key_prefix="linktest")
+def test_local_link_key_is_shared_through_redis_in_development(redis_client, tmp_path):
+    settings = Settings(
+        _env_file=None, storage_url=f"file://{tmp_path}", key_prefix="linktest", env="development"
+    )
     a = storage_from_settings(settings, redis_client)
     b = storage_from_settings(settings, redis_client)
     assert isinstance(a, LocalStorage) and isinstance(b, LocalStorage) and a.secret == b.secret
+
+
+def test_local_link_key_is_never_derived_from_the_webhook_secret(tmp_path):
+    webhook = "whsec_" + "QUJD" * 8
+    with pytest.raises(LinkSecretMissing):  # production: no link secret, no start
+        storage_from_settings(
+            Settings(_env_file=None, storage_url=f"file://{tmp_path}", webhook_secret=webhook)
+        )
+    dev = Settings(
+        _env_file=None, storage_url=f"file://{tmp_path}", webhook_secret=webhook, env="development"
+    )
+    a, b = storage_from_settings(dev), storage_from_settings(dev)
+    assert isinstance(a, LocalStorage) and isinstance(b, LocalStorage)
+    assert a.secret != b.secret  # random per process (without Redis), not a function of the webhook secret
+    with pytest.raises(ValueError, match="webhook secret"):
+        Settings(_env_file=None, webhook_secret=webhook, link_signing_secret=webhook)
+
+
+@pytest.mark.parametrize(
+    "sig", ["", "ab", "é" * 64, "\udcff" * 64, "0" * 63, "0" * 65, "G" * 64, "00" * 32 + "\x00"]
+)
+def test_hostile_signatures_are_refused_without_raising(tmp_path, sig):
+    storage = LocalStorage(tmp_path, b"k" * 32)
+    assert storage.verify("outputs/j/animation.mp4", int(time.time()) + 60, sig) is False
 
 
 def test_s3_links_use_the_public_endpoint_while_transfers_use_the_internal_one(s3_endpoint):

@@ -73,7 +73,9 @@ def test_the_setting_selects_the_cache(mode, tmp_path):
     from jobs.settings import Settings
     from worker.animators import inversion_cache
 
-    settings = Settings(inversion_cache=mode, storage_url=f"file://{tmp_path}", _env_file=None)
+    settings = Settings(
+        inversion_cache=mode, storage_url=f"file://{tmp_path}", env="development", _env_file=None
+    )
     cache = inversion_cache(settings)
     expected = {"off": type(None), "memory": MemoryInversionCache, "storage": StorageInversionCache}[mode]
     assert isinstance(cache, expected)
