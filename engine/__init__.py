@@ -25,7 +25,9 @@ _EXPORTS = {
     "engine.extract": ("ExtractionError", "ExtractionResult", "extract_poses"),
     "engine.models": ("DEFAULT_BASE", "DEFAULT_CONTROLNET"),
     "engine.pipeline": ("AnimationResult", "PoseAnimator"),
-    "engine.pose": ("Pose", "PoseError", "PoseSequence", "pose_mask", "render_pose"),
+    "engine.masks": ("pose_mask",),
+    "engine.pose": ("Pose", "PoseError", "PoseSequence"),
+    "engine.render": ("render_pose",),
     "engine.tiny": ("build_tiny_model",),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -79,7 +81,9 @@ if TYPE_CHECKING:
     from engine.config import AnimateConfig
     from engine.errors import AnimationCancelled, InvalidInput
     from engine.extract import ExtractionError, ExtractionResult, extract_poses
+    from engine.masks import pose_mask
     from engine.models import DEFAULT_BASE, DEFAULT_CONTROLNET
     from engine.pipeline import AnimationResult, PoseAnimator
-    from engine.pose import Pose, PoseError, PoseSequence, pose_mask, render_pose
+    from engine.pose import Pose, PoseError, PoseSequence
+    from engine.render import render_pose
     from engine.tiny import build_tiny_model

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -36,9 +35,6 @@ class FrameBatcher:
     def __init__(self, size: int) -> None:
         self.size = max(1, size)
         self.shrinks = 0
-
-    def chunks_for(self, count: int) -> int:
-        return math.ceil(count / self.size)
 
     def run(self, frames: Sequence[int], work: Callable[[list[int]], None]) -> None:
         items = list(frames)

@@ -13,12 +13,15 @@ layer's token grid.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from engine.errors import InvalidInput
+from engine.pose import LIMBS, Pose, PoseError
 from engine.rules import check_mask
 
 # Function words never chosen as the subject automatically.
@@ -201,3 +204,113 @@ class MaskTracker:
             if frame == 0 and self.source_fixed:
                 continue
             self.masks[frame] = fresh[row].to(self.masks.device)
+
+
+# --------------------------------------------------------------------------------------------------
+# Drawn body mask (the frame masks before any cross-attention map exists)
+
+_NECK, _R_SHOULDER, _L_SHOULDER, _R_HIP, _L_HIP = 1, 2, 5, 8, 11
+_FACE = (0, 14, 15, 16, 17)
+# Typical ratios of a segment to the neck-to-hip (torso) length, used to estimate the body size
+# from whichever segments are visible.
+_TORSO_EQUIVALENTS = (
+    ((_NECK, _R_HIP), 1.0),
+    ((_NECK, _L_HIP), 1.0),
+    ((_R_SHOULDER, _L_SHOULDER), 1.0 / 0.75),
+    ((_R_HIP, _L_HIP), 1.0 / 0.45),
+    ((0, _NECK), 1.0 / 0.35),
+)
+# Limb thickness and head radius as fractions of the torso length.
+_LIMB_WIDTH = 0.3
+_HEAD_RADIUS = 0.3
+_AUTO_DILATION = 0.1
+
+
+def _torso_length(kp: np.ndarray, visible: np.ndarray, width: int, height: int) -> float:
+    estimates = [
+        ratio * float(np.hypot(*(kp[a, :2] - kp[b, :2])))
+        for (a, b), ratio in _TORSO_EQUIVALENTS
+        if visible[a] and visible[b]
+    ]
+    estimates = [e for e in estimates if e > 0]
+    if estimates:
+        return float(np.median(estimates))
+    pts = kp[visible, :2]
+    if len(pts) >= 2:
+        extent = float(np.hypot(*(pts.max(axis=0) - pts.min(axis=0))))
+        if extent > 0:
+            return 0.5 * extent
+    return 0.1 * min(width, height)
+
+
+def _disc(draw: ImageDraw.ImageDraw, center: np.ndarray, radius: float) -> None:
+    x, y = float(center[0]), float(center[1])
+    draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=255)
+
+
+def _capsule(draw: ImageDraw.ImageDraw, a: np.ndarray, b: np.ndarray, radius: float) -> None:
+    """A segment thickened by ``radius`` on every side (round caps)."""
+    _disc(draw, a, radius)
+    _disc(draw, b, radius)
+    d = b - a
+    norm = float(np.hypot(*d))
+    if norm == 0:
+        return
+    n = np.array([-d[1], d[0]]) / norm * radius
+    corners = [a + n, b + n, b - n, a - n]
+    draw.polygon([(float(p[0]), float(p[1])) for p in corners], fill=255)
+
+
+def pose_mask(pose: Pose, width: int, height: int, *, dilation: float | None = None) -> np.ndarray:
+    """A rough body mask drawn from the pose, (height, width) bool.
+
+    Thick limbs (0.3 x the torso length), the shoulder-hip torso polygon (extended one torso length
+    below the shoulders when both hips are missing) and a head disc around the visible face keypoints, all grown by ``dilation`` pixels (default 0.1 x the torso length). The
+    torso length is estimated from whichever torso segments are visible. Used by MGDM as the frame
+    mask before cross-attention maps exist. Non-empty whenever a visible keypoint lies on the canvas.
+    """
+    if dilation is not None and (not math.isfinite(dilation) or dilation < 0):
+        raise PoseError(
+            "pose_malformed", f"dilation must be a non-negative number of pixels, got {dilation!r}"
+        )
+    pose = pose.to_canvas(width, height)
+    kp, visible = pose.keypoints, pose.visible
+    canvas = Image.new("L", (width, height), 0)
+    if not visible.any():
+        return np.zeros((height, width), dtype=bool)
+    draw = ImageDraw.Draw(canvas)
+    torso = _torso_length(kp, visible, width, height)
+    grow = _AUTO_DILATION * torso if dilation is None else float(dilation)
+    radius = max(1.0, 0.5 * _LIMB_WIDTH * torso) + grow
+
+    for i in np.flatnonzero(visible):
+        _disc(draw, kp[i, :2], radius)
+    for a, b in LIMBS:
+        if visible[a] and visible[b]:
+            _capsule(draw, kp[a, :2], kp[b, :2], radius)
+
+    face = [i for i in _FACE if visible[i]]
+    corners = [kp[i, :2] for i in (_R_SHOULDER, _L_SHOULDER, _L_HIP, _R_HIP) if visible[i]]
+    if visible[_R_SHOULDER] and visible[_L_SHOULDER] and not (visible[_R_HIP] or visible[_L_HIP]):
+        # Hips hidden or cropped (portraits): the torso still hangs below the shoulders, away from
+        # the head, about one torso length.
+        r_sh, l_sh = kp[_R_SHOULDER, :2], kp[_L_SHOULDER, :2]
+        across = l_sh - r_sh
+        down = np.array([-across[1], across[0]]) / max(float(np.hypot(*across)), 1e-6)
+        up_hint = kp[face, :2].mean(axis=0) - (r_sh + l_sh) / 2 if face else np.array([0.0, -1.0])
+        if float(down @ up_hint) > 0:
+            down = -down
+        corners = [r_sh, l_sh, l_sh + torso * down, r_sh + torso * down]
+    elif visible[_NECK] and len(corners) == 2:
+        corners.insert(0, kp[_NECK, :2])
+    if len(corners) >= 3:
+        draw.polygon([(float(p[0]), float(p[1])) for p in corners], fill=255)
+        for a, b in zip(corners, corners[1:] + corners[:1], strict=True):
+            _capsule(draw, a, b, radius)
+
+    if face:
+        pts = kp[face, :2]
+        center = pts.mean(axis=0)
+        spread = float(np.hypot(*(pts - center).T).max())
+        _disc(draw, center, max(_HEAD_RADIUS * torso + grow, spread + radius))
+    return np.asarray(canvas) > 0

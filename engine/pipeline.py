@@ -31,13 +31,15 @@ from engine.masks import (
     candidate_tokens,
     fit_mask,
     mask_array,
+    pose_mask,
     subject_token_indices,
     to_latent,
 )
 from engine.models import DEFAULT_BASE, DEFAULT_CONTROLNET, is_random_weights
 from engine.pacm import SourceInversion, ddim_inversion, optimise_pose_embeddings, pose_aware_inversion
-from engine.pose import Pose, PoseSequence, pose_mask, render_pose
+from engine.pose import Pose, PoseSequence
 from engine.progress import CancelCheck, ProgressCallback, StageTracker
+from engine.render import render_pose
 from engine.rules import (
     check_image_size,
     check_mask,

@@ -3,7 +3,7 @@
 - ``poses.json``: :func:`poses_document`, the whole sequence used (source pose, transition, aligned
   targets) on the output canvas, in the compact form ``PoseSequence.from_json`` reads back.
 - ``skeleton.mp4``: :func:`write_skeleton_video`, the OpenPose ControlNet conditioning frames
-  (:func:`engine.pose.render_pose`), exactly what the model was conditioned on.
+  (:func:`engine.render.render_pose`), exactly what the model was conditioned on.
 - ``side_by_side.mp4``: :func:`write_side_by_side`, columns side by side, each a still image or a
   frame sequence, e.g. the character image, the skeleton and the result.
 
@@ -19,7 +19,8 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-from engine.pose import PoseSequence, render_pose
+from engine.pose import PoseSequence
+from engine.render import render_pose
 from engine.video import Mp4Writer, VideoError
 
 __all__ = [

@@ -21,7 +21,8 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from engine.pose import KEYPOINT_NAMES, NUM_KEYPOINTS, PoseSequence, render_pose  # noqa: E402
+from engine.pose import KEYPOINT_NAMES, NUM_KEYPOINTS, PoseSequence  # noqa: E402
+from engine.render import render_pose  # noqa: E402
 
 IDX = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
 

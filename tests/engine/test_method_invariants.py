@@ -526,7 +526,7 @@ def test_mgdm_frame_masks_start_from_the_pose_and_the_source_mask(animator, exam
     image, source, targets = example
     seq = animator.build_pose_sequence(source.to_canvas(*image.size).to_canvas(64, 64), targets, FAST)
     masks = animator.initial_masks(seq, None, (8, 8), FAST)
-    from engine.pose import pose_mask
+    from engine.masks import pose_mask
 
     drawn = np.stack([pose_mask(p, 64, 64) for p in seq])
     assert masks.shape == (len(seq), 8, 8)
