@@ -16,9 +16,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from engine.errors import InvalidInput
+from engine.poseformat import PoseError
 from jobs.images import ImageValidationError
 from jobs.logs import request_id_var
-from jobs.poses import PoseValidationError
 from jobs.ssrf import FetchError, UnsafeURLError
 from jobs.storage import StorageUnavailable
 from jobs.submission import QueueUnavailable
@@ -137,7 +138,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(exc.status_code, code, detail, headers=dict(exc.headers or {}))
 
     async def input_error(request: Request, exc: Exception) -> JSONResponse:
-        status = getattr(exc, "status", 422)
+        # The engine's own rules (poses, prompt, subject words, frames, parameters): 422, except
+        # pixel counts, which are 413 like every other size limit.
+        status = getattr(exc, "status", 413 if getattr(exc, "code", "") == "image_too_many_pixels" else 422)
         if isinstance(exc, FetchError):
             status = 413 if exc.code == "image_too_large" else 422
         return problem_response(status, exc.code, exc.message, instance=request.url.path)  # type: ignore[attr-defined]
@@ -168,7 +171,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    for cls in (PoseValidationError, ImageValidationError, UnsafeURLError, FetchError):
+    for cls in (PoseError, InvalidInput, ImageValidationError, UnsafeURLError, FetchError):
         app.add_exception_handler(cls, input_error)
     app.add_exception_handler(redis.exceptions.ConnectionError, redis_down)
     app.add_exception_handler(redis.exceptions.TimeoutError, redis_down)

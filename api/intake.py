@@ -18,17 +18,17 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
 from api.errors import ApiError, _clean_errors
+from engine.poseformat import normalize_poses, normalize_source_pose, parse_pose_json
+from engine.rules import check_output_frames
 from jobs.contract import AnimationCreate, AnimationParams
 from jobs.images import CheckedImage, check_image, check_mask, decode_data_uri
-from jobs.poses import normalize_poses, normalize_source_pose, parse_pose_json
+from jobs.limits import ServiceLimits, check_params
 from jobs.settings import Settings
 from jobs.ssrf import Resolver, fetch_bytes, system_resolver, vet_url
 from jobs.submission import ValidatedJob
 
 FILE_FIELDS = ("image", "poses", "source_pose", "mask")
 LIST_FIELDS = ("subject_words", "webhook_events")
-# Engine default when the client gives none (AnimateConfig.transition_frames).
-DEFAULT_TRANSITION_FRAMES = 4
 UPLOADED = "upload:"
 
 
@@ -124,20 +124,6 @@ def _load_image_bytes(
     )
 
 
-def _check_limits(req: AnimationParams, settings: Settings) -> None:
-    if len(req.prompt) > settings.max_prompt_chars:
-        raise ApiError(
-            422, "prompt_too_long", f"prompt is longer than {settings.max_prompt_chars} characters"
-        )
-    if req.steps is not None and req.steps > settings.max_steps:
-        raise ApiError(422, "parameter_out_of_range", f"steps must be at most {settings.max_steps}")
-    if req.size > settings.max_size:
-        raise ApiError(422, "parameter_out_of_range", f"size must be at most {settings.max_size}")
-    for word in req.subject_words or []:
-        if not word.strip() or len(word) > 64:
-            raise ApiError(422, "parameter_out_of_range", "subject words must be 1..64 characters")
-
-
 def _json_value(value: Any, settings: Settings) -> Any:
     """Poses may arrive inline or as JSON text (a string field)."""
     return parse_pose_json(value, max_bytes=settings.max_pose_bytes) if isinstance(value, str) else value
@@ -146,10 +132,19 @@ def _json_value(value: Any, settings: Settings) -> Any:
 def validate_submission(
     sub: Submission, settings: Settings, resolver: Resolver = system_resolver
 ) -> ValidatedJob:
-    """Everything that can refuse the job, in cheap-to-expensive order. Blocking: run in a thread."""
+    """Everything that can refuse the job, in cheap-to-expensive order, with the engine's own rules
+    (``engine.poseformat``, ``engine.rules``) and the service's limits table (``jobs.limits``), so a
+    job accepted here is one the engine runs. Blocking: run in a thread."""
     req = sub.request
-    _check_limits(req, settings)
-    poses = normalize_poses(_json_value(req.poses, settings), max_frames=settings.max_frames)
+    limits = ServiceLimits.from_settings(settings)
+    params = check_params(req.model_dump(include=set(AnimationParams.model_fields)), limits)
+    if req.webhook_url is None and "webhook_events" in req.model_fields_set:
+        raise ApiError(
+            422, "webhook_events_without_url", "webhook_events needs a webhook_url to send them to"
+        )
+    poses = normalize_poses(_json_value(req.poses, settings), max_frames=limits.max_frames)
+    num_frames = 1 + params["transition_frames"] + len(poses["frames"])
+    check_output_frames(num_frames, limits.max_output_frames)
     source_pose = None
     if req.source_pose is not None:
         source_pose = normalize_source_pose(_json_value(req.source_pose, settings))
@@ -158,20 +153,17 @@ def validate_submission(
     image: CheckedImage = check_image(
         _load_image_bytes(req.image, sub.files.get("image"), settings, resolver, "image"),
         max_bytes=settings.max_image_bytes,
-        max_pixels=settings.max_image_pixels,
+        max_pixels=limits.max_image_pixels,
+        min_side=limits.min_image_side,
     )
     mask_png = None
     if req.mask is not None:
         mask = check_mask(
             _load_image_bytes(req.mask, sub.files.get("mask"), settings, resolver, "mask"),
             max_bytes=settings.max_image_bytes,
-            max_pixels=settings.max_image_pixels,
+            max_pixels=limits.max_image_pixels,
         )
         mask_png = mask.png
-    params = AnimationParams.model_validate(
-        req.model_dump(include=set(AnimationParams.model_fields))
-    ).model_dump()
-    transition = req.transition_frames if req.transition_frames is not None else DEFAULT_TRANSITION_FRAMES
     return ValidatedJob(
         params=params,
         image_png=image.png,
@@ -180,5 +172,5 @@ def validate_submission(
         mask_png=mask_png,
         webhook_url=req.webhook_url,
         webhook_events=[e.value for e in req.webhook_events],
-        num_frames=1 + transition + len(poses["frames"]),
+        num_frames=num_frames,
     )

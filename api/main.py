@@ -16,11 +16,13 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.deps import Services, key_hashes
-from api.errors import PROBLEM_JSON, install_error_handlers
+from api.errors import install_error_handlers
 from api.metrics import ApiMetrics
 from api.middleware import RequestContextMiddleware
+from api.openapi import install_openapi
 from api.routes import animations, files, system
 from api.sweeper import lifespan as sweeper_lifespan
+from jobs.limits import ServiceLimits
 from jobs.queue import QueueClient, create_celery
 from jobs.settings import Settings, get_settings
 from jobs.ssrf import Resolver, system_resolver
@@ -99,7 +101,7 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = system_
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Prefer"],
         )
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
-    _add_schema_components(app)
+    install_openapi(app, ServiceLimits.from_settings(settings))
     return app
 
 
@@ -112,37 +114,6 @@ def create_served_app() -> FastAPI:
     gc.collect()
     gc.freeze()
     return app
-
-
-def _add_schema_components(app: FastAPI) -> None:
-    """The JSON request body is declared by hand (the route also takes multipart): publish its
-    schema and the problem schema under components. FastAPI documents every route's 422 as its own
-    application/json shape; ours answer problem+json (``validation_error``), so say that."""
-    from jobs.contract import AnimationCreate
-
-    original = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = original()
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        body = AnimationCreate.model_json_schema(ref_template="#/components/schemas/{model}")
-        for name, sub in body.pop("$defs", {}).items():
-            components.setdefault(name, sub)
-        components["AnimationCreate"] = body
-        problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-        for operations in schema.get("paths", {}).values():
-            for operation in operations.values():
-                invalid = operation.get("responses", {}).get("422", {})
-                if "application/json" in invalid.get("content", {}):
-                    invalid["content"] = problem
-        for unused in ("HTTPValidationError", "ValidationError"):
-            components.pop(unused, None)
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 _app: FastAPI | None = None

@@ -111,15 +111,31 @@ def _read(path: Path, what: str) -> bytes:
         raise ValueError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
 
 
-def animate_command(args: argparse.Namespace) -> int:
+def _open_image(path: Path, what: str) -> Any:
+    """A fully decoded PIL image, or a one-line ValueError (unreadable, not an image, truncated)."""
     import io
 
-    import torch
     from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(io.BytesIO(_read(path, what)))
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ValueError(
+            f"{what} {path} is not an image that can be decoded (truncated or corrupt?): {exc}"
+        ) from None
+    return image
+
+
+def animate_command(args: argparse.Namespace) -> int:
+
+    import torch
+    from PIL import Image
     from tqdm import tqdm
 
-    from engine import AnimateConfig, Pose, PoseAnimator, PoseSequence
+    from engine import AnimateConfig, Pose, PoseAnimator, PoseSequence, rules
     from engine.loading import resolve_model
+    from engine.masks import fit_mask
     from engine.video import Mp4Writer, save_poster
 
     width, height = _parse_size(args.size)
@@ -138,11 +154,11 @@ def animate_command(args: argparse.Namespace) -> int:
         use_pata=not args.no_pata,
         retarget=args.retarget,
     )
-    try:
-        image = Image.open(io.BytesIO(_read(args.image, "image")))
-        image.load()
-    except UnidentifiedImageError:
-        raise ValueError(f"{args.image} is not an image PIL can read") from None
+    # The engine's rules, checked before anything is loaded (the API refuses the same inputs).
+    rules.check_prompt(args.prompt)
+    rules.check_subject_words(args.prompt, args.subject)
+    image = _open_image(args.image, "image")
+    rules.check_image_size(*image.size)
     if args.video is not None:
         from engine.extract import extract_poses
 
@@ -158,11 +174,9 @@ def animate_command(args: argparse.Namespace) -> int:
     source = Pose.from_json(_read(args.source_pose, "source pose")) if args.source_pose else None
     mask = None
     if args.mask:
-        try:
-            mask = Image.open(io.BytesIO(_read(args.mask, "mask")))
-            mask.load()
-        except UnidentifiedImageError:
-            raise ValueError(f"{args.mask} is not an image PIL can read") from None
+        mask = _open_image(args.mask, "mask")
+        fit_mask(mask, width, height)  # mask_empty: all black or fully transparent after the crop
+    rules.check_output_frames(1 + (config.transition_frames if config.use_pata else 0) + len(targets))
     if args.out.suffix.lower() != ".mp4":
         raise ValueError("--out must end in .mp4")
 

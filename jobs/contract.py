@@ -93,34 +93,31 @@ EXAMPLE_POSES: dict[str, Any] = {"width": 512, "height": 512, "frames": [_EXAMPL
 
 
 class AnimationParams(BaseModel):
-    """Generation knobs. ``None`` means the engine's paper default."""
+    """Generation knobs. Left out, a knob takes the engine's paper default; a job's view shows the
+    value it runs with. Numeric bounds are the service's limits table (``jobs.limits``): the API
+    enforces them and writes them into this schema's OpenAPI ``minimum``/``maximum``."""
 
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(
         default=...,
-        min_length=1,
-        max_length=2000,
-        description="What the character is; the engine conditions every frame on it.",
+        description="What the character is; the engine conditions every frame on it. Not blank.",
         examples=["a photo of an astronaut, standing in the street"],
     )
     subject_words: list[str] | None = Field(
         default=None,
-        max_length=8,
-        description="Prompt words naming the character (for the mask).",
+        description="Words of the prompt naming the character (for the mask); each must occur in it.",
         examples=[["astronaut"]],
     )
-    steps: int | None = Field(
-        default=None, ge=1, le=1000, description="DDIM steps (paper: 50).", examples=[50]
+    steps: int | None = Field(default=None, description="DDIM steps T (paper: 50).", examples=[50])
+    guidance: float | None = Field(default=None, description="CFG scale w (paper: 7.5).", examples=[7.5])
+    transition_frames: int | None = Field(
+        default=None, description="PATA transition frames t between the source and the first target pose."
     )
-    guidance: float | None = Field(
-        default=None, ge=1.0, le=30.0, description="CFG scale (paper: 7.5).", examples=[7.5]
-    )
-    transition_frames: int | None = Field(default=None, ge=0, le=64, description="PATA transition frames.")
-    fps: int = Field(default=8, ge=1, le=60, description="Frames per second of the MP4.")
-    size: int = Field(
-        default=512, ge=64, le=2048, multiple_of=8, description="Square generation size, pixels."
-    )
+    fps: int | None = Field(default=None, description="Frames per second of the MP4.")
+    size: int | None = Field(default=None, description="Square generation size, pixels (paper: 512).")
+    width: int | None = Field(default=None, description="Generation width, pixels; default: size.")
+    height: int | None = Field(default=None, description="Generation height, pixels; default: size.")
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
 
 

@@ -15,7 +15,11 @@ import io
 import re
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from engine import rules
+from engine.errors import InvalidInput
 
 _FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 # zlib level of the re-encoded PNG. It runs inside every submission: on a 512x512 photo level 1 takes
@@ -68,8 +72,11 @@ def decode_data_uri(uri: str, *, max_bytes: int) -> bytes:
         raise ImageValidationError("image_data_uri_invalid", "data URI payload is not valid base64") from exc
 
 
-def check_image(data: bytes, *, max_bytes: int, max_pixels: int, what: str = "image") -> CheckedImage:
-    """Sniff, check limits from the header, decode, and re-encode as PNG."""
+def check_image(
+    data: bytes, *, max_bytes: int, max_pixels: int, min_side: int = 1, what: str = "image"
+) -> CheckedImage:
+    """Sniff, check limits from the header (pixels; each side at least ``min_side``: the engine's
+    ``image_too_small`` rule for a character image), decode, and re-encode as PNG."""
     if len(data) > max_bytes:
         raise ImageValidationError("image_too_large", f"{what} is larger than {max_bytes} bytes", status=413)
     fmt = sniff_format(data)
@@ -85,6 +92,10 @@ def check_image(data: bytes, *, max_bytes: int, max_pixels: int, what: str = "im
                 "image_too_many_pixels",
                 f"{what} is {width}x{height}; at most {max_pixels} pixels are allowed",
                 status=413,
+            )
+        if min(width, height) < min_side:
+            raise ImageValidationError(
+                "image_too_small", f"{what} is {width}x{height}; each side must be at least {min_side} px"
             )
         img.load()
     except ImageValidationError:
@@ -114,6 +125,10 @@ def check_mask(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage:
     checked = check_image(data, max_bytes=max_bytes, max_pixels=max_pixels, what="mask")
     img = Image.open(io.BytesIO(checked.png))
     gray = img.getchannel("A") if checked.has_alpha else img.convert("L")
+    try:
+        rules.check_mask(np.asarray(gray))
+    except InvalidInput as exc:  # all black or fully transparent: MGDM would have no character
+        raise ImageValidationError(exc.code, exc.message) from exc
     out = io.BytesIO()
     gray.save(out, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return CheckedImage(out.getvalue(), checked.width, checked.height, checked.source_format, False)

@@ -14,20 +14,24 @@ Backend failures become the typed errors below, which the runner turns into job 
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from PIL import Image
 
+from engine.rules import DEFAULTS
 from jobs.contract import ErrorCode
 from jobs.settings import DEFAULT_CONTROLNET, Settings
 from worker import metrics
+
+if TYPE_CHECKING:  # the worker-engine seam, checked by mypy; imported at run time inside methods
+    from engine.cache import InversionCache
+    from engine.pipeline import PoseAnimator
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +75,12 @@ class JobInputs:
     source_pose: dict[str, Any] | None = None
     mask: Image.Image | None = None
     subject_words: list[str] | None = None
-    steps: int | None = None
-    guidance: float | None = None
-    transition_frames: int | None = None
-    fps: int = 8
-    size: int = 512
+    steps: int = DEFAULTS.steps
+    guidance: float = DEFAULTS.guidance
+    transition_frames: int = DEFAULTS.transition_frames
+    fps: int = DEFAULTS.fps
+    width: int = DEFAULTS.size
+    height: int = DEFAULTS.size
     seed: int | None = None
 
 
@@ -117,7 +122,7 @@ class NoopAnimator:
     def render(
         self, job: JobInputs, out_dir: Path, on_progress: ProgressCallback, should_cancel: CancelCheck
     ) -> Rendered:
-        steps = job.steps or 50
+        steps = job.steps
         timings: dict[str, float] = {}
         for stage in ("inverting", "optimizing", "sampling"):
             started = time.perf_counter()
@@ -129,9 +134,12 @@ class NoopAnimator:
             timings[stage] = time.perf_counter() - started
         started = time.perf_counter()
         on_progress("encoding", 0.0)
-        count = 1 + (job.transition_frames or 0) + len(job.poses["frames"])
-        frames = [Image.new("RGB", (job.size, job.size), (40 + 13 * i % 200, 90, 160)) for i in range(count)]
-        video = _engine("engine.video")  # PyAV + PIL only: importing it loads no torch
+        count = 1 + job.transition_frames + len(job.poses["frames"])
+        frames = [
+            Image.new("RGB", (job.width, job.height), (40 + 13 * i % 200, 90, 160)) for i in range(count)
+        ]
+        from engine import video  # PyAV + PIL only: importing it loads no torch
+
         video.encode_mp4(frames, out_dir / VIDEO_NAME, job.fps)
         video.save_poster(frames[0], out_dir / POSTER_NAME)
         on_progress("encoding", 1.0)
@@ -142,24 +150,20 @@ class NoopAnimator:
 # --------------------------------------------------------------------------------------------
 # engine: the PoseAnimate method
 # --------------------------------------------------------------------------------------------
-def _engine(module: str = "engine") -> Any:
-    # Imported by name: the engine (and torch) load only inside a worker process that runs jobs,
-    # and the type checker of this torch-free package does not wander into the engine.
-    return importlib.import_module(module)
-
-
 def model_spec(settings: Settings) -> tuple[str, str | None]:
     """(model spec, ControlNet override): a local pipeline dir keeps its own ``controlnet/``
     unless the operator names another ControlNet."""
     return settings.model, None if settings.controlnet == DEFAULT_CONTROLNET else settings.controlnet
 
 
-def inversion_cache(settings: Settings) -> Any:
+def inversion_cache(settings: Settings) -> InversionCache | None:
     """Apps re-animate the same avatar: keep its source inversion across jobs (engine cache key:
     image, prompt, source pose, model, sampling settings)."""
     if settings.inversion_cache == "off":
         return None
-    memory = _engine("engine.cache").MemoryInversionCache(max_entries=settings.inversion_cache_entries)
+    from engine.cache import MemoryInversionCache
+
+    memory = MemoryInversionCache(max_entries=settings.inversion_cache_entries)
     if settings.inversion_cache == "memory":
         return memory
     from jobs.storage import storage_from_settings
@@ -170,15 +174,19 @@ def inversion_cache(settings: Settings) -> Any:
 
 class EngineAnimator:
     def __init__(self, settings: Settings) -> None:
-        torch = importlib.import_module("torch")
-        engine = _engine()
+        # The engine (and torch) load only here, inside the worker process that runs jobs.
+        import torch
+
+        from engine.loading import resolve_model
+        from engine.pipeline import PoseAnimator
+
         spec, controlnet_override = model_spec(settings)
-        base, controlnet = _engine("engine.loading").resolve_model(
+        base, controlnet = resolve_model(
             spec, controlnet_override, tiny_dir=settings.model_cache_dir / "tiny-model"
         )
         dtype = {"auto": None, "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
         self.torch = torch
-        self.animator = engine.PoseAnimator.from_pretrained(
+        self.animator: PoseAnimator = PoseAnimator.from_pretrained(
             base,
             controlnet,
             device=None if settings.device == "auto" else settings.device,
@@ -188,7 +196,8 @@ class EngineAnimator:
         self.random_weights = bool(self.animator.model_info.get("random_weights"))
         name = "tiny" if spec == "tiny" else spec
         self.name = f"{name} (random weights)" if self.random_weights else name
-        self.load_seconds = float(self.animator.model_info.get("load_seconds") or 0.0)
+        loaded = self.animator.model_info.get("load_seconds")
+        self.load_seconds = float(loaded) if isinstance(loaded, int | float) else 0.0
         self.device = str(self.animator.device)
         self.gpu_memory_total = (
             torch.cuda.get_device_properties(self.animator.device).total_memory
@@ -199,19 +208,24 @@ class EngineAnimator:
     def render(
         self, job: JobInputs, out_dir: Path, on_progress: ProgressCallback, should_cancel: CancelCheck
     ) -> Rendered:
-        engine, video = _engine(), _engine("engine.video")
+        from engine import video
+        from engine.config import AnimateConfig
+        from engine.errors import AnimationCancelled
+        from engine.pose import Pose, PoseSequence
+
         torch = self.torch
-        overrides: dict[str, Any] = {"height": job.size, "width": job.size, "seed": job.seed}
-        if job.steps is not None:
-            overrides["num_inference_steps"] = job.steps
-        if job.guidance is not None:
-            overrides["guidance_scale"] = job.guidance
-        if job.transition_frames is not None:
-            overrides["transition_frames"] = job.transition_frames
+        overrides: dict[str, Any] = {
+            "height": job.height,
+            "width": job.width,
+            "seed": job.seed,
+            "num_inference_steps": job.steps,
+            "guidance_scale": job.guidance,
+            "transition_frames": job.transition_frames,
+        }
         try:
-            targets = engine.PoseSequence.from_json(job.poses)
-            source = engine.Pose.from_json(job.source_pose) if job.source_pose is not None else None
-            config = engine.AnimateConfig(**overrides)
+            targets = PoseSequence.from_json(job.poses)
+            source = Pose.from_json(job.source_pose) if job.source_pose is not None else None
+            config = AnimateConfig(**overrides)
         except ValueError as exc:
             raise InvalidJobInput(str(exc)) from exc
 
@@ -241,7 +255,7 @@ class EngineAnimator:
                 keep_frames=False,
             )
             writer.close()
-        except engine.AnimationCancelled as exc:
+        except AnimationCancelled as exc:
             writer.abort()
             raise JobCanceled(str(exc)) from exc
         except torch.cuda.OutOfMemoryError as exc:

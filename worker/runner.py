@@ -29,6 +29,7 @@ from PIL import Image
 
 from jobs.contract import ErrorCode, JobStatus, Stage, WebhookEvent
 from jobs.lifecycle import overall_progress
+from jobs.limits import effective_params
 from jobs.queue import QueueClient
 from jobs.settings import Settings
 from jobs.storage import ObjectNotFound, Storage, StorageUnavailable, input_key, output_key
@@ -353,7 +354,7 @@ class JobRunner:
             except ObjectNotFound as exc:
                 raise JobFailure(f"input {name} is missing from storage") from exc
 
-        params = record.params
+        params = effective_params(record.params)  # records written before defaults were stored
         image = Image.open(io.BytesIO(get("image.png")))
         image.load()
         mask = None
@@ -368,11 +369,12 @@ class JobRunner:
             source_pose=source_pose,
             mask=mask,
             subject_words=params.get("subject_words"),
-            steps=params.get("steps"),
-            guidance=params.get("guidance"),
-            transition_frames=params.get("transition_frames"),
-            fps=params.get("fps", 8),
-            size=params.get("size", 512),
+            steps=params["steps"],
+            guidance=params["guidance"],
+            transition_frames=params["transition_frames"],
+            fps=params["fps"],
+            width=params["width"],
+            height=params["height"],
             seed=params.get("seed"),
         )
 

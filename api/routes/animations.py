@@ -21,12 +21,13 @@ from api.deps import (
     enforce_rate_limit,
     identify,
 )
-from api.errors import PROBLEM_JSON, ApiError, retry_after
+from api.errors import ApiError, retry_after
 from api.intake import read_submission, validate_submission
+from api.openapi import CREATE_BODY, problems
 from api.waiting import follow, wait_for_terminal
-from jobs.contract import AnimationCreate, Job, JobList, JobStatus, Problem, WebhookEvent
+from jobs.contract import Job, JobList, JobStatus, WebhookEvent
 from jobs.storage import LocalStorage
-from jobs.store import CancelOutcome, JobRecord, new_job_id
+from jobs.store import CancelOutcome, JobRecord, JobSnapshot, new_job_id
 from jobs.submission import QuotaExceeded, accept_job
 from jobs.views import emit_webhook, job_view
 
@@ -40,70 +41,30 @@ IDEMPOTENCY_WAIT_S = 10.0
 _WAIT = re.compile(r"(?:^|[\s,;])wait=(\d+)")
 
 
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        s: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Problem details"}
-        for s in statuses
-    }
-
-
-def _schema_ref(model: type) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{model.__name__}"}
-
-
-MULTIPART_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["image", "poses", "prompt"],
-    "properties": {
-        "image": {
-            "type": "string",
-            "format": "binary",
-            "description": "PNG, JPEG or WebP (or a URL/data URI as text)",
-        },
-        "poses": {"type": "string", "format": "binary", "description": "pose JSON file (or JSON text)"},
-        "source_pose": {
-            "type": "string",
-            "format": "binary",
-            "description": "one-frame pose JSON (optional)",
-        },
-        "mask": {"type": "string", "format": "binary", "description": "character mask image (optional)"},
-        "prompt": {"type": "string"},
-        "subject_words": {"type": "string", "description": "comma-separated"},
-        "steps": {"type": "integer"},
-        "guidance": {"type": "number"},
-        "transition_frames": {"type": "integer"},
-        "fps": {"type": "integer"},
-        "size": {"type": "integer"},
-        "seed": {"type": "integer"},
-        "webhook_url": {"type": "string"},
-        "webhook_events": {
-            "type": "string",
-            "description": "comma-separated: started,progress,completed,failed,canceled",
-        },
-    },
-}
-
-CREATE_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": _schema_ref(AnimationCreate)},
-            "multipart/form-data": {"schema": MULTIPART_SCHEMA},
-        },
-    }
-}
-
-
-def view(services: Services, request: Request, record: JobRecord) -> Job:
+def snapshot_of(services: Services, record: JobRecord) -> JobSnapshot:
+    """A record with what its view shows besides: queue position and webhook deliveries."""
     store = services.store
-    return job_view(
+    return JobSnapshot(
         record,
+        queue_position=store.queue_position(record.id) if record.status is JobStatus.QUEUED else None,
+        deliveries=store.deliveries(record.id) if record.webhook_url else [],
+    )
+
+
+def view(services: Services, request: Request, snapshot: JobSnapshot) -> Job:
+    """The one view builder of the API's replies (fresh expiring output links)."""
+    return job_view(
+        snapshot.record,
         storage=services.storage,
         url_ttl_s=services.settings.output_url_ttl_s,
         base_url=services.settings.public_base_url or str(request.base_url),
-        queue_position=store.queue_position(record.id) if record.status is JobStatus.QUEUED else None,
-        deliveries=store.deliveries(record.id) if record.webhook_url else None,
+        queue_position=snapshot.queue_position,
+        deliveries=snapshot.deliveries if snapshot.record.webhook_url else None,
     )
+
+
+def view_of(services: Services, request: Request, record: JobRecord) -> Job:
+    return view(services, request, snapshot_of(services, record))
 
 
 def _prefer_wait(prefer: str | None) -> int:
@@ -124,31 +85,11 @@ async def _wait_for_record(services: Services, job_id: str) -> JobRecord:
     )
 
 
-@router.post(
-    "",
-    status_code=202,
-    response_model=Job,
-    summary="Submit an animation job",
-    openapi_extra=CREATE_BODY,
-    responses={
-        200: {"model": Job, "description": "The job finished within `Prefer: wait=N`"},
-        **problems(400, 401, 409, 413, 415, 422, 429, 503),
-    },
-)
-async def create_animation(
-    request: Request,
-    response: Response,
-    services: ServicesDep,
-    owner: Owner,
-    idempotency_key: Annotated[
-        str | None, Header(max_length=255, description="Same key + same body = same job")
-    ] = None,
-    prefer: Annotated[
-        str | None, Header(description="`wait=N` (<= 60): hold the reply until the job ends")
-    ] = None,
-) -> Job:
-    """JSON (image as URL or data URI, poses inline) or multipart (files). Returns the queued job
-    with `Location: /animations/{id}`; poll it, follow `/events`, or receive a webhook."""
+async def submit(
+    request: Request, services: Services, owner: str, idempotency_key: str | None
+) -> tuple[JobRecord, bool]:
+    """Rate limit, read, (idempotent) validate and accept one submission; counts each outcome.
+    Returns the job and whether it is an Idempotency-Key replay."""
     settings, store, metrics = services.settings, services.store, services.metrics
     decision = await run_in_threadpool(
         store.rate_limit, "submit", owner, settings.rate_limit_submissions_per_minute
@@ -183,10 +124,8 @@ async def create_animation(
                 raise ApiError(
                     422, "idempotency_key_reused", "this Idempotency-Key was used with a different body"
                 )
-            record = await _wait_for_record(services, existing["job_id"])
             metrics.submitted.labels("replayed").inc()
-            response.headers["Idempotent-Replayed"] = "true"
-            return await _reply(services, request, response, record, prefer)
+            return await _wait_for_record(services, existing["job_id"]), True
     try:
         validated = await run_in_threadpool(validate_submission, submission, settings, services.resolver)
         record = await run_in_threadpool(
@@ -216,6 +155,37 @@ async def create_animation(
         metrics.submitted.labels("invalid" if isinstance(exc, ValueError | ApiError) else "unavailable").inc()
         raise
     metrics.submitted.labels("accepted").inc()
+    return record, False
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=Job,
+    summary="Submit an animation job",
+    openapi_extra=CREATE_BODY,
+    responses={
+        200: {"model": Job, "description": "The job finished within `Prefer: wait=N`"},
+        **problems(400, 401, 409, 413, 415, 422, 429, 503),
+    },
+)
+async def create_animation(
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    owner: Owner,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=255, description="Same key + same body = same job")
+    ] = None,
+    prefer: Annotated[
+        str | None, Header(description="`wait=N` (<= 60): hold the reply until the job ends")
+    ] = None,
+) -> Job:
+    """JSON (image as URL or data URI, poses inline) or multipart (files). Returns the queued job
+    with `Location: /animations/{id}`; poll it, follow `/events`, or receive a webhook."""
+    record, replayed = await submit(request, services, owner, idempotency_key)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     return await _reply(services, request, response, record, prefer)
 
 
@@ -231,7 +201,7 @@ async def _reply(
         record = latest or record
     if record.status.is_terminal():
         response.status_code = 200
-    return await run_in_threadpool(view, services, request, record)
+    return await run_in_threadpool(view_of, services, request, record)
 
 
 def owned_job(job_id: JobId, services: ServicesDep, owner: Owner) -> JobRecord:
@@ -244,18 +214,15 @@ def owned_job(job_id: JobId, services: ServicesDep, owner: Owner) -> JobRecord:
 OwnedJob = Annotated[JobRecord, Depends(owned_job)]
 
 
-async def read_job(request: Request, services: ServicesDep, credentials: BearerCredentials) -> Job | None:
-    """The status poll's dependency: auth (401), then the per-key rate limit (429) and the job with
-    its queue position and deliveries in ONE Redis pipeline, then 404, then the view (signed links).
+async def read_status(request: Request, services: Services, credentials: Any, job_id: str) -> Job:
+    """The status poll: auth (401), then the per-key rate limit (429) and the job with its queue
+    position and deliveries in ONE Redis pipeline, then the id's shape (422), 404, the view.
 
-    It reads the id from the path itself, so it runs before the route validates the id: a malformed
-    id is rate-limited and then answered 422 by the route, as under ``owned_job``. The pipeline is
-    awaited on the event loop (asyncio client, while the app is served) rather than handed to a
-    thread; local-file links are an HMAC, built inline; other storage may do I/O to presign
-    (credential refresh), so that view is built in the threadpool.
+    The pipeline is awaited on the event loop (asyncio client, while the app is served) rather than
+    handed to a thread; local-file links are an HMAC, built inline; other storage may do I/O to
+    presign (credential refresh), so that view is built in the threadpool.
     """
     owner = identify(services, credentials)
-    job_id = str(request.path_params.get("job_id", ""))
     wanted = job_id if _JOB_ID.fullmatch(job_id) else None
     store, per_minute = services.store, services.settings.rate_limit_requests_per_minute
     if services.aredis is not None:
@@ -268,25 +235,32 @@ async def read_job(request: Request, services: ServicesDep, credentials: BearerC
         )
     enforce_rate_limit(decision)
     if wanted is None:
-        return None  # the route's own validation of the id answers 422
+        raise ApiError(
+            422,
+            "validation_error",
+            "the request does not match the schema",
+            errors=[
+                {
+                    "loc": ["path", "job_id"],
+                    "msg": f"must match {JOB_ID_PATTERN}",
+                    "type": "string_pattern_mismatch",
+                }
+            ],
+        )
     if snapshot is None:  # another key's job is indistinguishable from a missing one
         raise ApiError(404, "not_found", "no such animation")
-    build = functools.partial(
-        job_view,
-        snapshot.record,
-        storage=services.storage,
-        url_ttl_s=services.settings.output_url_ttl_s,
-        base_url=services.settings.public_base_url or str(request.base_url),
-        queue_position=snapshot.queue_position,
-        deliveries=snapshot.deliveries if snapshot.record.webhook_url else None,
-    )
+    build = functools.partial(view, services, request, snapshot)
     return build() if isinstance(services.storage, LocalStorage) else await run_in_threadpool(build)
 
 
-@router.get("/{job_id}", response_model=Job, summary="Get a job", responses=problems(401, 404, 429, 503))
-async def get_animation(job_id: JobId, job: Annotated[Job | None, Depends(read_job)]) -> Job:
-    assert job is not None  # read_job returns None only for a malformed id, which never gets here
-    return job
+@router.get("/{job_id}", response_model=Job, summary="Get a job", responses=problems(401, 404, 422, 429, 503))
+async def get_animation(
+    request: Request,
+    services: ServicesDep,
+    credentials: BearerCredentials,
+    job_id: Annotated[str, Path(examples=["anim_01JD8X3K4M5N6P7Q8R9S0T1V2W"], description=JOB_ID_PATTERN)],
+) -> Job:
+    return await read_status(request, services, credentials, job_id)
 
 
 @router.get(
@@ -302,7 +276,7 @@ def list_animations(
     ] = None,
 ) -> JobList:
     records, next_cursor = services.store.list_owned(owner, limit, cursor)
-    return JobList(data=[view(services, request, r) for r in records], next_cursor=next_cursor)
+    return JobList(data=[view_of(services, request, r) for r in records], next_cursor=next_cursor)
 
 
 @router.post(
@@ -334,7 +308,7 @@ def cancel_animation(request: Request, response: Response, services: ServicesDep
         )
     response.status_code = 202 if outcome is CancelOutcome.REQUESTED else 200
     updated = services.store.get(record.id) or record
-    return view(services, request, updated)
+    return view_of(services, request, updated)
 
 
 @router.get(
@@ -355,5 +329,5 @@ async def animation_events(
         if event.status.is_terminal():
             final = await run_in_threadpool(services.store.get, record.id)
             if final is not None:
-                job = await run_in_threadpool(view, services, request, final)
+                job = await run_in_threadpool(view_of, services, request, final)
                 yield ServerSentEvent(data=job.model_dump(mode="json"), event="status")

@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse
 
 from api.deps import ServicesDep
 from api.errors import ApiError
-from api.routes.animations import problems
+from api.openapi import problems
 from jobs.storage import LocalStorage
 
 router = APIRouter(tags=["files"])

@@ -44,7 +44,6 @@ def test_multipart_submission_with_files(client):
         "prompt": "a dancer",
         "steps": "3",
         "subject_words": "dancer",
-        "webhook_events": "completed,failed",
     }
     r = client.post("/animations", files=files, data=data)
     assert r.status_code == 202, r.text

@@ -58,7 +58,7 @@ def sixteen_bit_rgb_png() -> bytes:
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    width = height = 16
+    width = height = 32  # the smallest side the engine takes
     rows = b"".join(b"\0" + b"\xff\xff\x00\x00\x80\x00" * width for _ in range(height))
     ihdr = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
     return (
@@ -175,8 +175,9 @@ def compact(first_point: str) -> str:
         (compact("[null, 1, 1]"), "pose_not_numeric"),
         (compact('{"x": 1}'), "pose_malformed"),
         (compact("[1, 1, 2]"), "pose_confidence"),
-        ('{"width": 0, "height": 512, "frames": []}', "pose_canvas_invalid"),
-        ('{"width": 1e9, "height": 512, "frames": []}', "pose_canvas_invalid"),
+        # One valid frame, so the canvas is the only fault (the frame count is checked first).
+        ('{"width": 0, "height": 512, "frames": [' + json.dumps(FRAME) + "]}", "pose_canvas_invalid"),
+        ('{"width": 1e9, "height": 512, "frames": [' + json.dumps(FRAME) + "]}", "pose_canvas_invalid"),
         ('{"frames": [[' + ",".join(["[300, 200, 1]"] * 18) + "]]}", "pose_canvas_missing"),
         ('{"people": []}', "pose_empty_frame"),
         (

@@ -88,3 +88,82 @@ def test_bad_input_prints_one_line_and_exits_2(cli_model, tmp_path, change, mess
     assert len(lines) == 1 and message in lines[0], done.stderr
     assert "Traceback" not in done.stderr
     assert not out.exists()  # no half-written video is left behind
+
+
+def _write(path: Path, content: object) -> Path:
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif hasattr(content, "save"):
+        content.save(path)
+    else:
+        path.write_text(json.dumps(content))
+    return path
+
+
+def _truncated_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.effect_noise((128, 128), 60).convert("RGB").save(out, format="PNG")
+    return out.getvalue()[:3000]
+
+
+def _late_refusals():
+    from PIL import Image
+
+    one_point = {"width": 512, "height": 512, "frames": [[[200, 200, 1.0]] * 18]}
+    return {
+        "image 8x8": ("--image", "img.png", Image.new("RGB", (8, 8)), "image is 8x8"),
+        "image 1x4000": ("--image", "img.png", Image.new("RGB", (1, 4000)), "at least 32 px"),
+        "truncated image": ("--image", "img.png", _truncated_png(), "truncated or corrupt"),
+        "all-black mask": ("--mask", "mask.png", Image.new("L", (64, 64), 0), "mask is empty"),
+        "transparent mask": (
+            "--mask",
+            "mask.png",
+            Image.new("RGBA", (64, 64), (255, 255, 255, 0)),
+            "mask is empty",
+        ),
+        "truncated mask": ("--mask", "mask.png", _truncated_png(), "truncated or corrupt"),
+        "prompt of spaces": ("--prompt", None, "   ", "prompt must be a non-empty string"),
+        "subject not in prompt": ("--subject", None, "dancer", "does not occur in the prompt"),
+        "degenerate pose": ("--poses", "p.json", one_point, "span less than 2 px"),
+        "people []": (
+            "--poses",
+            "p.json",
+            {"people": [], "canvas_width": 512, "canvas_height": 512},
+            "no people",
+        ),
+        "zero confidence": (
+            "--poses",
+            "p.json",
+            {"width": 512, "height": 512, "frames": [[[5, 5, 0]] * 18]},
+            "no confident keypoint",
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", list(_late_refusals()))
+def test_the_cli_refuses_what_the_api_refuses_before_loading_a_model(tmp_path, case):
+    flag, name, content, message = _late_refusals()[case]
+    value = str(_write(tmp_path / name, content)) if name else content
+    args = {
+        "--image": str(EXAMPLES / "astronaut.jpg"),
+        "--poses": str(EXAMPLES / "raise_arms.json"),
+        "--prompt": "an astronaut",
+    }
+    extra: list[str] = []
+    if flag in args:
+        args[flag] = value
+    else:
+        extra = [flag, value]
+    # A model directory that does not exist: the refusal must come first, from the input rules.
+    done = _poseanimate(
+        "animate", "--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "a.mp4"),
+        "--size", "64", *[x for kv in args.items() for x in kv], *extra, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("poseanimate: error:")]
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "a.mp4").exists()

@@ -1,9 +1,11 @@
 import pytest
 from pydantic import ValidationError
 
+from engine.errors import InvalidInput
 from jobs.contract import (
     EXAMPLE_POSES,
     AnimationCreate,
+    AnimationParams,
     Job,
     JobList,
     JobStatus,
@@ -12,6 +14,7 @@ from jobs.contract import (
     WebhookEvent,
 )
 from jobs.lifecycle import TRANSITIONS, can_transition, overall_progress, sources_of
+from jobs.limits import ServiceLimits, check_params, effective_params
 from jobs.settings import Settings
 
 
@@ -54,29 +57,51 @@ def test_overall_progress_is_monotone_across_stages():
 def test_request_defaults_subscribe_to_terminal_webhook_events():
     req = AnimationCreate(image="https://example.com/a.png", poses=EXAMPLE_POSES, prompt="a person")
     assert req.webhook_events == [WebhookEvent.COMPLETED, WebhookEvent.FAILED, WebhookEvent.CANCELED]
-    assert req.fps == 8 and req.size == 512 and req.steps is None
+    # Left out = the engine's default, filled in (and recorded on the job) by the limits table.
+    assert req.fps is None and req.size is None and req.steps is None
+    assert effective_params(req.model_dump(include=set(AnimationParams.model_fields)))["fps"] == 8
 
 
 @pytest.mark.parametrize(
-    "field,value",
-    [
-        ("prompt", ""),
-        ("fps", 0),
-        ("fps", 61),
-        ("size", 65),
-        ("size", 32),
-        ("steps", 0),
-        ("guidance", 0.5),
-        ("seed", -1),
-        ("transition_frames", -1),
-        ("unknown_field", 1),
-        ("webhook_events", ["exploded"]),
-    ],
+    "field,value", [("seed", -1), ("unknown_field", 1), ("webhook_events", ["exploded"]), ("steps", "many")]
 )
-def test_request_rejects_out_of_bounds_parameters(field, value):
+def test_request_rejects_malformed_fields(field, value):
     body = {"image": "https://example.com/a.png", "poses": EXAMPLE_POSES, "prompt": "a person", field: value}
     with pytest.raises(ValidationError):
         AnimationCreate.model_validate(body)
+
+
+@pytest.mark.parametrize(
+    "field,value,code",
+    [
+        ("prompt", "", "prompt_blank"),
+        ("fps", 0, "parameter_out_of_range"),
+        ("fps", 61, "parameter_out_of_range"),
+        ("size", 65, "parameter_out_of_range"),
+        ("size", 32, "parameter_out_of_range"),
+        ("width", 1032, "parameter_out_of_range"),
+        ("steps", 0, "parameter_out_of_range"),
+        ("steps", 101, "parameter_out_of_range"),  # the operator's POSEANIMATE_MAX_STEPS
+        ("guidance", 0.5, "parameter_out_of_range"),
+        ("transition_frames", -1, "parameter_out_of_range"),
+        ("transition_frames", 121, "parameter_out_of_range"),
+    ],
+)
+def test_the_limits_table_refuses_out_of_bounds_parameters_with_one_code(field, value, code):
+    limits = ServiceLimits.from_settings(Settings(_env_file=None))
+    with pytest.raises(InvalidInput) as info:
+        check_params({"prompt": "a person", field: value}, limits)
+    assert info.value.code == code
+
+
+def test_service_limits_never_exceed_the_engines():
+    from engine.rules import LIMITS
+
+    limits = ServiceLimits.from_settings(Settings(_env_file=None, max_steps=10**6, max_size=10**6))
+    assert (
+        limits.params["steps"].maximum == LIMITS.max_steps
+        and limits.params["size"].maximum == LIMITS.max_size
+    )
 
 
 def test_openapi_examples_validate_against_their_models():

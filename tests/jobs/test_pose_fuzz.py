@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.pose import PoseError, PoseSequence
-from jobs.poses import PoseValidationError, normalize_poses, parse_pose_json
+from engine.poseformat import PoseError as PoseValidationError
+from engine.poseformat import normalize_poses, parse_pose_json
 from tests.support.strategies import json_values
 
 HOSTILE_NUMBERS = st.one_of(

@@ -2,11 +2,12 @@ import json
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from jobs.contract import EXAMPLE_POSES
-from jobs.poses import PoseValidationError, normalize_poses, normalize_source_pose, parse_pose_json
+from engine.poseformat import PoseError as PoseValidationError
+from engine.poseformat import normalize_poses, normalize_source_pose, parse_pose_json
 from tests.support.strategies import json_values
 
 FRAME = EXAMPLE_POSES["frames"][0]
@@ -119,16 +120,24 @@ def test_pose_parser_never_raises_anything_but_a_pose_error(obj):
     st.lists(st.tuples(st.floats(0, 512), st.floats(0, 512), st.floats(0.01, 1)), min_size=18, max_size=18)
 )
 def test_any_in_canvas_pose_is_accepted(points):
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    assume(max(max(xs) - min(xs), max(ys) - min(ys)) >= 2)  # a single point is pose_degenerate
     out = normalize_poses({"width": 512, "height": 512, "frames": [[list(p) for p in points]]}, max_frames=1)
     assert len(out["frames"][0]) == 18
 
 
 def test_explicit_units_are_honoured():
-    tiny = [[0.5, 0.5, 1.0]] * 18
+    tiny = [[0.5, 0.5, 1.0]] * 17 + [[0.9, 0.1, 1.0]]
     as_pixels = normalize_poses(
-        {"width": 512, "height": 512, "units": "pixels", "frames": [tiny]}, max_frames=1
+        {
+            "width": 512,
+            "height": 512,
+            "units": "pixels",
+            "frames": [[[x * 10, y * 10, c] for x, y, c in tiny]],
+        },
+        max_frames=1,
     )
-    assert as_pixels["frames"][0][0] == [0.5, 0.5, 1.0]
+    assert as_pixels["frames"][0][0] == [5.0, 5.0, 1.0]
     scaled = normalize_poses(
         {"width": 512, "height": 512, "units": "normalized", "frames": [tiny]}, max_frames=1
     )
@@ -146,3 +155,26 @@ def test_bundled_examples_are_accepted(name):
         pytest.skip("examples not present")
     out = normalize_poses(parse_pose_json(path.read_bytes(), max_bytes=10**6), max_frames=64)
     assert out["units"] == "pixels" and all(len(f) == 18 for f in out["frames"])
+
+
+def test_a_pose_collapsed_to_one_point_is_degenerate():
+    with pytest.raises(PoseValidationError) as info:
+        normalize_poses({"width": 512, "height": 512, "frames": [[[100, 100, 1.0]] * 18]}, max_frames=1)
+    assert info.value.code == "pose_degenerate"
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"people": [], "canvas_width": 512, "canvas_height": 512},
+        {"width": 512, "height": 512, "frames": [[[0, 0, 0]] * 18]},
+    ],
+)
+def test_empty_frames_are_refused_by_the_one_parser_the_engine_uses_too(obj):
+    from engine.pose import PoseSequence
+
+    with pytest.raises(PoseValidationError) as info:
+        normalize_poses(obj, max_frames=1)
+    assert info.value.code == "pose_empty_frame"
+    with pytest.raises(PoseValidationError):
+        PoseSequence.from_json(obj)

@@ -7,6 +7,7 @@ import io
 from PIL import Image
 
 from jobs.contract import EXAMPLE_POSES
+from jobs.limits import effective_params
 from jobs.store import new_job_id
 from jobs.submission import ValidatedJob, accept_job
 
@@ -19,11 +20,12 @@ def png(color="red", size=64) -> bytes:
 
 def submit(env, steps=3, **params):
     _, store, storage, runner = env
+    effective = effective_params({"prompt": "a person", "steps": steps, "fps": 8, "size": 64, **params})
     job = ValidatedJob(
-        params={"prompt": "a person", "steps": steps, "fps": 8, "size": 64, **params},
+        params=effective,
         image_png=png(),
         poses=EXAMPLE_POSES,
-        num_frames=3,
+        num_frames=1 + effective["transition_frames"] + len(EXAMPLE_POSES["frames"]),
     )
     return accept_job(
         new_job_id(), "key_a", job, store=store, storage=storage, queue=runner.queue, max_active=10

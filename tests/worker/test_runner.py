@@ -10,6 +10,7 @@ import time
 import av
 import pytest
 
+from engine.rules import DEFAULTS
 from jobs.contract import EXAMPLE_POSES, JobStatus
 from jobs.queue import QueueClient, create_celery
 from jobs.settings import Settings
@@ -50,7 +51,8 @@ def test_job_runs_to_success_and_uploads_a_decodable_mp4(env):
     assert done.model_name == "noop (no model)"
     with av.open(io.BytesIO(storage.get_bytes(done.outputs["video"]))) as container:
         frames = list(container.decode(video=0))
-    assert len(frames) == 1 + 2 and frames[0].width == 64
+    # The source, the default transition (the engine's: recorded on the job) and the 2 targets.
+    assert len(frames) == done.num_frames == 1 + DEFAULTS.transition_frames + 2 and frames[0].width == 64
     assert storage.get_bytes(done.outputs["poster"]).startswith(b"\x89PNG")
 
 

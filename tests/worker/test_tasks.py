@@ -11,11 +11,13 @@ from jobs.contract import JobStatus
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_importing_the_tasks_does_not_import_torch_or_the_engine():
+def test_importing_the_tasks_imports_no_torch_and_only_the_engines_torch_free_leaves():
     code = (
         "import sys\n"
         "import worker.tasks, cli.main\n"
-        "bad = [m for m in ('torch', 'diffusers', 'engine') if m in sys.modules]\n"
+        "leaves = {'engine', 'engine.poseformat', 'engine.rules', 'engine.models', 'engine.errors'}\n"
+        "bad = [m for m in sys.modules if m in ('torch', 'diffusers')\n"
+        "       or (m.startswith('engine') and m not in leaves)]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)

@@ -1,0 +1,117 @@
+"""The API's OpenAPI document: problem replies, the hand-declared submission body (JSON or
+multipart), and the service's limits written into the parameter schemas.
+
+``POST /animations`` reads its body itself (it takes JSON and multipart), so its request schema is
+declared here. Every numeric bound a client may hit is published from ``jobs.limits`` — the same
+table the server enforces — so the schema's ``minimum``/``maximum`` are exactly what is accepted.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fastapi import FastAPI
+
+from api.errors import PROBLEM_JSON
+from jobs.contract import AnimationCreate, AnimationParams, Problem
+from jobs.limits import ServiceLimits
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries: each status answers a problem+json ``Problem``."""
+    return {
+        s: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Problem details"}
+        for s in statuses
+    }
+
+
+def _multipart_schema() -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "image": {
+            "type": "string",
+            "format": "binary",
+            "description": "PNG, JPEG or WebP (or a URL/data URI as text)",
+        },
+        "poses": {"type": "string", "format": "binary", "description": "pose JSON file (or JSON text)"},
+        "source_pose": {
+            "type": "string",
+            "format": "binary",
+            "description": "one-frame pose JSON (optional)",
+        },
+        "mask": {"type": "string", "format": "binary", "description": "character mask image (optional)"},
+        "prompt": {"type": "string"},
+        "subject_words": {"type": "string", "description": "comma-separated"},
+        "webhook_url": {"type": "string"},
+        "webhook_events": {
+            "type": "string",
+            "description": "comma-separated: started,progress,completed,failed,canceled",
+        },
+    }
+    for name in ("steps", "transition_frames", "fps", "size", "width", "height", "seed"):
+        fields[name] = {"type": "integer"}
+    fields["guidance"] = {"type": "number"}
+    return {"type": "object", "required": ["image", "poses", "prompt"], "properties": fields}
+
+
+CREATE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/AnimationCreate"}},
+            "multipart/form-data": {"schema": _multipart_schema()},
+        },
+    }
+}
+
+
+def _apply_limits(properties: dict[str, Any], limits: ServiceLimits) -> None:
+    for name, bound in limits.params.items():
+        prop = properties.get(name)
+        if prop is None:
+            continue
+        # Optional knobs are `anyOf: [{type}, {type: null}]`: the bound belongs to the non-null branch.
+        target = next((b for b in prop.get("anyOf", []) if b.get("type") != "null"), prop)
+        target.update(bound.schema())
+    if "prompt" in properties:
+        properties["prompt"]["maxLength"] = limits.max_prompt_chars
+    if "subject_words" in properties:
+        words = properties["subject_words"]
+        target = next((b for b in words.get("anyOf", []) if b.get("type") == "array"), words)
+        target["maxItems"] = limits.max_subject_words
+
+
+def install_openapi(app: FastAPI, limits: ServiceLimits) -> None:
+    """Publish the submission body and the problem schema under components, the limits in every
+    parameter schema, and problem+json as every route's 422 (FastAPI documents its own shape)."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        # A copy: FastAPI's document shares dicts with CREATE_BODY, and another app may have other limits.
+        schema = copy.deepcopy(original())
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        body = AnimationCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in body.pop("$defs", {}).items():
+            components.setdefault(name, sub)
+        components["AnimationCreate"] = body
+        components.setdefault(
+            "AnimationParams", AnimationParams.model_json_schema(ref_template="#/components/schemas/{model}")
+        )
+        for model in ("AnimationCreate", "AnimationParams"):
+            _apply_limits(components[model].get("properties", {}), limits)
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                multipart = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data")
+                if multipart:
+                    _apply_limits(multipart["schema"].get("properties", {}), limits)
+                invalid = operation.get("responses", {}).get("422", {})
+                if "application/json" in invalid.get("content", {}):
+                    invalid["content"] = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
