@@ -20,7 +20,7 @@ from api.errors import install_error_handlers
 from api.metrics import ApiMetrics
 from api.middleware import RequestContextMiddleware
 from api.openapi import install_openapi
-from api.routes import animations, files, system
+from api.routes import animations, files, playground, system
 from api.sweeper import lifespan as sweeper_lifespan
 from jobs.limits import ServiceLimits
 from jobs.queue import QueueClient, create_celery
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = system_
 
     app = FastAPI(
         title="PoseAnimate",
+        docs_url=None,  # /docs comes from api.routes.playground, with vendored (offline) assets
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = system_
     app.include_router(animations.router)
     app.include_router(files.router)
     app.include_router(system.router)
+    app.include_router(playground.router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -50,7 +50,6 @@ import platform
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -67,6 +66,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from jobs.contract import EXAMPLE_POSES  # noqa: E402  (torch-free)
+from tests.support.servers import (  # noqa: E402  (the launchers the tests use)
+    MissingService,
+    free_port,
+    poseanimate_command,
+    redis_server,
+)
 
 BENCH_KEY = "sk-bench-api-load"
 BOUNDARY = "poseanimate-bench-boundary-7d1c2f0e"
@@ -138,27 +143,6 @@ JSON_TYPE = "application/json"
 # ---------------------------------------------------------------------------------------------
 # the stack under test
 # ---------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
-
-
-def _cli() -> list[str]:
-    script = Path(sys.executable).parent / "poseanimate"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
-
-
 @dataclass
 class Stack:
     url: str
@@ -209,12 +193,14 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
 
 @contextlib.contextmanager
 def start_stack(api_workers: int | None, keep: bool) -> Iterator[Stack]:
-    redis_bin = shutil.which("redis-server")
-    if redis_bin is None:
-        raise SystemExit("redis-server not found: `make services` (or apt-get install redis-server)")
     tmp = Path(tempfile.mkdtemp(prefix="poseanimate-api-load-"))
-    redis_port, api_port, metrics_port = free_port(), free_port(), free_port()
-    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    api_port, metrics_port = free_port(), free_port()
+    try:
+        redis = redis_server(tmp / "redis")
+        redis_srv = redis.__enter__()
+    except MissingService as exc:
+        raise SystemExit(f"{exc}: `make services` (or apt-get install redis-server)") from None
+    redis_port, redis_url = redis_srv.port, redis_srv.url
     env = {
         **os.environ,
         "POSEANIMATE_REDIS_URL": redis_url,
@@ -240,30 +226,11 @@ def start_stack(api_workers: int | None, keep: bool) -> Iterator[Stack]:
     procs: list[subprocess.Popen[bytes]] = []
     logs = []
     try:
-        redis_proc = subprocess.Popen(
-            [
-                redis_bin,
-                "--port",
-                str(redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(tmp),
-                "--logfile",
-                str(tmp / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        procs.append(redis_proc)
-        wait_for_port(redis_port)
-        serve = [*_cli(), "serve", "--host", "127.0.0.1", "--port", str(api_port)]
+        serve = [*poseanimate_command(), "serve", "--host", "127.0.0.1", "--port", str(api_port)]
         if api_workers is not None:
-            usage = subprocess.run([*_cli(), "serve", "--help"], capture_output=True, text=True, env=env)
+            usage = subprocess.run(
+                [*poseanimate_command(), "serve", "--help"], capture_output=True, text=True, env=env
+            )
             if "--workers" not in usage.stdout:
                 raise SystemExit(
                     "--api-workers: this `poseanimate serve` has no --workers option (one process per "
@@ -277,7 +244,7 @@ def start_stack(api_workers: int | None, keep: bool) -> Iterator[Stack]:
         worker_log = (tmp / "worker.log").open("wb")
         logs.append(worker_log)
         worker_proc = subprocess.Popen(
-            [*_cli(), "worker", "--queues", "gpu", "--metrics-port", str(metrics_port)],
+            [*poseanimate_command(), "worker", "--queues", "gpu", "--metrics-port", str(metrics_port)],
             env=env,
             cwd=tmp,
             stdout=worker_log,
@@ -301,7 +268,7 @@ def start_stack(api_workers: int | None, keep: bool) -> Iterator[Stack]:
             url=url,
             key=BENCH_KEY,
             api_workers=api_workers or 1,
-            pids={"api": api_proc.pid, "redis": redis_proc.pid, "worker": worker_proc.pid},
+            pids={"api": api_proc.pid, "redis": redis_srv.proc.pid, "worker": worker_proc.pid},
             redis_url=redis_url,
             tmp=tmp,
             procs={"worker": worker_proc},
@@ -309,6 +276,7 @@ def start_stack(api_workers: int | None, keep: bool) -> Iterator[Stack]:
     finally:
         for proc in reversed(procs):
             _stop(proc)
+        redis.__exit__(None, None, None)
         for f in logs:
             f.close()
         if keep:

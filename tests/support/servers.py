@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
+
+class MissingService(RuntimeError):
+    """A binary a launcher needs is not installed (tests turn this into a skip)."""
 
 
 def free_port() -> int:
@@ -78,7 +80,7 @@ def redis_server(workdir: Path, *, appendonly: bool = False) -> Iterator[RedisSe
     """``appendonly``: persist every write (AOF, fsync always) so a restart keeps the data."""
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server is not installed (make services installs it)")
+        raise MissingService("redis-server is not installed (make services installs it)")
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     persistence = ["--appendonly", "yes", "--appendfsync", "always"] if appendonly else ["--appendonly", "no"]
