@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from engine.tiny import TINY_MARKER, _bytes_to_unicode, build_tiny_tokenizer_files
+from engine.models import RANDOM_WEIGHTS_MARKER
+from engine.tiny import _bytes_to_unicode, build_tiny_tokenizer_files
 
 ARCHES = ("sd15",)
 
@@ -267,7 +268,7 @@ def build_random_model(
         requires_safety_checker=False,
     )
     pipe.save_pretrained(out, safe_serialization=True)
-    (out / TINY_MARKER).write_text(
+    (out / RANDOM_WEIGHTS_MARKER).write_text(
         json.dumps(
             {
                 "random_weights": True,

@@ -17,9 +17,6 @@ import torch
 
 from engine.models import RANDOM_WEIGHTS_MARKER
 
-# Alias for engine/random_model.py until it imports RANDOM_WEIGHTS_MARKER from engine.models.
-TINY_MARKER = RANDOM_WEIGHTS_MARKER
-
 # Words the tiny BPE vocabulary knows as whole tokens; anything else falls back to characters.
 _WORDS = [
     "a",

@@ -81,7 +81,7 @@ def test_written_model_loads_and_is_reported_as_random(tmp_path, monkeypatch):
 
     monkeypatch.setattr(random_model, "sd15_modules", _small_modules)
     path = random_model.build_random_model(tmp_path / "sd15", seed=1)
-    marker = json.loads((path / random_model.TINY_MARKER).read_text())
+    marker = json.loads((path / random_model.RANDOM_WEIGHTS_MARKER).read_text())
     assert marker["random_weights"] is True and marker["arch"] == "sd15"
     assert json.loads((path / "scheduler" / "scheduler_config.json").read_text())["beta_end"] == 0.012
     animator = PoseAnimator.from_pretrained(path, None, pose_detector="none", segmenter="none")
