@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import Request
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from api.errors import ApiError, _clean_errors
@@ -72,9 +73,12 @@ async def read_submission(request: Request, settings: Settings) -> Submission:
             form = await request.form(
                 max_files=len(FILE_FIELDS), max_fields=32, max_part_size=settings.max_pose_bytes
             )
-        except MultiPartException as exc:
+        except (MultiPartException, HTTPException, ValueError) as exc:
+            # Starlette turns its parser's errors into HTTPException(400) inside an app; python-multipart
+            # raises ValueError subclasses on garbage: every one is the client's malformed body.
+            detail = exc.message if isinstance(exc, MultiPartException) else getattr(exc, "detail", None)
             raise ApiError(
-                400, "malformed_multipart", f"the multipart body does not parse: {exc.message}"
+                400, "malformed_multipart", f"the multipart body does not parse: {detail or 'invalid body'}"
             ) from exc
         form_fields: dict[str, Any] = {}
         files: dict[str, bytes] = {}

@@ -128,3 +128,51 @@ def test_the_api_refuses_to_start_without_a_link_secret_in_production_or_with_th
     with pytest.raises(ValueError, match="webhook secret"):
         Settings(_env_file=None, webhook_secret=secret, link_signing_secret=secret, **base)
     assert create_app(Settings(_env_file=None, link_signing_secret="l" * 32, **base))  # configured: starts
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Malformed multipart: 400 malformed_multipart, counted as an invalid submission
+# --------------------------------------------------------------------------------------------
+def _invalid_count(svc: Service) -> float:
+    import re
+
+    text = svc.api.get("/metrics").text
+    match = re.search(r'^poseanimate_jobs_submitted_total\{outcome="invalid"\} (\S+)$', text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def _multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "XyZ") -> bytes:
+    out = b""
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        out += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode()
+
+
+MULTIPART_CASES = {
+    "missing boundary": ("multipart/form-data", _multipart([("prompt", None, b"x")])),
+    "garbage body": ("multipart/form-data; boundary=XyZ", b"\x00\xff garbage \r\n--nope\r\n" * 50),
+    "too many files": (
+        "multipart/form-data; boundary=XyZ",
+        _multipart([(f"f{i}", f"f{i}.png", b"x") for i in range(6)]),
+    ),
+    "too many fields": (
+        "multipart/form-data; boundary=XyZ",
+        _multipart([(f"field{i}", None, b"x") for i in range(40)]),
+    ),
+    "oversize part": (
+        "multipart/form-data; boundary=XyZ",
+        _multipart([("poses", None, b"[" * (4 * 1024 * 1024 + 10))]),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MULTIPART_CASES))
+def test_malformed_multipart_answers_400_malformed_multipart_and_is_counted_invalid(local, case):
+    content_type, data = MULTIPART_CASES[case]
+    before = _invalid_count(local)
+    reply = local.api.post("/animations", content=data, headers={"Content-Type": content_type})
+    assert reply.status_code == 400, (case, reply.status_code, reply.text[:300])
+    problem = reply.json()
+    assert problem["code"] == "malformed_multipart" and problem["detail"], problem
+    assert _invalid_count(local) == before + 1
