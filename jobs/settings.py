@@ -13,8 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-DEFAULT_CONTROLNET = "lllyasviel/control_v11p_sd15_openpose"
+from engine.models import DEFAULT_BASE, DEFAULT_CONTROLNET
 
 
 def _split_csv(value: object) -> object:
@@ -136,7 +135,7 @@ class Settings(BaseSettings):
     animator: Literal["engine", "noop"] = Field(
         default="engine", description="'noop' paints solid frames with no model: for tests and load tests."
     )
-    model: str = Field(default=DEFAULT_BASE_MODEL, description="Hub id, local pipeline dir, or 'tiny'.")
+    model: str = Field(default=DEFAULT_BASE, description="Hub id, local pipeline dir, or 'tiny'.")
     controlnet: str = DEFAULT_CONTROLNET
     device: Literal["auto", "cuda", "cpu"] = "auto"
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"

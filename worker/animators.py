@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from PIL import Image
 
+from engine.models import DEFAULT_CONTROLNET
 from engine.rules import DEFAULTS
 from jobs.contract import ErrorCode
-from jobs.settings import DEFAULT_CONTROLNET, Settings
+from jobs.settings import Settings
 from worker import metrics
 
 if TYPE_CHECKING:  # the worker-engine seam, checked by mypy; imported at run time inside methods
