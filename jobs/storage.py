@@ -43,6 +43,8 @@ class Storage(Protocol):
     def put_file(self, key: str, path: Path, content_type: str) -> None: ...
     def get_bytes(self, key: str) -> bytes: ...
     def delete_prefix(self, prefix: str) -> None: ...
+    def delete(self, key: str) -> None: ...
+    def list_jobs(self, area: str) -> dict[str, float]: ...
     def url(self, key: str, expires_s: int, base_url: str | None = None) -> str: ...
     def check(self) -> None: ...
 
@@ -89,6 +91,30 @@ class LocalStorage:
 
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self.root / _safe_key(prefix.rstrip("/")), ignore_errors=True)
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageUnavailable(f"local storage delete failed: {exc.strerror}") from exc
+
+    def list_jobs(self, area: str) -> dict[str, float]:
+        """``{job_id: newest modification time}`` of the jobs with files under ``area/`` (inputs, outputs)."""
+        out: dict[str, float] = {}
+        base = self.root / _safe_key(area)
+        try:
+            dirs = [d for d in base.iterdir() if d.is_dir()]
+        except FileNotFoundError:
+            return out
+        except OSError as exc:
+            raise StorageUnavailable(f"local storage listing failed: {exc.strerror}") from exc
+        for job_dir in dirs:
+            try:
+                times = [f.stat().st_mtime for f in job_dir.iterdir()] or [job_dir.stat().st_mtime]
+            except OSError:
+                continue  # deleted meanwhile
+            out[job_dir.name] = max(times)
+        return out
 
     def sign(self, key: str, expires: int) -> str:
         return hmac.new(self.secret, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
@@ -185,6 +211,26 @@ class S3Storage:
         objects = [{"Key": o["Key"]} for o in listing.get("Contents", [])]
         if objects:
             self._call("delete_objects", Bucket=self.bucket, Delete={"Objects": objects})
+
+    def delete(self, key: str) -> None:
+        self._call("delete_object", Bucket=self.bucket, Key=self._key(key))
+
+    def list_jobs(self, area: str) -> dict[str, float]:
+        """``{job_id: newest LastModified}`` of the jobs with objects under ``area/``."""
+        out: dict[str, float] = {}
+        start = self._key(area) + "/"
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": start}
+            if token:
+                kwargs["ContinuationToken"] = token
+            listing = self._call("list_objects_v2", **kwargs)
+            for obj in listing.get("Contents", []):
+                job_id = obj["Key"][len(start) :].split("/", 1)[0]
+                out[job_id] = max(out.get(job_id, 0.0), obj["LastModified"].timestamp())
+            token = listing.get("NextContinuationToken")
+            if not token:
+                return out
 
     def url(self, key: str, expires_s: int, base_url: str | None = None) -> str:
         return str(

@@ -182,3 +182,20 @@ def test_docker_compose_config_parses() -> None:
         env={"PATH": "/usr/bin:/bin"},
     )
     assert empty.returncode != 0 and "set" in empty.stderr, "missing secrets must stop compose"
+
+
+def test_s3_lifecycle_rule_expires_outputs_at_the_default_retention_and_inputs_sooner() -> None:
+    import json
+
+    from jobs.settings import Settings
+
+    rules = {r["ID"]: r for r in json.loads((DEPLOY / "s3-lifecycle.json").read_text())["Rules"]}
+    # compose: POSEANIMATE_STORAGE_URL: s3://${S3_BUCKET:-poseanimate}/jobs
+    match = re.search(r"POSEANIMATE_STORAGE_URL: s3://\$\{[^}]+\}/(\S+)", COMPOSE.read_text())
+    assert match, "compose stores on S3 under a prefix"
+    prefix = match.group(1)
+    outputs = rules["poseanimate-outputs-retention"]
+    assert outputs["Filter"]["Prefix"] == f"{prefix}/outputs/"
+    assert outputs["Expiration"]["Days"] * 86400 == Settings.model_fields["output_retention_s"].default
+    assert rules["poseanimate-inputs-backstop"]["Filter"]["Prefix"] == f"{prefix}/inputs/"
+    assert rules["poseanimate-inputs-backstop"]["Expiration"]["Days"] <= 1

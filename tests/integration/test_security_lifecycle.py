@@ -24,6 +24,7 @@ pytestmark = pytest.mark.integration
 NOOP = {
     "ANIMATOR": "noop",
     "NOOP_STEP_SECONDS": "0.01",
+    "MAX_STEPS": "1000",
     "RATE_LIMIT_SUBMISSIONS_PER_MINUTE": "100000",
     "RATE_LIMIT_REQUESTS_PER_MINUTE": "100000",
     "MAX_ACTIVE_JOBS": "1000",
@@ -176,3 +177,117 @@ def test_malformed_multipart_answers_400_malformed_multipart_and_is_counted_inva
     problem = reply.json()
     assert problem["code"] == "malformed_multipart" and problem["detail"], problem
     assert _invalid_count(local) == before + 1
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Data lifecycle: DELETE, inputs gone when the job ends, outputs after their retention
+# --------------------------------------------------------------------------------------------
+OTHER_KEY = "sk-integration-other"
+
+
+def _files(root: Path, job_id: str) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and job_id in str(p))
+
+
+def _redis_keys(svc: Service, job_id: str) -> list[str]:
+    import redis
+
+    with redis.Redis.from_url(svc.env["POSEANIMATE_REDIS_URL"], decode_responses=True) as r:
+        keys = [k for k in r.scan_iter(match="*") if job_id in k]
+        for kind in ("zset",):
+            for key in r.scan_iter(match="*"):
+                if r.type(key) == kind and r.zscore(key, job_id) is not None and ":deleted" not in key:
+                    keys.append(key)
+        return keys
+
+
+def _wait(condition, timeout: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def lifecycle(tmp_path_factory: pytest.TempPathFactory):
+    """Local storage with a second API key and a fast retention sweep (every 2 s)."""
+    tmp = tmp_path_factory.mktemp("lifecycle")
+    overrides = {
+        **NOOP,
+        "STORAGE_URL": (tmp / "storage").as_uri(),
+        "LINK_SIGNING_SECRET": "lifecycle-link-secret-" + "x" * 16,
+        "API_KEYS": f"sk-integration,{OTHER_KEY}",
+        "INTERRUPTED_SUBMISSION_S": "4",
+        "OUTPUT_RETENTION_S": "60",
+    }
+    with running_service(tmp, **overrides) as svc:
+        yield svc
+
+
+def test_delete_removes_record_inputs_and_outputs_and_old_links_stop_working(lifecycle):
+    svc, root = lifecycle, Path(lifecycle.tmp) / "storage"
+    job = succeeded(svc)
+    job_id, link = job["id"], job["output"]["video_url"]
+    assert _files(root, job_id) and svc.api.get(link).status_code == 200
+    other = svc.api.delete(f"/animations/{job_id}", headers={"Authorization": f"Bearer {OTHER_KEY}"})
+    assert other.status_code == 404  # another key's job looks missing, and stays
+    assert svc.api.get(f"/animations/{job_id}").status_code == 200
+
+    assert svc.api.delete(f"/animations/{job_id}").status_code == 204
+    assert _files(root, job_id) == []
+    assert _redis_keys(svc, job_id) == []
+    assert svc.api.get(f"/animations/{job_id}").status_code == 404
+    assert job_id not in [j["id"] for j in svc.api.get("/animations").json()["data"]]
+    assert svc.api.get(link).status_code in (403, 404)
+    assert svc.api.delete(f"/animations/{job_id}").status_code == 204  # idempotent for the owner
+    other = svc.api.delete(f"/animations/{job_id}", headers={"Authorization": f"Bearer {OTHER_KEY}"})
+    assert other.status_code == 404
+    assert svc.api.delete(f"/animations/anim_{'0' * 26}").status_code == 404
+
+
+def test_delete_of_a_running_job_cancels_it_and_leaves_nothing(lifecycle):
+    svc, root = lifecycle, Path(lifecycle.tmp) / "storage"
+    job_id = svc.api.post("/animations", json=job_body(steps=400, transition_frames=1)).json()["id"]
+    svc.wait_for_job(job_id, lambda j: j["status"] == "running" and j["stage"] not in (None, "loading"))
+    assert svc.api.delete(f"/animations/{job_id}").status_code == 204
+    assert svc.api.get(f"/animations/{job_id}").status_code == 404
+    # The worker sees the cancel and stops; it uploads nothing, and its stub is removed or bare.
+    _wait(lambda: "job canceled" in svc.log_tail(400), 30, "the worker did not stop the deleted job")
+    time.sleep(2.5)  # one retention pass
+    assert _files(root, job_id) == []
+
+
+def test_inputs_are_deleted_when_the_job_ends_and_outputs_after_their_retention(lifecycle):
+    import os
+
+    svc, root = lifecycle, Path(lifecycle.tmp) / "storage"
+    job = succeeded(svc)
+    job_id = job["id"]
+    _wait(lambda: not (root / "inputs" / job_id).exists(), 10, "inputs kept after the job ended")
+    assert (root / "outputs" / job_id / "animation.mp4").exists()
+    old = time.time() - 61  # the outputs age past OUTPUT_RETENTION_S=60
+    for path in (root / "outputs" / job_id).iterdir():
+        os.utime(path, (old, old))
+    _wait(lambda: not (root / "outputs" / job_id).exists(), 10, "outputs kept past their retention")
+
+
+def test_delete_removes_inputs_and_outputs_from_s3(tmp_path: Path):
+    import httpx
+
+    from tests.support.stack import BUCKET
+
+    with running_service(tmp_path, **NOOP) as svc:
+        job = succeeded(svc)
+        job_id, link = job["id"], job["output"]["video_url"]
+
+        def objects() -> list[str]:
+            listing = svc.s3().list_objects_v2(Bucket=BUCKET)
+            return [o["Key"] for o in listing.get("Contents", []) if job_id in o["Key"]]
+
+        assert f"it/outputs/{job_id}/animation.mp4" in objects()
+        assert httpx.get(link).status_code == 200
+        assert svc.api.delete(f"/animations/{job_id}").status_code == 204
+        assert objects() == []
+        assert httpx.get(link).status_code in (403, 404)  # the presigned link finds nothing
+        assert svc.api.get(f"/animations/{job_id}").status_code == 404
+        assert svc.api.delete(f"/animations/{job_id}").status_code == 204
