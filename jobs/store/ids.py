@@ -4,29 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 import time
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
-_last_id = 0
-_id_lock = threading.Lock()
-
-
 def new_job_id(now: float | None = None) -> str:
-    """``anim_`` + a ULID: 48-bit millisecond time + 80 random bits, Crockford base32 (sorts by time).
+    """``anim_`` + a ULID: 48-bit millisecond time + 80 fresh random bits, Crockford base32 (sorts by
+    time, to the millisecond).
 
-    Monotonic within a process (ULID spec): a second id in the same millisecond is the previous one
-    plus one, so listings keep submission order.
+    Not the ULID spec's monotonic mode: that makes a second id in the same millisecond the previous
+    one plus one, so a neighbour's job id (and its storage keys) could be guessed from one's own.
+    Jobs created within one millisecond list in random order.
     """
-    global _last_id
     ms = int((time.time() if now is None else now) * 1000)
-    with _id_lock:
-        value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
-        if value >> 80 == _last_id >> 80 and value <= _last_id:
-            value = _last_id + 1
-        _last_id = value
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
     chars = []
     for _ in range(26):
         chars.append(_CROCKFORD[value & 31])

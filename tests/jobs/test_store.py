@@ -21,6 +21,15 @@ def make(store: JobStore, owner="key_a", **kw) -> JobRecord:
     return record
 
 
+def test_job_ids_in_the_same_millisecond_are_not_guessable_from_each_other():
+    # Monotonic ULIDs made a neighbour's id (and storage keys) one's own plus one (issue 10).
+    ids = [new_job_id(now=1000.0) for _ in range(200)]
+    assert len(set(ids)) == 200 and len({i[5:15] for i in ids}) == 1  # one time prefix
+    assert ids != sorted(ids)  # random order within the millisecond: no increment
+    decoded = ["".join(i[15:]) for i in ids]
+    assert len({d[-4:] for d in decoded}) > 150, "the tail is fresh randomness, not a counter"
+
+
 def test_job_ids_are_unique_and_sort_by_creation_time():
     ids = [new_job_id(now=1000.0 + i) for i in range(50)]
     assert (
@@ -173,8 +182,10 @@ def test_idempotency_release_only_by_the_claimer(store):
 
 
 def test_listing_is_newest_first_with_a_cursor_and_skips_expired_jobs(store):
-    jobs = [make(store) for _ in range(5)]
-    time.sleep(0.002)
+    jobs = []
+    for _ in range(5):  # ids sort by creation time to the millisecond (random within one)
+        jobs.append(make(store))
+        time.sleep(0.002)
     store.r.delete(store.job_key(jobs[2].id))  # as if its TTL ran out
     page1, cursor = store.list_owned("key_a", 2)
     page2, cursor2 = store.list_owned("key_a", 2, cursor)
