@@ -79,12 +79,29 @@ def _celery_command(queue: str, concurrency: int, loglevel: str) -> list[str]:
     ]
 
 
-def _serve_metrics(port: int) -> None:
+def _serve_metrics(port: int, host: str = "127.0.0.1") -> None:
     from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
-    start_http_server(port, addr="0.0.0.0", registry=registry)
+    # POSEANIMATE_WORKER_METRICS_HOST: loopback unless a scraper must reach it (containers: 0.0.0.0).
+    start_http_server(port, addr=host, registry=registry)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_supervisor() -> None:
+    """In each consumer, before exec: SIGTERM it (a warm shutdown) when the supervisor dies, even by
+    SIGKILL, so no orphaned consumer goes on taking jobs. Consumers stay in the supervisor's process
+    group, so signalling the group (`make down`, an orchestrator) reaches them and their pool too."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the process group is the only tie
+        pass
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -107,13 +124,17 @@ def _worker(args: argparse.Namespace) -> int:
         args.metrics_port if args.metrics_port is not None else settings.worker_metrics_port + (args.gpu or 0)
     )
     if port:
-        _serve_metrics(port)
+        _serve_metrics(port, settings.worker_metrics_host)
 
     children: list[subprocess.Popen[bytes]] = []
     for queue in queues:
         child_env = dict(env, POSEANIMATE_PRELOAD_MODEL="true" if queue == "gpu" else "false")
         children.append(
-            subprocess.Popen(_celery_command(queue, args.io_concurrency, args.loglevel), env=child_env)
+            subprocess.Popen(
+                _celery_command(queue, args.io_concurrency, args.loglevel),
+                env=child_env,
+                preexec_fn=_die_with_supervisor,  # noqa: PLW1509 (no threads exist yet)
+            )
         )
 
     def forward(signum: int, _: Any) -> None:
@@ -181,13 +202,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     try:
         from cli.engine_commands import add_engine_commands
+        from cli.eval_commands import add_eval_commands
         from cli.poses_commands import add_poses_commands
         from cli.random_model_commands import add_random_model_commands
     except ImportError:
-        for name in (*ENGINE_COMMANDS, "poses", "make-random-model"):
+        for name in (*ENGINE_COMMANDS, "poses", "make-random-model", "eval"):
             sub.add_parser(name, help="(needs the engine extras)").set_defaults(func=_engine_stub)
     else:
         add_engine_commands(sub)
+        add_eval_commands(sub)
         add_poses_commands(sub)
         add_random_model_commands(sub)
     return parser
