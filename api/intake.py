@@ -7,8 +7,10 @@ and normalised to the compact form, and every parameter is bounded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +27,7 @@ from jobs.contract import AnimationCreate, AnimationParams
 from jobs.images import CheckedImage, check_image, check_mask, decode_data_uri
 from jobs.limits import ServiceLimits, check_params
 from jobs.settings import Settings
-from jobs.ssrf import Resolver, fetch_bytes, system_resolver, vet_url
+from jobs.ssrf import FetchError, Resolver, UnsafeURLError, fetch_bytes, system_resolver, vet_url
 from jobs.submission import ValidatedJob
 
 FILE_FIELDS = ("image", "poses", "source_pose", "mask")
@@ -91,7 +93,7 @@ async def read_submission(request: Request, settings: Settings) -> Submission:
             if name in LIST_FIELDS:
                 items = [part.strip() for text in texts for part in text.split(",")]
                 form_fields[name] = [item for item in items if item]
-            elif texts and texts[0] != "":
+            elif texts and (texts[0] != "" or name == "prompt"):  # an empty prompt is prompt_blank
                 form_fields[name] = texts[0]
         await form.close()
         for name in ("poses", "source_pose"):
@@ -113,19 +115,35 @@ def _load_image_bytes(
     if ref == UPLOADED and upload is not None:
         return upload
     if ref.startswith("data:"):
-        return decode_data_uri(ref, max_bytes=settings.max_image_bytes)
+        return decode_data_uri(ref, max_bytes=settings.max_image_bytes, what=what)
     if ref.lower().startswith(("http://", "https://")):
-        return fetch_bytes(
-            ref,
-            max_bytes=settings.max_image_bytes,
-            timeout_s=settings.url_fetch_timeout_s,
-            allow_private=settings.allow_private_urls,
-            max_redirects=settings.url_max_redirects,
-            resolver=resolver,
-        )
+        with naming_url_errors(what):
+            return fetch_bytes(
+                ref,
+                max_bytes=settings.max_image_bytes,
+                timeout_s=settings.url_fetch_timeout_s,
+                allow_private=settings.allow_private_urls,
+                max_redirects=settings.url_max_redirects,
+                resolver=resolver,
+            )
     raise ApiError(
         422, f"{what}_reference_invalid", f"{what} must be an uploaded file, an http(s) URL or a data URI"
     )
+
+
+@contextlib.contextmanager
+def naming_url_errors(field_name: str) -> Iterator[None]:
+    """URL refusals say which field's URL (``image``, ``mask``, ``webhook_url``) and, for a private
+    address, which setting allows it in development."""
+    try:
+        yield
+    except (UnsafeURLError, FetchError) as exc:
+        message = f"{field_name}: {exc.message}"
+        if exc.code == "url_address_not_allowed":
+            message += " (for local development only: POSEANIMATE_ALLOW_PRIVATE_URLS=true)"
+        exc.message = message
+        exc.args = (message,)
+        raise
 
 
 def _json_value(value: Any, settings: Settings) -> Any:
@@ -153,7 +171,8 @@ def validate_submission(
     if req.source_pose is not None:
         source_pose = normalize_source_pose(_json_value(req.source_pose, settings))
     if req.webhook_url:
-        vet_url(req.webhook_url, allow_private=settings.allow_private_urls, resolver=resolver)
+        with naming_url_errors("webhook_url"):
+            vet_url(req.webhook_url, allow_private=settings.allow_private_urls, resolver=resolver)
     image: CheckedImage = check_image(
         _load_image_bytes(req.image, sub.files.get("image"), settings, resolver, "image"),
         max_bytes=settings.max_image_bytes,

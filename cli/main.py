@@ -200,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     work.set_defaults(func=_worker)
 
+    from cli.submit_commands import add_submit_commands  # torch-free: always there
+
+    add_submit_commands(sub)
+
     try:
         from cli.engine_commands import add_engine_commands
         from cli.eval_commands import add_eval_commands

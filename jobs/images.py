@@ -58,18 +58,28 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def decode_data_uri(uri: str, *, max_bytes: int) -> bytes:
+def decode_data_uri(uri: str, *, max_bytes: int, what: str = "image") -> bytes:
     match = _DATA_URI.match(uri)
-    if not match or not match.group("b64"):
-        raise ImageValidationError("image_data_uri_invalid", "data URI must be data:<mime>;base64,<data>")
+    if not match:
+        raise ImageValidationError(
+            "image_data_uri_invalid", f"{what}: a data URI looks like data:image/png;base64,<data>"
+        )
+    if not match.group("b64"):
+        raise ImageValidationError(
+            "image_data_uri_invalid",
+            f"{what}: the data URI must be base64-encoded (data:<mime>;base64,<data>)",
+        )
     payload = uri[match.end() :]
     # base64 inflates by 4/3; refuse before decoding a payload that cannot fit.
     if len(payload) > (max_bytes * 4) // 3 + 8:
-        raise ImageValidationError("image_too_large", f"image is larger than {max_bytes} bytes", status=413)
+        raise ImageValidationError("image_too_large", f"{what} is larger than {max_bytes} bytes", status=413)
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise ImageValidationError("image_data_uri_invalid", "data URI payload is not valid base64") from exc
+        raise ImageValidationError(
+            "image_data_uri_invalid",
+            f"{what}: the data URI's payload is not valid base64 ({exc}; standard alphabet, padded, no line breaks)",
+        ) from exc
 
 
 def check_image(

@@ -397,7 +397,8 @@ class JobRunner:
             log.exception("recording job metrics failed")
 
     def _finish_canceled(self, job_id: str) -> RunOutcome:
-        outcome, _ = self.store.transition(job_id, JobStatus.CANCELED, stage=Stage.DONE.value)
+        # The stage stays where the job stopped: `done` is for a job that finished its work.
+        outcome, _ = self.store.transition(job_id, JobStatus.CANCELED)
         if outcome is not TransitionOutcome.OK:
             return RunOutcome.SKIPPED
         return self._after_cancel(job_id)

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import (
@@ -39,6 +40,18 @@ _JOB_ID = re.compile(JOB_ID_PATTERN)
 MAX_PREFER_WAIT_S = 60
 IDEMPOTENCY_WAIT_S = 10.0
 _WAIT = re.compile(r"(?:^|[\s,;])wait=(\d+)")
+
+
+class ListQuery(BaseModel):
+    """``GET /animations`` query; an unknown parameter is refused, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(
+        default=None, pattern=JOB_ID_PATTERN, description="next_cursor of the previous page"
+    )
+    status: JobStatus | None = Field(default=None, description="only jobs in this status")
 
 
 def snapshot_of(services: Services, record: JobRecord) -> JobSnapshot:
@@ -267,15 +280,9 @@ async def get_animation(
     "", response_model=JobList, summary="List your jobs, newest first", responses=problems(401, 422, 429)
 )
 def list_animations(
-    request: Request,
-    services: ServicesDep,
-    owner: Owner,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[
-        str | None, Query(pattern=r"^anim_[0-9A-Z]{26}$", description="next_cursor of the previous page")
-    ] = None,
+    request: Request, services: ServicesDep, owner: Owner, query: Annotated[ListQuery, Query()]
 ) -> JobList:
-    records, next_cursor = services.store.list_owned(owner, limit, cursor)
+    records, next_cursor = services.store.list_owned(owner, query.limit, query.cursor, query.status)
     return JobList(data=[view_of(services, request, r) for r in records], next_cursor=next_cursor)
 
 

@@ -123,9 +123,10 @@ class JobStore(JobLocks, RateLimits, Submissions):
         return record if record is not None and record.owner == owner else None
 
     def list_owned(
-        self, owner: str, limit: int, cursor: str | None = None
+        self, owner: str, limit: int, cursor: str | None = None, status: JobStatus | None = None
     ) -> tuple[list[JobRecord], str | None]:
-        """Newest first, ``limit`` per page; the cursor is the last id of the previous page."""
+        """Newest first, ``limit`` per page (only jobs in ``status`` when given); the cursor is the
+        last id of the previous page."""
         start = f"({cursor}" if cursor else "+"
         records: list[JobRecord] = []
         while len(records) < limit:
@@ -137,6 +138,8 @@ class JobStore(JobLocks, RateLimits, Submissions):
                 record = self.get(job_id)
                 if record is None:
                     stale.append(job_id)  # expired by TTL: drop it from the index lazily
+                    continue
+                if status is not None and record.status is not status:
                     continue
                 records.append(record)
                 if len(records) == limit:
@@ -249,7 +252,6 @@ class JobStore(JobLocks, RateLimits, Submissions):
             JobStatus.FAILED,
             error_code=str(code),
             error_message=message[:500],
-            stage=Stage.DONE.value,
         )
 
     def update_progress(

@@ -239,3 +239,21 @@ def test_sse_streams_progress_until_terminal(client):
 @pytest.mark.parametrize("path", ["/animations/anim_nope", "/animations/../../etc/passwd"])
 def test_malformed_job_ids_are_refused(client, path):
     assert client.get(path).status_code in (404, 422)
+
+
+def test_listing_filters_by_status_and_refuses_unknown_parameters(client):
+    ids = [client.post("/animations", json=job_body()).json()["id"] for _ in range(3)]
+    client.post(f"/animations/{ids[1]}/cancel")
+    canceled = client.get("/animations?status=canceled").json()["data"]
+    assert [j["id"] for j in canceled] == [ids[1]]
+    assert {j["id"] for j in client.get("/animations?status=queued").json()["data"]} == {ids[0], ids[2]}
+    assert client.get("/animations?status=succeeded").json()["data"] == []
+    for bad in ("?stauts=canceled", "?status=exploded", "?limit=0"):
+        r = client.get("/animations" + bad)
+        assert r.status_code == 422 and r.json()["code"] == "validation_error", bad
+
+
+def test_a_canceled_job_does_not_claim_stage_done(client):
+    job_id = client.post("/animations", json=job_body()).json()["id"]
+    job = client.post(f"/animations/{job_id}/cancel").json()
+    assert job["status"] == "canceled" and job["stage"] != "done"

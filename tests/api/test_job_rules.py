@@ -139,3 +139,27 @@ def test_multipart_refuses_the_same_inputs(client):
     )
     assert r.status_code == 422 and r.json()["code"] in ("pose_keypoint_count", "image_too_small")
     nothing_enqueued(client)
+
+
+def test_error_texts_say_what_is_wrong(client):
+    r = client.post("/animations", files={"image": ("a.png", png_bytes(), "image/png")}, data={
+        "poses": '{"width": 512, "height": 512, "frames": []}', "prompt": ""})  # fmt: skip
+    assert r.json()["code"] in ("prompt_blank", "pose_frame_count") and "Field required" not in r.text
+    r = client.post(
+        "/animations",
+        files={"image": ("a.png", png_bytes(), "image/png")},
+        data={"poses": __import__("json").dumps(EXAMPLE_POSES), "prompt": ""},
+    )
+    assert_problem(r, 422, "prompt_blank")
+    r = client.post("/animations", json=job_body(image="data:image/png;base64,iVBOR!!"))
+    assert_problem(r, 422, "image_data_uri_invalid")
+    assert "not valid base64" in r.json()["detail"] and r.json()["detail"].startswith("image:")
+    r = client.post("/animations", json=job_body(mask="data:image/png;base64,%%%"))
+    assert r.json()["detail"].startswith("mask:")
+    r = client.post("/animations", json=job_body(webhook_url="http://127.0.0.1:9/hook"))
+    assert_problem(r, 422, "url_address_not_allowed")
+    assert (
+        r.json()["detail"].startswith("webhook_url:")
+        and "POSEANIMATE_ALLOW_PRIVATE_URLS" in r.json()["detail"]
+    )
+    nothing_enqueued(client)

@@ -5,9 +5,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from jobs.contract import EXAMPLE_POSES
 from engine.poseformat import PoseError as PoseValidationError
 from engine.poseformat import normalize_poses, normalize_source_pose, parse_pose_json
+from jobs.contract import EXAMPLE_POSES
 from tests.support.strategies import json_values
 
 FRAME = EXAMPLE_POSES["frames"][0]
