@@ -91,17 +91,18 @@ def _serve_metrics(port: int, host: str = "127.0.0.1") -> None:
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_supervisor() -> None:
-    """In each consumer, before exec: SIGTERM it (a warm shutdown) when the supervisor dies, even by
+def _die_with_supervisor() -> Any:
+    """A preexec_fn for each consumer: SIGTERM it (a warm shutdown) when the supervisor dies, even by
     SIGKILL, so no orphaned consumer goes on taking jobs. Consumers stay in the supervisor's process
-    group, so signalling the group (`make down`, an orchestrator) reaches them and their pool too."""
+    group, so signalling the group (`make down`, an orchestrator) reaches them and their pool too.
+    libc is resolved here, in the parent: the child between fork and exec only makes the call."""
     import ctypes
 
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):  # not Linux: the process group is the only tie
-        pass
+        return None
+    return lambda: prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -127,13 +128,14 @@ def _worker(args: argparse.Namespace) -> int:
         _serve_metrics(port, settings.worker_metrics_host)
 
     children: list[subprocess.Popen[bytes]] = []
+    die_with_supervisor = _die_with_supervisor()
     for queue in queues:
         child_env = dict(env, POSEANIMATE_PRELOAD_MODEL="true" if queue == "gpu" else "false")
         children.append(
             subprocess.Popen(
                 _celery_command(queue, args.io_concurrency, args.loglevel),
                 env=child_env,
-                preexec_fn=_die_with_supervisor,  # noqa: PLW1509 (no threads exist yet)
+                preexec_fn=die_with_supervisor,
             )
         )
 

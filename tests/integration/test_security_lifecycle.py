@@ -291,3 +291,66 @@ def test_delete_removes_inputs_and_outputs_from_s3(tmp_path: Path):
         assert httpx.get(link).status_code in (403, 404)  # the presigned link finds nothing
         assert svc.api.get(f"/animations/{job_id}").status_code == 404
         assert svc.api.delete(f"/animations/{job_id}").status_code == 204
+
+
+# --------------------------------------------------------------------------------------------
+# 3 and 4. The worker: consumers die with their supervisor; /metrics on loopback unless configured
+# --------------------------------------------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _listen_addresses(port: int) -> set[str]:
+    """Local addresses of the LISTEN sockets on ``port`` (from /proc/net/tcp, hex little-endian)."""
+    import socket
+    import struct
+
+    out = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hexport = local.split(":")
+        if state == "0A" and int(hexport, 16) == port:
+            out.add(socket.inet_ntoa(struct.pack("<I", int(address, 16))))
+    return out
+
+
+def test_worker_metrics_listen_on_loopback_by_default_and_on_the_configured_address(tmp_path: Path):
+    from tests.support.servers import free_port, worker_process
+    from tests.support.stack import process_env
+
+    with running_service(tmp_path, worker=False, **NOOP) as svc:
+        for host, expected in ((None, {"127.0.0.1"}), ("0.0.0.0", {"0.0.0.0"})):
+            env = dict(svc.env, **({"POSEANIMATE_WORKER_METRICS_HOST": host} if host else {}))
+            port = free_port()
+            with worker_process(process_env(env), tmp_path, name=f"w{port}", queues="io", metrics_port=port):
+                assert _listen_addresses(port) == expected
+
+
+def test_sigkill_of_the_worker_supervisor_takes_its_consumers_with_it(tmp_path: Path):
+    import os
+    import signal
+
+    with running_service(tmp_path, **NOOP) as svc:
+        succeeded(svc)  # the consumers are up and serving
+        supervisor = svc.worker.proc
+        consumers = _children(supervisor.pid)
+        assert len(consumers) == 2, consumers  # gpu + io
+        os.kill(supervisor.pid, signal.SIGKILL)  # the supervisor only, not its group
+        supervisor.wait(5)
+        _wait(lambda: not any(_alive(c) for c in consumers), 15, "consumers outlived their supervisor")
