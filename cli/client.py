@@ -1,0 +1,470 @@
+"""A Python client of the public HTTP API: ``PoseAnimateClient`` (sync) and ``AsyncPoseAnimateClient``.
+
+Typed with the contract's models (``Job``, ``JobList``, ``ProgressEvent``, ``Problem``); torch-free
+(httpx and pydantic only). Errors are :class:`PoseAnimateError` with the problem's ``status``,
+``code``, ``title`` and ``detail``; 429 and 503 replies are retried after their ``Retry-After``
+(bounded: ``max_retries`` times, at most ``max_retry_wait_s`` per wait). ``create`` always sends an
+``Idempotency-Key`` (yours, or a fresh one), so a retried submission never makes a second job.
+
+    client = PoseAnimateClient("http://127.0.0.1:8000", api_key="...")
+    job = client.create(image="examples/astronaut.jpg", poses="examples/raise_arms.json",
+                        prompt="a photo of an astronaut", steps=20, size=256)
+    job = client.wait(job.id, on_progress=lambda e: print(e.stage, e.progress))
+    client.download(job, "result.mp4")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from jobs.contract import Job, JobList, JobStatus, Problem, ProgressEvent
+
+__all__ = ["AsyncPoseAnimateClient", "PoseAnimateClient", "PoseAnimateError"]
+
+RETRY_STATUSES = frozenset({429, 503})
+PARAMS = ("prompt", "subject_words", "steps", "guidance", "transition_frames", "fps", "size", "seed")
+ProgressCallback = Callable[[ProgressEvent], None]
+FileLike = str | Path | bytes
+
+
+class PoseAnimateError(Exception):
+    """A refused request (the server's problem+json) or a job that could not be followed."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        title: str,
+        detail: str | None = None,
+        *,
+        problem: Problem | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"{status} {code}: {detail or title}")
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail
+        self.problem = problem
+        self.retry_after = retry_after
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> PoseAnimateError:
+        retry = _retry_after(response)
+        try:
+            problem = Problem.model_validate(response.json())
+        except ValueError:
+            text = response.text[:300] or response.reason_phrase
+            return cls(response.status_code, f"http_{response.status_code}", text, None, retry_after=retry)
+        return cls(
+            response.status_code,
+            problem.code,
+            problem.title,
+            problem.detail,
+            problem=problem,
+            retry_after=retry,
+        )
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _read(value: FileLike, what: str) -> tuple[str, bytes]:
+    if isinstance(value, bytes):
+        return what, value
+    path = Path(value)
+    if not path.is_file():
+        raise ValueError(f"{what}: no such file: {path}")
+    return path.name, path.read_bytes()
+
+
+def _pose_part(value: FileLike | dict[str, Any] | list[Any], what: str) -> tuple[str, bytes, str]:
+    if isinstance(value, dict | list):
+        return f"{what}.json", json.dumps(value).encode(), "application/json"
+    name, data = _read(value, what)
+    return name, data, "application/json"
+
+
+def _form(
+    image: FileLike,
+    poses: FileLike | dict[str, Any] | list[Any] | None,
+    source_pose: FileLike | dict[str, Any] | None,
+    webhook_url: str | None,
+    webhook_events: list[str] | None,
+    params: dict[str, Any],
+) -> tuple[dict[str, str], dict[str, tuple[str, bytes, str]]]:
+    unknown = set(params) - set(PARAMS)
+    if unknown:
+        raise TypeError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    if "prompt" not in params or not params["prompt"]:
+        raise ValueError("prompt is required")
+    data: dict[str, str] = {}
+    for name, value in params.items():
+        if value is None:
+            continue
+        data[name] = ",".join(value) if isinstance(value, list | tuple) else str(value)
+    if webhook_url:
+        data["webhook_url"] = webhook_url
+    if webhook_events:
+        data["webhook_events"] = ",".join(webhook_events)
+    image_name, image_bytes = _read(image, "image")
+    files = {"image": (image_name, image_bytes, "application/octet-stream")}
+    if poses is not None:
+        files["poses"] = _pose_part(poses, "poses")
+    if source_pose is not None:
+        files["source_pose"] = _pose_part(source_pose, "source_pose")
+    return data, files
+
+
+def _sse_events(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    event, data = "message", ""
+    for line in lines:
+        if line == "":
+            if data:
+                yield event, json.loads(data)
+            event, data = "message", ""
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data += line[5:].strip()
+    if data:
+        yield event, json.loads(data)
+
+
+class _Base:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        max_retries: int = 4,
+        max_retry_wait_s: float = 30.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.max_retries = max_retries
+        self.max_retry_wait_s = max_retry_wait_s
+
+    def _wait_s(self, response: httpx.Response, attempt: int) -> float:
+        after = _retry_after(response)
+        return min(after if after is not None else 2.0**attempt * 0.5, self.max_retry_wait_s)
+
+    def _same_origin(self, url: str) -> bool:
+        a, b = urlsplit(url), urlsplit(self.base_url)
+        return not a.netloc or (a.scheme, a.netloc) == (b.scheme, b.netloc)
+
+
+class PoseAnimateClient(_Base):
+    """Synchronous client. ``transport`` (an httpx transport) is for tests."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        max_retries: int = 4,
+        max_retry_wait_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key, max_retries=max_retries, max_retry_wait_s=max_retry_wait_s)
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=self.headers, timeout=timeout, transport=transport
+        )
+
+    def __enter__(self) -> PoseAnimateClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        for attempt in range(self.max_retries + 1):
+            response = self._http.request(method, path, **kwargs)
+            if response.status_code in RETRY_STATUSES and attempt < self.max_retries:
+                time.sleep(self._wait_s(response, attempt))
+                continue
+            if response.is_error:
+                raise PoseAnimateError.from_response(response)
+            return response
+        raise AssertionError("unreachable")
+
+    def create(
+        self,
+        image: FileLike,
+        poses: FileLike | dict[str, Any] | list[Any] | None = None,
+        driving_video: str | Path | None = None,
+        *,
+        source_pose: FileLike | dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        webhook_url: str | None = None,
+        webhook_events: list[str] | None = None,
+        **params: Any,
+    ) -> Job:
+        """Submit a job (multipart). Give ``poses`` or ``driving_video`` (its poses are extracted
+        by the server's ``POST /poses`` first)."""
+        if (poses is None) == (driving_video is None):
+            raise ValueError("give exactly one of poses or driving_video")
+        if driving_video is not None:
+            poses = self.extract_poses(driving_video)
+        data, files = _form(image, poses, source_pose, webhook_url, webhook_events, params)
+        headers = {"Idempotency-Key": idempotency_key or f"client-{uuid.uuid4()}"}
+        reply = self._request("POST", "/animations", data=data, files=files, headers=headers)
+        return Job.model_validate(reply.json())
+
+    def extract_poses(self, video: str | Path) -> dict[str, Any]:
+        name, data = _read(video, "driving_video")
+        try:
+            reply = self._request("POST", "/poses", files={"video": (name, data, "video/mp4")})
+        except PoseAnimateError as exc:
+            if exc.status in (404, 405):
+                raise PoseAnimateError(
+                    exc.status, "poses_unsupported", "this server does not extract poses from videos"
+                ) from exc
+            raise
+        body = reply.json()
+        return body.get("poses", body) if isinstance(body, dict) else body
+
+    def get(self, job_id: str) -> Job:
+        return Job.model_validate(self._request("GET", f"/animations/{job_id}").json())
+
+    def list(self, status: str | None = None, limit: int = 20, cursor: str | None = None) -> JobList:
+        query: dict[str, Any] = {"limit": limit}
+        if status:
+            query["status"] = status
+        if cursor:
+            query["cursor"] = cursor
+        return JobList.model_validate(self._request("GET", "/animations", params=query).json())
+
+    def cancel(self, job_id: str) -> Job:
+        return Job.model_validate(self._request("POST", f"/animations/{job_id}/cancel").json())
+
+    def delete(self, job_id: str) -> None:
+        self._request("DELETE", f"/animations/{job_id}")
+
+    def events(self, job_id: str, timeout: float = 600.0) -> Iterator[ProgressEvent | Job]:
+        """The job's Server-Sent Events: ``ProgressEvent``s, then the final ``Job``."""
+        with self._http.stream(
+            "GET", f"/animations/{job_id}/events", timeout=httpx.Timeout(30.0, read=timeout)
+        ) as stream:
+            if stream.is_error:
+                stream.read()
+                raise PoseAnimateError.from_response(stream)
+            for kind, data in _sse_events(stream.iter_lines()):
+                yield Job.model_validate(data) if kind == "status" else ProgressEvent.model_validate(data)
+
+    def wait(
+        self,
+        job_id: str,
+        on_progress: ProgressCallback | None = None,
+        timeout: float = 900.0,
+        poll_interval: float = 1.0,
+    ) -> Job:
+        """Follow the job until it ends (SSE; polling if the stream fails) and return it."""
+        deadline = time.monotonic() + timeout
+        try:
+            for event in self.events(job_id, timeout=timeout):
+                if isinstance(event, Job):
+                    return event
+                if on_progress:
+                    on_progress(event)
+        except (httpx.TransportError, ValueError):
+            pass  # the stream broke or spoke nonsense: poll instead
+        except PoseAnimateError as exc:
+            if exc.status in (401, 403, 404):
+                raise
+        while True:
+            job = self.get(job_id)
+            if on_progress:
+                on_progress(
+                    ProgressEvent(id=job.id, status=job.status, stage=job.stage, progress=job.progress)
+                )
+            if job.status.is_terminal():
+                return job
+            if time.monotonic() > deadline:
+                raise PoseAnimateError(408, "wait_timeout", f"job {job_id} did not end in {timeout}s")
+            time.sleep(poll_interval)
+
+    def download(self, job: Job | str, path: str | Path, what: str = "video") -> Path:
+        """Save the job's output (``video`` or ``poster``) to ``path``."""
+        job = self.get(job) if isinstance(job, str) else job
+        if job.status is not JobStatus.SUCCEEDED or job.output is None:
+            raise PoseAnimateError(409, "no_output", f"job {job.id} has no output (status {job.status})")
+        url = getattr(job.output, f"{what}_url")
+        target = Path(path)
+        client = self._http if self._same_origin(url) else httpx.Client(timeout=self._http.timeout)
+        try:
+            with client.stream("GET", url) as reply:
+                if reply.is_error:
+                    reply.read()
+                    raise PoseAnimateError.from_response(reply)
+                with target.open("wb") as out:
+                    for chunk in reply.iter_bytes():
+                        out.write(chunk)
+        finally:
+            if client is not self._http:
+                client.close()
+        return target
+
+
+class AsyncPoseAnimateClient(_Base):
+    """The same API on ``httpx.AsyncClient``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        max_retries: int = 4,
+        max_retry_wait_s: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key, max_retries=max_retries, max_retry_wait_s=max_retry_wait_s)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=self.headers, timeout=timeout, transport=transport
+        )
+
+    async def __aenter__(self) -> AsyncPoseAnimateClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        for attempt in range(self.max_retries + 1):
+            response = await self._http.request(method, path, **kwargs)
+            if response.status_code in RETRY_STATUSES and attempt < self.max_retries:
+                await asyncio.sleep(self._wait_s(response, attempt))
+                continue
+            if response.is_error:
+                raise PoseAnimateError.from_response(response)
+            return response
+        raise AssertionError("unreachable")
+
+    async def create(
+        self,
+        image: FileLike,
+        poses: FileLike | dict[str, Any] | list[Any] | None = None,
+        driving_video: str | Path | None = None,
+        *,
+        source_pose: FileLike | dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        webhook_url: str | None = None,
+        webhook_events: list[str] | None = None,
+        **params: Any,
+    ) -> Job:
+        if (poses is None) == (driving_video is None):
+            raise ValueError("give exactly one of poses or driving_video")
+        if driving_video is not None:
+            name, data = _read(driving_video, "driving_video")
+            reply = await self._request("POST", "/poses", files={"video": (name, data, "video/mp4")})
+            body = reply.json()
+            poses = body.get("poses", body) if isinstance(body, dict) else body
+        form, files = _form(image, poses, source_pose, webhook_url, webhook_events, params)
+        headers = {"Idempotency-Key": idempotency_key or f"client-{uuid.uuid4()}"}
+        reply = await self._request("POST", "/animations", data=form, files=files, headers=headers)
+        return Job.model_validate(reply.json())
+
+    async def get(self, job_id: str) -> Job:
+        return Job.model_validate((await self._request("GET", f"/animations/{job_id}")).json())
+
+    async def list(self, status: str | None = None, limit: int = 20, cursor: str | None = None) -> JobList:
+        query: dict[str, Any] = {"limit": limit}
+        if status:
+            query["status"] = status
+        if cursor:
+            query["cursor"] = cursor
+        return JobList.model_validate((await self._request("GET", "/animations", params=query)).json())
+
+    async def cancel(self, job_id: str) -> Job:
+        return Job.model_validate((await self._request("POST", f"/animations/{job_id}/cancel")).json())
+
+    async def delete(self, job_id: str) -> None:
+        await self._request("DELETE", f"/animations/{job_id}")
+
+    async def events(self, job_id: str, timeout: float = 600.0) -> AsyncIterator[ProgressEvent | Job]:
+        async with self._http.stream(
+            "GET", f"/animations/{job_id}/events", timeout=httpx.Timeout(30.0, read=timeout)
+        ) as stream:
+            if stream.is_error:
+                await stream.aread()
+                raise PoseAnimateError.from_response(stream)
+            kind, data = "message", ""
+            async for line in stream.aiter_lines():
+                if line.startswith("event:"):
+                    kind = line[6:].strip()
+                elif line.startswith("data:"):
+                    data += line[5:].strip()
+                elif line == "" and data:
+                    payload = json.loads(data)
+                    event = Job if kind == "status" else ProgressEvent
+                    kind, data = "message", ""
+                    yield event.model_validate(payload)
+
+    async def wait(
+        self,
+        job_id: str,
+        on_progress: ProgressCallback | None = None,
+        timeout: float = 900.0,
+        poll_interval: float = 1.0,
+    ) -> Job:
+        deadline = time.monotonic() + timeout
+        try:
+            async for event in self.events(job_id, timeout=timeout):
+                if isinstance(event, Job):
+                    return event
+                if on_progress:
+                    on_progress(event)
+        except (httpx.TransportError, ValueError):
+            pass
+        except PoseAnimateError as exc:
+            if exc.status in (401, 403, 404):
+                raise
+        while True:
+            job = await self.get(job_id)
+            if on_progress:
+                on_progress(
+                    ProgressEvent(id=job.id, status=job.status, stage=job.stage, progress=job.progress)
+                )
+            if job.status.is_terminal():
+                return job
+            if time.monotonic() > deadline:
+                raise PoseAnimateError(408, "wait_timeout", f"job {job_id} did not end in {timeout}s")
+            await asyncio.sleep(poll_interval)
+
+    async def download(self, job: Job | str, path: str | Path, what: str = "video") -> Path:
+        job = await self.get(job) if isinstance(job, str) else job
+        if job.status is not JobStatus.SUCCEEDED or job.output is None:
+            raise PoseAnimateError(409, "no_output", f"job {job.id} has no output (status {job.status})")
+        url = getattr(job.output, f"{what}_url")
+        target = Path(path)
+        if self._same_origin(url):
+            reply = await self._http.get(url)
+        else:
+            async with httpx.AsyncClient(timeout=self._http.timeout) as plain:
+                reply = await plain.get(url)
+        if reply.is_error:
+            raise PoseAnimateError.from_response(reply)
+        target.write_bytes(reply.content)
+        return target

@@ -1,0 +1,157 @@
+"""``cli.client`` against the real stack (redis-server, moto S3, uvicorn API, ``poseanimate worker``
+with the noop backend), and its retry policy on a scripted transport."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import httpx
+import pytest
+
+from cli.client import AsyncPoseAnimateClient, PoseAnimateClient, PoseAnimateError
+from cli.main import main
+from jobs.contract import Job, JobList, JobStatus
+from tests.support.stack import API_KEY, Service, running_service
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = REPO / "examples/astronaut.jpg"
+POSES = REPO / "examples/raise_arms.json"
+SOURCE = REPO / "examples/astronaut_pose.json"
+SMALL = {"prompt": "a photo of an astronaut", "steps": 2, "size": 64, "fps": 4, "transition_frames": 1}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    with running_service(tmp_path_factory.mktemp("client"), animator="noop", noop_step_seconds="0.02") as svc:
+        yield svc
+
+
+@pytest.fixture
+def client(stack: Service) -> Iterator[PoseAnimateClient]:
+    with PoseAnimateClient(stack.api_url, API_KEY) as c:
+        yield c
+
+
+@pytest.mark.integration
+def test_create_wait_download_gives_a_decodable_mp4_and_reports_progress(client, tmp_path):
+    job = client.create(IMAGE, POSES, source_pose=SOURCE, **SMALL)
+    assert isinstance(job, Job) and job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+    seen = []
+    done = client.wait(job.id, on_progress=seen.append, timeout=60)
+    assert done.status is JobStatus.SUCCEEDED and done.output is not None
+    assert {"inverting", "sampling"} <= {e.stage for e in seen}
+    assert [e.progress for e in seen] == sorted(e.progress for e in seen) or len(seen) > 1
+    out = client.download(done, tmp_path / "result.mp4")  # presigned S3 link: another origin
+    with av.open(str(out)) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == done.num_frames == 1 + 1 + 14 and frames[0].width == 64
+
+
+@pytest.mark.integration
+def test_cancel_and_list_filtered_by_key(client, stack):
+    job = client.create(IMAGE, POSES, source_pose=SOURCE, **{**SMALL, "steps": 100})
+    canceled = client.cancel(job.id)
+    assert canceled.status is JobStatus.CANCELED or canceled.cancel_requested
+    final = client.wait(job.id, timeout=30)
+    assert final.status is JobStatus.CANCELED and final.output is None
+    listed = client.list(limit=50)
+    assert isinstance(listed, JobList) and job.id in {j.id for j in listed.data}
+    with PoseAnimateClient(stack.api_url, "sk-wrong") as other, pytest.raises(PoseAnimateError) as err:
+        other.list()
+    assert err.value.status == 401 and err.value.code
+
+
+@pytest.mark.integration
+def test_bad_input_raises_a_typed_error_with_the_problem_code(client):
+    with pytest.raises(PoseAnimateError) as err:
+        client.create(b"not an image", POSES, **SMALL)
+    assert err.value.status == 415 and err.value.code == "image_unsupported_format"
+    assert err.value.problem is not None and err.value.title
+    with pytest.raises(PoseAnimateError) as err:
+        client.get("anim_00000000000000000000000000")
+    assert err.value.status == 404 and err.value.code == "not_found"
+    unfinished = client.create(IMAGE, POSES, source_pose=SOURCE, **{**SMALL, "steps": 100})
+    with pytest.raises(PoseAnimateError) as err:
+        client.download(unfinished, "x.mp4")
+    assert err.value.code == "no_output"
+    client.cancel(unfinished.id)
+
+
+@pytest.mark.integration
+def test_async_client_follows_a_job_to_the_end(stack, tmp_path):
+    async def run() -> Job:
+        async with AsyncPoseAnimateClient(stack.api_url, API_KEY) as c:
+            job = await c.create(IMAGE, POSES, source_pose=SOURCE, **SMALL)
+            done = await c.wait(job.id, timeout=60)
+            await c.download(done, tmp_path / "a.mp4")
+            return done
+
+    done = asyncio.run(run())
+    assert done.status is JobStatus.SUCCEEDED and (tmp_path / "a.mp4").stat().st_size > 0
+
+
+@pytest.mark.integration
+def test_cli_submit_saves_the_mp4(stack, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("POSEANIMATE_API_KEY", API_KEY)
+    out = tmp_path / "cli.mp4"
+    code = main(
+        ["submit", "--api", stack.api_url, "--image", str(IMAGE), "--poses", str(POSES),
+         "--source-pose", str(SOURCE), "--prompt", "an astronaut", "--steps", "2", "--size", "64",
+         "--transition-frames", "1", "--out", str(out), "--no-progress"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.strip().startswith("anim_")
+    with av.open(io.BytesIO(out.read_bytes())) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+
+
+def test_cli_submit_without_a_key_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("POSEANIMATE_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    code = main(["submit", "--image", str(IMAGE), "--poses", str(POSES), "--prompt", "x"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no API key" in err and "Traceback" not in err
+
+
+def test_429_and_503_are_retried_after_retry_after_then_raised():
+    calls: list[float] = []
+    script = [
+        httpx.Response(
+            429, headers={"Retry-After": "0.2"}, json={"title": "t", "status": 429, "code": "rate_limited"}
+        ),
+        httpx.Response(
+            503, headers={"Retry-After": "0.1"}, json={"title": "t", "status": 503, "code": "unavailable"}
+        ),
+        httpx.Response(200, json={"data": [], "next_cursor": None}),
+    ]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(time.monotonic())
+        assert request.headers["authorization"] == "Bearer k"
+        return script.pop(0)
+
+    with PoseAnimateClient("http://api.test", "k", transport=httpx.MockTransport(handler)) as c:
+        assert c.list().data == []
+    assert len(calls) == 3 and calls[1] - calls[0] >= 0.2 and calls[2] - calls[1] >= 0.1
+
+    always = httpx.MockTransport(
+        lambda r: httpx.Response(
+            429,
+            headers={"Retry-After": "999"},
+            json={"title": "slow down", "status": 429, "code": "rate_limited"},
+        )
+    )
+    with PoseAnimateClient(
+        "http://api.test", "k", transport=always, max_retries=2, max_retry_wait_s=0.05
+    ) as c:
+        started = time.monotonic()
+        with pytest.raises(PoseAnimateError) as err:
+            c.get("anim_x")
+    assert (
+        err.value.code == "rate_limited" and err.value.retry_after == 999 and time.monotonic() - started < 1
+    )
