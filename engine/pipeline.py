@@ -148,8 +148,11 @@ class PoseAnimator:
         if dtype is None:
             dtype = torch.float16 if device.type == "cuda" else torch.float32
         base = str(base)
-        if controlnet is None:
-            controlnet = str(Path(base) / "controlnet")
+        own = Path(base) / "controlnet"
+        if controlnet is None or (controlnet == DEFAULT_CONTROLNET and (own / "config.json").is_file()):
+            # A local pipeline directory with its own controlnet/ (what make-tiny-model and
+            # make-random-model write) uses it rather than reaching for the hub's default.
+            controlnet = str(own)
         common = {
             "local_files_only": local_files_only,
             "cache_dir": None if cache_dir is None else str(cache_dir),
