@@ -111,11 +111,16 @@ def stop(proc: Proc, timeout: float) -> None:
     """SIGTERM to the process we started (a warm shutdown: ``poseanimate worker`` passes it on to
     its Celery consumers, which finish or requeue the running job), then SIGKILL to its whole
     process group after ``timeout``. Signalling the group at once would also hit Celery's pool
-    child directly and abort the job instead of letting it finish."""
-    if not alive(proc):
+    child directly and abort the job instead of letting it finish. If the process we started is
+    already gone but members of its group remain (a SIGKILLed supervisor's consumers), the group
+    gets the SIGTERM."""
+    if not alive(proc) and not _group_alive(proc.pid):
         return
     try:
-        os.kill(proc.pid, signal.SIGTERM)
+        if alive(proc):
+            os.kill(proc.pid, signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
@@ -390,18 +395,27 @@ def up(args: argparse.Namespace) -> int:
     run_dir: Path = args.run_dir
     logs = run_dir / "logs"
     state = load_state(run_dir)
-    if state and any(alive(p) for p in state["procs"]):
+    if state and state["procs"] and all(alive(p) for p in state["procs"]):
         say(f"already running (state in {run_dir / STATE}); `make down` first to restart.")
         print_banner(state)
         return 0
+    # A component that died is started again; the ones still running are kept.
+    kept: dict[str, Proc] = {}
+    for proc in state["procs"] if state else []:
+        if alive(proc):
+            kept[proc.name] = proc
+            say(f"{proc.name}: still running (pid {proc.pid}), kept")
+        else:
+            stop(proc, 5)  # what it left behind in its process group
+            say(f"{proc.name}: not running, starting it again")
     logs.mkdir(parents=True, exist_ok=True)
     python = sys.executable
     bin_dir = Path(python).parent
     poseanimate = str(bin_dir / "poseanimate") if (bin_dir / "poseanimate").exists() else None
     if poseanimate is None:
         return fail(f"no `poseanimate` console script next to {python}: run `make setup`")
-    for port, what in ((args.port, "API"), (args.metrics_port, "worker metrics")):
-        if not port_free(port):
+    for port, what, name in ((args.port, "API", "api"), (args.metrics_port, "worker metrics", "worker")):
+        if name not in kept and not port_free(port):
             return fail(f"port {port} ({what}) is taken: pass PORT=... / WORKER_METRICS_PORT=...")
 
     procs: list[Proc] = []
@@ -410,7 +424,9 @@ def up(args: argparse.Namespace) -> int:
         # 1. Redis
         configured = effective_settings(python, "redis_url", "api_keys", "link_signing_secret")
         redis_url = str(configured["redis_url"])
-        if redis_answers(redis_url):
+        if "redis" in kept:
+            procs.append(kept["redis"])
+        elif redis_answers(redis_url):
             say(f"redis:   using {redis_url} (already answers)")
         elif (urlsplit(redis_url).hostname or "") in LOOPBACK:
             say(f"redis:   nothing answers at {redis_url}: starting redis-server (data in {run_dir}/redis)")
@@ -463,14 +479,17 @@ def up(args: argparse.Namespace) -> int:
 
         # 4. API and worker (gpu + io consumers under one supervisor)
         procs.append(
-            spawn("api", [poseanimate, "serve", "--host", "127.0.0.1", "--port", str(args.port)], env, logs)
+            kept.get("api")
+            or spawn(
+                "api", [poseanimate, "serve", "--host", "127.0.0.1", "--port", str(args.port)], env, logs
+            )
         )
         save_state(run_dir, state)
         worker_argv = [poseanimate, "worker", "--queues", "gpu,io", "--metrics-port", str(args.metrics_port)]
         worker_argv += ["--shutdown-timeout", str(args.shutdown_timeout)]
         if gpu:
             worker_argv += ["--gpu", "0"]
-        procs.append(spawn("worker", worker_argv, env, logs))
+        procs.append(kept.get("worker") or spawn("worker", worker_argv, env, logs))
         state.update(
             api_url=api_url,
             api_key=api_key,
@@ -544,11 +563,15 @@ def down(args: argparse.Namespace) -> int:
         if alive(proc):
             say(f"stopping {proc.name} (pid {proc.pid})")
             stop(proc, args.timeout)
+        elif _group_alive(proc.pid):
+            say(f"{proc.name} (pid {proc.pid}) died but left processes in its group: stopping them")
+            stop(proc, args.timeout)
         else:
             say(f"{proc.name} (pid {proc.pid}) is not running")
-    left = [p for p in procs if alive(p)]
+    # Verify: nothing `up` started remains, the children of each process included (its group).
+    left = [p for p in procs if alive(p) or _group_alive(p.pid)]
     if left:
-        return fail("still running: " + ", ".join(f"{p.name} (pid {p.pid})" for p in left))
+        return fail("still running: " + ", ".join(f"{p.name} (process group {p.pid})" for p in left))
     (run_dir / STATE).unlink(missing_ok=True)
     say("stopped")
     return 0
