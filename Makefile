@@ -35,6 +35,12 @@ services:
 	    echo "installing redis-server (Debian package)"; \
 	    apt-get install -y -q redis-server >/dev/null || (apt-get update -q && apt-get install -y -q redis-server); \
 	  else echo "redis-server not found: install it (e.g. 'sudo apt-get install redis-server')"; exit 1; fi; }
+	@# The playground's browser tests drive Debian's chromium (never a downloaded browser); they skip without it.
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium (Debian package, for tests/browser)"; \
+	    apt-get install -y -q chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium); \
+	  else echo "chromium not found: tests/browser will skip (install it: 'sudo apt-get install chromium')"; fi; }
 
 test: setup services
 	$(PY) -m pytest -q

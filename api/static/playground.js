@@ -290,7 +290,7 @@
 
   $("scrubber").addEventListener("input", (ev) => { state.frame = +ev.target.value; state.playing = false; $("play").textContent = "▶"; drawPreview(); });
   $("play").addEventListener("click", () => { state.playing = !state.playing; $("play").textContent = state.playing ? "❚❚" : "▶"; });
-  ["size", "transition_frames"].forEach((id) => $(id).addEventListener("change", realign));
+  ["size", "transition_frames"].forEach((id) => $(id).addEventListener("input", realign));
   let lastTick = 0;
   function tick(now) {
     const fps = Math.max(1, intParam("fps", 8));

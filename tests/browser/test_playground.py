@@ -1,0 +1,180 @@
+"""The playground in a real browser (Debian's chromium driven by Playwright, never a downloaded
+browser) against the real stack: redis-server, the API under uvicorn, ``poseanimate worker`` with
+the noop backend, local storage (so the MP4 is served by the API's own ``/files`` links)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.support.stack import API_KEY, Service, running_service
+
+pytestmark = pytest.mark.integration
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is absent (make services installs Debian's chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (dev extra)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    tmp = tmp_path_factory.mktemp("browser")
+    with running_service(
+        tmp,
+        animator="noop",
+        noop_step_seconds="0.03",
+        storage_url=f"file://{tmp}/storage",
+        link_signing_secret="p" * 64,
+    ) as svc:
+        yield svc
+    shutil.rmtree(tmp / "storage", ignore_errors=True)
+
+
+class Page:
+    """A fresh page that records every request URL and every console error."""
+
+    def __init__(self, browser: Any, base: str) -> None:
+        self.base = base
+        self.page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def open(self, key: str | None = API_KEY) -> Any:
+        self.page.goto(self.base + "/")
+        self.page.wait_for_function("document.getElementById('example-select').options.length > 0")
+        if key is not None:
+            self.page.fill("#api-key", key)
+            self.page.click("#save-key")
+        return self.page
+
+    def foreign_requests(self) -> list[str]:
+        origin = urlsplit(self.base).netloc
+        return [
+            u for u in self.requests if not u.startswith(("blob:", "data:")) and urlsplit(u).netloc != origin
+        ]
+
+
+@pytest.fixture
+def page(browser: Any, stack: Service) -> Iterator[Page]:
+    p = Page(browser, stack.api_url)
+    yield p
+    p.page.close()
+
+
+def _prepare(page: Any, steps: int, size: int = 64) -> None:
+    page.click("#use-example-image")
+    page.wait_for_function("window.playground.state.sourcePose && window.playground.state.aligned")
+    page.fill("#steps", str(steps))
+    page.fill("#size", str(size))
+    page.fill("#transition_frames", "1")
+
+
+def test_submit_the_example_and_watch_it_become_a_playable_mp4(page):
+    p = page.open()
+    p.wait_for_selector("#key-state[data-state=ok]")
+    _prepare(p, steps=30)
+    # The skeleton preview draws the aligned poses over the image: the canvas is not blank.
+    lit = p.evaluate(
+        """() => { const c = document.getElementById('aligned-canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] + d[i+1] + d[i+2] > 60) n++; return n; }"""
+    )
+    assert lit > 1000
+    assert p.evaluate("window.playground.state.aligned.length") == 1 + 1 + 14
+    p.click("#submit")
+    p.wait_for_selector("#job:not([hidden])")
+    seen = set()
+    for _ in range(200):
+        seen.add(int(p.get_attribute("#progress", "aria-valuenow") or 0))
+        if p.text_content("#job-status") == "succeeded":
+            break
+        p.wait_for_timeout(50)
+    assert p.text_content("#job-status") == "succeeded"
+    assert len({v for v in seen if 0 < v < 100}) >= 3, seen  # the bar moved through the stages
+    assert p.get_attribute("#stages li[data-stage=sampling]", "class") == "done"
+    p.wait_for_selector("#result:not([hidden])")
+    p.wait_for_function("document.getElementById('result-video').readyState >= 2", timeout=15000)
+    duration = p.evaluate("document.getElementById('result-video').duration")
+    assert duration > 0  # Debian's chromium decodes the H.264 MP4 (16 frames at 8 fps = 2 s)
+    assert (
+        p.locator("#downloads a", has_text="Download MP4")
+        .get_attribute("href")
+        .startswith(page.base + "/files/")
+    )
+    p.wait_for_selector("#history-rows tr:has-text('succeeded')")
+    assert page.foreign_requests() == []
+    assert page.errors == []
+
+
+def test_cancel_a_running_job_from_the_page(page):
+    p = page.open()
+    _prepare(p, steps=100)
+    p.click("#submit")
+    p.wait_for_function(
+        "['running'].includes(document.getElementById('job-status').dataset.state)", timeout=20000
+    )
+    p.click("#cancel")
+    p.wait_for_function("document.getElementById('job-status').textContent === 'canceled'", timeout=20000)
+    assert p.is_hidden("#cancel") and p.is_hidden("#result")
+    assert page.foreign_requests() == [] and page.errors == []
+
+
+def test_a_wrong_key_shows_the_problem_title_and_detail(page):
+    p = page.open(key="sk-wrong")
+    p.wait_for_selector("#error:not([hidden])")
+    assert "401" in p.text_content("#error-title")
+    assert p.text_content("#error-detail").strip()
+    assert p.text_content("#key-state") == "key refused"
+    _prepare(p, steps=2)
+    p.click("#submit")
+    p.wait_for_function("document.getElementById('error-title').textContent.startsWith('Submit')")
+    assert p.is_visible("#error") and p.is_hidden("#job")
+    # The refused requests are the only console errors (chromium logs failed loads).
+    assert all("401" in e for e in page.errors), page.errors
+
+
+def test_a_server_refusal_shows_its_code(page):
+    p = page.open()
+    _prepare(p, steps=2)
+    p.fill("#size", "2000")  # over the server's limit: a 422 problem, shown with its code
+    p.evaluate("document.getElementById('size').removeAttribute('max')")
+    p.click("#submit")
+    p.wait_for_selector("#error:not([hidden])")
+    assert "422" in p.text_content("#error-title") and "code " in p.text_content("#error-meta")
+
+
+def test_docs_render_with_every_other_origin_blocked(browser, stack):
+    page = browser.new_page()
+    origin = urlsplit(stack.api_url).netloc
+    blocked: list[str] = []
+
+    def guard(route: Any) -> None:
+        if urlsplit(route.request.url).netloc == origin:
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", guard)
+    page.goto(stack.api_url + "/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=15000)
+    assert "PoseAnimate" in page.text_content(".swagger-ui .info .title")
+    assert page.locator(".opblock").count() > 3
+    assert blocked == []
+    page.close()
