@@ -136,6 +136,7 @@ def animate_command(args: argparse.Namespace) -> int:
     from engine import AnimateConfig, Pose, PoseAnimator, PoseSequence, rules
     from engine.loading import resolve_model
     from engine.masks import fit_mask
+    from engine.models import DEFAULT_BASE
     from engine.video import Mp4Writer, save_poster
 
     width, height = _parse_size(args.size)
@@ -180,6 +181,12 @@ def animate_command(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() != ".mp4":
         raise ValueError("--out must end in .mp4")
 
+    if args.device and args.device.startswith("cuda") and not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise ValueError(
+            f"--device {args.device}: this machine has no usable CUDA device (torch {torch.__version__}, "
+            f"{build}); use --device cpu, or install a CUDA build of torch on a GPU host"
+        )
     base, controlnet = resolve_model(args.model, args.controlnet, tiny_dir=args.tiny_dir)
     dtype = getattr(torch, args.dtype) if args.dtype else None
     try:
@@ -192,7 +199,14 @@ def animate_command(args: argparse.Namespace) -> int:
             compile=args.compile,
         )
     except OSError as exc:
-        raise ValueError(f"cannot load model {base!r} / {controlnet!r}: {str(exc).splitlines()[0]}") from None
+        hint = (
+            "; no weights here and no network? `--model tiny` runs a random-weight smoke test"
+            if args.model in (None, DEFAULT_BASE) or not Path(base).is_dir()
+            else ""
+        )
+        raise ValueError(
+            f"cannot load model {base!r} / {controlnet!r}: {str(exc).splitlines()[0]}{hint}"
+        ) from None
     if animator.model_info.get("random_weights"):
         print("note: tiny RANDOM-WEIGHT model: the video will be noise", file=sys.stderr)
 

@@ -178,6 +178,12 @@ def _engine_stub(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="poseanimate", description="PoseAnimate service and tools")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show third-party log output (absl, mediapipe, transformers)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP API (uvicorn)")
@@ -222,8 +228,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_third_party_logs() -> None:
+    """absl/mediapipe (C++ glog), TensorFlow Lite, transformers and diffusers print warnings and
+    progress a user cannot act on; keep them to errors unless ``--verbose``."""
+    import logging
+
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for name in ("absl", "mediapipe", "transformers", "diffusers", "huggingface_hub", "PIL"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        quiet_third_party_logs()
     try:
         return int(args.func(args))
     except ValueError as exc:  # a user error from an engine command: one line, no traceback

@@ -167,3 +167,27 @@ def test_the_cli_refuses_what_the_api_refuses_before_loading_a_model(tmp_path, c
     lines = [line for line in done.stderr.splitlines() if line.startswith("poseanimate: error:")]
     assert len(lines) == 1 and message in lines[0], done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "a.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--device", "cuda"], "no usable CUDA device"),
+        (["--model", "stable-diffusion-v1-5/stable-diffusion-v1-5"], "--model tiny"),
+    ],
+    ids=["cuda without cuda", "hub model offline"],
+)
+def test_machine_and_model_mistakes_print_one_line_with_a_way_out(tmp_path, extra, message):
+    import torch
+
+    if extra[0] == "--device" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    done = _poseanimate(
+        "animate", "--image", str(EXAMPLES / "astronaut.jpg"), "--poses", str(EXAMPLES / "raise_arms.json"),
+        "--source-pose", str(EXAMPLES / "astronaut_pose.json"), "--prompt", "an astronaut",
+        "--out", str(tmp_path / "a.mp4"), "--size", "64", *extra, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("poseanimate: error:")]
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
