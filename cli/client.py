@@ -239,8 +239,13 @@ class PoseAnimateClient(_Base):
                     exc.status, "poses_unsupported", "this server does not extract poses from videos"
                 ) from exc
             raise
-        body = reply.json()
-        return body.get("poses", body) if isinstance(body, dict) else body
+        body: Any = reply.json()
+        if not isinstance(body, dict):
+            raise PoseAnimateError(
+                reply.status_code, "bad_reply", "the server's pose reply is not a JSON object"
+            )
+        poses = body.get("poses", body)
+        return dict(poses) if isinstance(poses, dict) else body
 
     def get(self, job_id: str) -> Job:
         return Job.model_validate(self._request("GET", f"/animations/{job_id}").json())

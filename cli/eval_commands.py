@@ -21,7 +21,7 @@ from typing import Any
 from cli.engine_commands import DEFAULT_TINY_DIR, _open_image, _parse_size, _read
 
 METRICS = ("lpips", "clip_i", "fc", "we", "ssim", "psnr", "l1")
-VARIANTS = (
+VARIANTS: tuple[tuple[str, dict[str, bool]], ...] = (
     ("full", {}),
     ("w/o PACM", {"use_pacm": False}),
     ("w/o DCAM", {"use_dcam": False}),
