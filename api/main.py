@@ -22,6 +22,7 @@ from api.middleware import RequestContextMiddleware
 from api.openapi import install_openapi
 from api.routes import animations, deletion, files, playground, system
 from api.sweeper import lifespan as sweeper_lifespan
+from api.waiting import close_brokers
 from jobs.limits import ServiceLimits
 from jobs.queue import QueueClient, create_celery
 from jobs.settings import Settings, get_settings
@@ -52,6 +53,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         client, services.aredis = services.aredis, None
         await client.aclose()
+        await close_brokers()
 
 
 def create_app(settings: Settings | None = None, *, resolver: Resolver = system_resolver) -> FastAPI:

@@ -1,13 +1,19 @@
 """Following a job: wait for it to finish (``Prefer: wait``) or stream its events (SSE).
 
-Subscribes to the job's Redis pub/sub channel first, then reads the record, so no change slips
-between the two. Every published event is passed on (stage changes are always published); when the
-channel is quiet the record is re-read once a second, so a lost message (pub/sub is
-fire-and-forget, e.g. across a Redis restart) costs at most a second.
+One Redis pub/sub connection per API process (``EventBroker``: a pattern subscription to every
+job's events channel) fans the events out to all the streams and waits of that process, so a
+thousand followers cost one Redis client, not a thousand. A follower registers its queue first,
+then reads the record, so no change slips between the two. Every published event is passed on
+(stage changes are always published); when the channel is quiet the record is re-read once a
+second, so a lost message (pub/sub is fire-and-forget, e.g. across a Redis restart, while the
+broker reconnects) costs at most a second.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,7 +25,10 @@ from starlette.concurrency import run_in_threadpool
 from jobs.contract import ProgressEvent, Stage
 from jobs.store import JobRecord, JobStore
 
+log = logging.getLogger(__name__)
 POLL_S = 1.0
+QUEUE_SIZE = 64
+READY_WAIT_S = 2.0
 
 
 def snapshot(record: JobRecord) -> ProgressEvent:
@@ -27,16 +36,104 @@ def snapshot(record: JobRecord) -> ProgressEvent:
     return ProgressEvent(id=record.id, status=record.status, stage=stage, progress=record.progress)
 
 
+class EventBroker:
+    """One PubSub connection (``PSUBSCRIBE {prefix}:events:*``) dispatching to per-channel queues."""
+
+    def __init__(self, redis_url: str, pattern: str) -> None:
+        self.redis_url, self.pattern = redis_url, pattern
+        self.loop = asyncio.get_running_loop()
+        self.queues: dict[str, set[asyncio.Queue[str]]] = {}
+        self.ready = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def subscribe(self, channel: str) -> asyncio.Queue[str]:
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run(), name="sse-broker")
+        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=QUEUE_SIZE)
+        self.queues.setdefault(channel, set()).add(queue)
+        return queue
+
+    def unsubscribe(self, channel: str, queue: asyncio.Queue[str]) -> None:
+        followers = self.queues.get(channel)
+        if followers is not None:
+            followers.discard(queue)
+            if not followers:
+                del self.queues[channel]
+
+    def _dispatch(self, channel: str, data: str) -> None:
+        for queue in self.queues.get(channel, ()):
+            if queue.full():  # a slow follower loses its oldest event, not the newest
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait(data)
+
+    async def _run(self) -> None:
+        while True:
+            # Any: the installed redis stubs predate aclose().
+            client: Any = aioredis.Redis.from_url(
+                self.redis_url, decode_responses=True, socket_connect_timeout=3
+            )
+            pubsub: Any = client.pubsub()
+            try:
+                await pubsub.psubscribe(self.pattern)
+                while True:
+                    message = await pubsub.get_message(timeout=POLL_S)
+                    if message is None:
+                        continue
+                    if message["type"] == "psubscribe":
+                        self.ready.set()
+                    elif message["type"] == "pmessage":
+                        self._dispatch(message["channel"], message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis down: followers poll the record meanwhile
+                self.ready.clear()
+                log.warning("event broker lost Redis; reconnecting", extra={"error": type(exc).__name__})
+                await asyncio.sleep(0.5)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                    await client.aclose()
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+            self.task = None
+
+
+_brokers: dict[tuple[str, str], EventBroker] = {}
+
+
+def broker_for(redis_url: str, store: JobStore) -> EventBroker:
+    """The broker for this Redis and key prefix on the running event loop (one per API process;
+    a broker of a loop that is gone, e.g. between test clients, is replaced)."""
+    key = (redis_url, store.p)
+    broker = _brokers.get(key)
+    if broker is None or broker.loop is not asyncio.get_running_loop():
+        broker = _brokers[key] = EventBroker(redis_url, store.channel("*"))
+    return broker
+
+
+async def close_brokers() -> None:
+    """At shutdown (the app lifespan): close the brokers of this event loop."""
+    loop = asyncio.get_running_loop()
+    for key in [k for k, b in _brokers.items() if b.loop is loop]:
+        await _brokers.pop(key).close()
+
+
 async def follow(
     redis_url: str, store: JobStore, job_id: str, timeout_s: float
 ) -> AsyncIterator[ProgressEvent]:
     """Yield the job's events until one is terminal, the job is gone, or time is up."""
-    # Any: the installed redis stubs predate aclose().
-    client: Any = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_connect_timeout=3)
-    pubsub: Any = client.pubsub()
+    broker = broker_for(redis_url, store)
+    channel = store.channel(job_id)
+    queue = broker.subscribe(channel)
     deadline = time.monotonic() + timeout_s
     try:
-        await pubsub.subscribe(store.channel(job_id))
+        with contextlib.suppress(TimeoutError):  # not subscribed yet: the poll covers the gap
+            await asyncio.wait_for(broker.ready.wait(), READY_WAIT_S)
         last: ProgressEvent | None = None
         pending: ProgressEvent | None = None
         while True:
@@ -54,15 +151,16 @@ async def follow(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=min(POLL_S, remaining))
-            if message is not None:
-                try:
-                    pending = ProgressEvent.model_validate_json(message["data"])
-                except ValidationError:
-                    pending = None
+            try:
+                data = await asyncio.wait_for(queue.get(), min(POLL_S, remaining))
+            except TimeoutError:
+                continue
+            try:
+                pending = ProgressEvent.model_validate_json(data)
+            except ValidationError:
+                pending = None
     finally:
-        await pubsub.aclose()
-        await client.aclose()
+        broker.unsubscribe(channel, queue)
 
 
 async def wait_for_terminal(redis_url: str, store: JobStore, job_id: str, timeout_s: float) -> None:

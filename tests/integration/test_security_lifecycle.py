@@ -354,3 +354,60 @@ def test_sigkill_of_the_worker_supervisor_takes_its_consumers_with_it(tmp_path: 
         os.kill(supervisor.pid, signal.SIGKILL)  # the supervisor only, not its group
         supervisor.wait(5)
         _wait(lambda: not any(_alive(c) for c in consumers), 15, "consumers outlived their supervisor")
+
+
+# --------------------------------------------------------------------------------------------
+# 5. SSE: one Redis pub/sub connection per API process, however many streams
+# --------------------------------------------------------------------------------------------
+def _redis_clients(svc: Service) -> int:
+    import redis
+
+    with redis.Redis.from_url(svc.env["POSEANIMATE_REDIS_URL"]) as r:
+        return int(r.info("clients")["connected_clients"]) - 1  # not this probe
+
+
+def test_many_sse_streams_share_one_redis_connection(local):
+    import threading
+
+    import httpx
+
+    job_id = local.api.post("/animations", json=job_body(steps=600, transition_frames=1)).json()["id"]
+    local.wait_for_job(job_id, lambda j: j["status"] == "running")
+    first = threading.Event()
+    opened, stop = [], threading.Event()
+
+    def hold() -> None:
+        headers = dict(local.api.headers)
+        with (
+            httpx.Client(base_url=local.api_url, headers=headers, timeout=30) as client,
+            client.stream("GET", f"/animations/{job_id}/events") as reply,
+        ):
+            assert reply.status_code == 200
+            for line in reply.iter_lines():
+                if line.startswith("data:"):
+                    opened.append(1)
+                    first.set()
+                    break
+            stop.wait(30)
+
+    with (
+        httpx.Client(base_url=local.api_url, headers=dict(local.api.headers)) as warm,
+        warm.stream("GET", f"/animations/{job_id}/events") as reply,
+    ):
+        next(reply.iter_lines())  # the broker exists now (its one connection)
+    time.sleep(0.3)
+    before = _redis_clients(local)
+    threads = [threading.Thread(target=hold, daemon=True) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    try:
+        _wait(lambda: len(opened) == 50, 30, f"only {len(opened)} streams opened")
+        during = _redis_clients(local)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+        local.api.post(f"/animations/{job_id}/cancel")
+    # A stream no longer holds a connection (it was +1 per stream: +50 here). What remains is the
+    # store's pool for concurrent record reads, bounded by the thread pool, not by the streams.
+    assert during - before <= 12, f"Redis clients went from {before} to {during} for 50 streams"
