@@ -103,3 +103,27 @@ def test_cli_registers_make_random_model():
     assert args.command == "make-random-model" and args.arch == "sd15" and args.dtype == "float16"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["make-random-model", "--arch", "sdxl", "/tmp/x"])
+
+
+def test_gpu_benchmark_dry_run_plans_the_paper_setting_and_skips_cuda_levers_on_cpu():
+    import subprocess
+    import sys
+
+    from engine import AnimateConfig
+    from engine.cost import expected_evaluations
+
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu.py"), "--device", "cpu", "--dry-run"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    plan = json.loads(out.stdout)
+    main = plan["main"]
+    assert (main["size"], main["steps"], main["inner"], main["targets"]) == (512, 50, 5, 16)
+    config = AnimateConfig(transition_frames=main["transition"])
+    assert main["expected_evals"] == expected_evaluations(config, 16)
+    for lever in ("dtype", "compile", "frame_batch"):
+        assert plan["skipped"][lever] == "needs CUDA" and lever not in plan["levers"]
+    assert {"cache", "sdpa", "vae", "channels_last", "uncond_batching"} <= set(plan["levers"])

@@ -1,0 +1,772 @@
+"""One-call benchmark of the full-size architecture: the paper setting on the real SD-1.5 + OpenPose
+ControlNet shapes (random weights: speed and memory are the real model's), and the speed levers
+measured side by side in the same process.
+
+    python bench/gpu.py                                   # CUDA: 16 targets + 4 transition, 512², T=50, n=5
+    python bench/gpu.py --model DIR                       # a model dir (random or real weights)
+    .venv/bin/python bench/gpu.py --device cpu --size 128 --frames 2 --steps 2    # CPU smoke run
+    python bench/gpu.py --dry-run                         # the plan only (settings, predicted evaluations)
+
+Without ``--model`` the full-size random-weight model is built once into
+``$TMPDIR/poseanimate-bench-sd15`` (``engine.random_model``, ~35 s, ~2.8 GB float16).
+
+Prints, and writes as ``gpu.json`` and ``gpu.md`` under ``--out``: seconds per job and per stage,
+U-Net evaluations against ``engine.cost``, achieved TFLOP/s and the percentage of the GPU's dense
+peak (FLOPs from ``bench/cost_model.py``), peak memory, parameters per component, and the levers:
+
+  dtype            float16 vs bfloat16 job (CUDA)
+  sdpa             torch.profiler over a short job: which scaled-dot-product kernels ran (fused for
+                   MGDM's boolean masks or the math fallback?) and the top operators
+  channels_last    U-Net+ControlNet forward, NCHW vs NHWC (same process, same inputs)
+  uncond_batching  CFG's [uncond, cond] as one batch-2 call vs two batch-1 calls
+  frame_batch      automatic chunk vs fixed chunks (CUDA)
+  checkpointing    gradient checkpointing off vs on: time and peak memory (CUDA by default)
+  cache            a second job on the same avatar (inversion-cache hit) vs the first
+  cold_start       from_pretrained from local disk, and the first (warm-up) job
+  vae              VAE decode frames/s: plain vs slicing vs tiling
+  early_stop       how often inversion early stopping fires at the default threshold (the main job
+                   runs with it off, so its counts equal the cost model's upper bound)
+  compile          torch.compile of U-Net and ControlNet: compile-inclusive and steady job (CUDA; last,
+                   it changes the models in place)
+
+Lever jobs run at reduced settings (``--lever-steps``, ``--lever-frames``) to fit the time budget;
+ratios per evaluation do not depend on T. ``--budget-s`` skips the remaining levers once exceeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import gc
+import json
+import platform
+import resource
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from engine import AnimateConfig, MemoryInversionCache, Pose, PoseAnimator, PoseSequence  # noqa: E402
+from engine.cost import expected_evaluations  # noqa: E402
+
+LEVERS = (
+    "cold_start",
+    "cache",
+    "sdpa",
+    "early_stop",
+    "channels_last",
+    "uncond_batching",
+    "vae",
+    "dtype",
+    "frame_batch",
+    "checkpointing",
+    "compile",
+)
+CUDA_ONLY = {"dtype", "frame_batch", "compile"}
+CPU_DEFAULT_SKIP = {"checkpointing"}  # CPU-capable, but costly there: ask with --levers
+# Dense BF16/FP16 tensor-core peaks (no sparsity), vendors' datasheets; H200 = H100's compute.
+PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
+DEFAULT_MODEL_DIR = Path(tempfile.gettempdir()) / "poseanimate-bench-sd15"
+STAGES = ("inverting", "optimizing", "sampling", "encoding")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default=None, help="model dir (default: build the random sd15 one)")
+    parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=50, help="T (paper: 50)")
+    parser.add_argument("--inner", type=int, default=5, help="n inversion iterations per step (paper: 5)")
+    parser.add_argument("--frames", type=int, default=16, help="target poses M (paper: 16)")
+    parser.add_argument("--transition", type=int, default=4, help="PATA transition frames t")
+    parser.add_argument("--lever-steps", type=int, default=None, help="T of lever jobs (cuda 10, cpu 1)")
+    parser.add_argument(
+        "--lever-frames", type=int, default=None, help="targets of lever jobs (cuda: --frames, cpu 1)"
+    )
+    parser.add_argument(
+        "--levers", default="default", help="comma list, 'all', 'none' or 'default' (all the device allows)"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="repeats of component timings (best)")
+    parser.add_argument("--budget-s", type=float, default=450.0, help="skip levers after this many s")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument("--out", type=Path, default=Path("bench-gpu"), help="dir for gpu.json, gpu.md")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan; load nothing")
+    args = parser.parse_args(argv)
+    if args.device is None:
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    cuda = args.device.startswith("cuda")
+    if args.dtype is None:
+        args.dtype = "float16" if cuda else "float32"
+    if args.lever_steps is None:
+        args.lever_steps = min(args.steps, 10 if cuda else 1)
+    if args.lever_frames is None:
+        args.lever_frames = args.frames if cuda else 1
+    if args.levers == "default":
+        chosen = [lv for lv in LEVERS if cuda or lv not in CUDA_ONLY | CPU_DEFAULT_SKIP]
+    elif args.levers == "all":
+        chosen = list(LEVERS)
+    elif args.levers == "none":
+        chosen = []
+    else:
+        chosen = [lv.strip() for lv in args.levers.split(",") if lv.strip()]
+        unknown = sorted(set(chosen) - set(LEVERS))
+        if unknown:
+            parser.error(f"unknown lever(s) {', '.join(unknown)}; choose from {', '.join(LEVERS)}")
+    args.lever_list = chosen
+    return args
+
+
+def main_config(args: argparse.Namespace) -> AnimateConfig:
+    # early stopping off: the counts are then exactly the cost model's (its upper bound); the
+    # early_stop lever measures how often it fires at the default threshold
+    return AnimateConfig(
+        num_inference_steps=args.steps,
+        inversion_inner_steps=args.inner,
+        height=args.size,
+        width=args.size,
+        transition_frames=args.transition,
+        inversion_early_stop=0.0,
+    )
+
+
+def lever_config(args: argparse.Namespace) -> AnimateConfig:
+    cuda = args.device.startswith("cuda")
+    return main_config(args).replace(
+        num_inference_steps=args.lever_steps, transition_frames=args.transition if cuda else 0
+    )
+
+
+def plan(args: argparse.Namespace) -> dict:
+    cuda = args.device.startswith("cuda")
+    skipped = {}
+    for lv in LEVERS:
+        if lv in CUDA_ONLY and not cuda:
+            skipped[lv] = "needs CUDA"
+        elif lv not in args.lever_list:
+            skipped[lv] = "not selected (--levers)"
+    return {
+        "device": args.device,
+        "dtype": args.dtype,
+        "model": args.model or f"{DEFAULT_MODEL_DIR} (random sd15, built if missing)",
+        "main": {
+            "size": args.size,
+            "steps": args.steps,
+            "inner": args.inner,
+            "targets": args.frames,
+            "transition": args.transition,
+            "expected_evals": expected_evaluations(main_config(args), args.frames),
+        },
+        "lever_job": {
+            "steps": args.lever_steps,
+            "targets": args.lever_frames,
+            "transition": lever_config(args).transition_frames,
+            "expected_evals": expected_evaluations(lever_config(args), args.lever_frames),
+        },
+        "levers": [lv for lv in args.lever_list if lv not in skipped],
+        "skipped": skipped,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Measurement helpers
+# ----------------------------------------------------------------------------------------------
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _inputs(targets: int):
+    from PIL import Image
+
+    image = Image.open(ROOT / "examples" / "astronaut.jpg")
+    image.load()
+    source = Pose.from_json((ROOT / "examples" / "astronaut_pose.json").read_text())
+    base = PoseSequence.from_json((ROOT / "examples" / "raise_arms.json").read_text())
+    return image, source, PoseSequence([base[i % len(base)] for i in range(targets)])
+
+
+def run_job(animator: PoseAnimator, targets: int, config: AnimateConfig) -> dict:
+    image, source, poses = _inputs(targets)
+    device = animator.device
+    _reset_peak(device)
+    started = time.perf_counter()
+    result = animator.animate(
+        image, poses, "an astronaut", source_pose=source, config=config, keep_frames=False
+    )
+    _sync(device)
+    seconds = time.perf_counter() - started
+    expected = expected_evaluations(config, targets, cache_hit=result.cache_hit)
+    losses = result.inversion_losses
+    return {
+        "seconds": round(seconds, 3),
+        "stages": {k: round(v, 3) for k, v in result.timings.items()},
+        "evals": result.unet_evals,
+        "expected_evals": expected,
+        "evals_match": all(result.unet_evals.get(k, 0) == v for k, v in expected.items()),
+        "peak_memory_bytes": _peak(device),
+        "cache_hit": result.cache_hit,
+        "frame_batch_size": result.frame_batch_size,
+        "frames_out": result.num_frames,
+        "early_stopped_steps": sum(1 for x in losses if x < config.inversion_early_stop),
+        "inversion_steps": len(losses),
+    }
+
+
+def _best_time(fn, repeat: int, device: torch.device) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        _sync(device)
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _denoiser_inputs(animator: PoseAnimator, size: int, batch: int):
+    from engine.ddim import DDIMSchedule
+    from engine.denoiser import ControlledDenoiser
+
+    gen = torch.Generator().manual_seed(0)
+    h = size // animator.vae_scale_factor
+    dev = animator.device
+    z = torch.randn(batch, 4, h, h, generator=gen).to(dev)
+    text = torch.randn(batch, 77, animator.unet.config.cross_attention_dim, generator=gen).to(dev)
+    pose = torch.rand(batch, 3, size, size, generator=gen).to(dev)
+    schedule = DDIMSchedule.from_scheduler(animator.scheduler, 50)
+    return ControlledDenoiser(animator.unet, animator.controlnet, schedule), z, text, pose
+
+
+def count_job_flops(size: int, job: dict) -> float | None:
+    import importlib.util
+
+    # bench/ is not a package and must not go on sys.path (bench/engine.py would shadow engine/)
+    spec = importlib.util.spec_from_file_location("cost_model", ROOT / "bench" / "cost_model.py")
+    if spec is None or spec.loader is None:
+        return None
+    cost_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cost_model)
+    SD15_UNET, SD15_VAE, count_flops, predict = (
+        cost_model.SD15_UNET,
+        cost_model.SD15_VAE,
+        cost_model.count_flops,
+        cost_model.predict,
+    )
+    flops = count_flops(size, SD15_UNET, SD15_VAE)
+    return predict(flops, job["evals"], job["frames_out"])["total_flops"]
+
+
+def gpu_peak(device: torch.device) -> tuple[str, float | None]:
+    if device.type != "cuda":
+        return platform.processor() or platform.machine(), None
+    name = torch.cuda.get_device_name(device)
+    for key, peak in PEAKS.items():
+        if key in name:
+            return name, peak
+    return name, None
+
+
+# ----------------------------------------------------------------------------------------------
+# Levers
+# ----------------------------------------------------------------------------------------------
+def lever_sdpa(animator: PoseAnimator, args, report: dict) -> dict:
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if animator.device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    config = lever_config(args).replace(inversion_early_stop=AnimateConfig().inversion_early_stop)
+    with profile(activities=activities) as prof:
+        job = run_job(animator, args.lever_frames, config)
+    events = prof.key_averages()
+    sdpa = Counter()
+    kernels = Counter()
+    for ev in events:
+        if ev.key.startswith("aten::_scaled_dot_product") or ev.key.startswith("aten::_efficient_attention"):
+            sdpa[ev.key] += ev.count
+        low = ev.key.lower()
+        if animator.device.type == "cuda" and any(
+            s in low for s in ("flash", "fmha", "efficient_attention", "cudnn_attn", "softmax")
+        ):
+            kernels[ev.key[:90]] += ev.count
+    cuda = animator.device.type == "cuda"
+    sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    total = sum(getattr(ev, sort.replace("_total", "_total")) for ev in events) or 1.0
+    top = []
+    for ev in sorted(events, key=lambda e: getattr(e, sort), reverse=True)[:15]:
+        top.append(
+            {
+                "op": ev.key[:80],
+                "self_ms": round(getattr(ev, sort) / 1e3, 1),
+                "share": round(getattr(ev, sort) / total, 3),
+                "calls": ev.count,
+            }
+        )
+    return {
+        "job": job,
+        "note": "profiled job at the default early-stop threshold",
+        "sdpa_ops": dict(sdpa),
+        "attention_kernels": dict(kernels.most_common(12)),
+        "top_ops": top,
+        "sorted_by": sort,
+    }
+
+
+def lever_channels_last(animator: PoseAnimator, args, report: dict) -> dict:
+    batch = 2 * max(1, min(args.lever_frames + 1, 8))  # a sampling chunk: [uncond, cond] per frame
+    denoiser, z, text, pose = _denoiser_inputs(animator, args.size, batch)
+    with torch.no_grad():
+        denoiser(z, 10, text, pose)  # warm-up
+        plain = _best_time(lambda: denoiser(z, 10, text, pose), args.repeat, animator.device)
+        for m in (animator.unet, animator.controlnet):
+            m.to(memory_format=torch.channels_last)
+        try:
+            denoiser(z, 10, text, pose)
+            nhwc = _best_time(lambda: denoiser(z, 10, text, pose), args.repeat, animator.device)
+        finally:
+            for m in (animator.unet, animator.controlnet):
+                m.to(memory_format=torch.contiguous_format)
+    return {
+        "batch": batch,
+        "a_nchw_s": round(plain, 4),
+        "b_nhwc_s": round(nhwc, 4),
+        "ratio_a_over_b": round(plain / nhwc, 3),
+    }
+
+
+def lever_uncond_batching(animator: PoseAnimator, args, report: dict) -> dict:
+    denoiser, z, text, pose = _denoiser_inputs(animator, args.size, 2)
+    with torch.no_grad():
+        denoiser(z, 10, text, pose)
+        one = _best_time(lambda: denoiser(z, 10, text, pose), args.repeat, animator.device)
+        two = _best_time(
+            lambda: (denoiser(z[:1], 10, text[:1], pose[:1]), denoiser(z[1:], 10, text[1:], pose[1:])),
+            args.repeat,
+            animator.device,
+        )
+    return {
+        "a_two_batch1_s": round(two, 4),
+        "b_one_batch2_s": round(one, 4),
+        "ratio_a_over_b": round(two / one, 3),
+    }
+
+
+def lever_vae(animator: PoseAnimator, args, report: dict) -> dict:
+    frames = max(2, min(args.lever_frames + 1, 8))
+    h = args.size // animator.vae_scale_factor
+    latents = torch.randn(frames, 4, h, h, generator=torch.Generator().manual_seed(0)).to(animator.device)
+    vae = animator.vae
+    out = {"frames": frames}
+    variants = {
+        "plain": (vae.disable_slicing, vae.disable_tiling),
+        "slicing": (vae.enable_slicing, vae.disable_tiling),
+        "tiling": (vae.disable_slicing, vae.enable_tiling),
+    }
+    try:
+        with torch.no_grad():
+            for name, (slicing, tiling) in variants.items():
+                slicing()
+                tiling()
+                animator.decode_latents(latents[:1])
+                _reset_peak(animator.device)
+                s = _best_time(lambda: animator.decode_latents(latents), args.repeat, animator.device)
+                out[name] = {"seconds": round(s, 4), "frames_per_s": round(frames / s, 2)}
+                if animator.device.type == "cuda":
+                    out[name]["peak_memory_bytes"] = _peak(animator.device)
+    finally:
+        vae.disable_slicing()
+        vae.disable_tiling()
+    out["note"] = (
+        "tiling only splits images larger than the VAE's sample_size (512 px)"
+        if args.size <= vae.config.sample_size
+        else ""
+    )
+    return out
+
+
+def lever_early_stop(animator: PoseAnimator, args, report: dict) -> dict:
+    job = report["levers"].get("sdpa", {}).get("job")
+    threshold = AnimateConfig().inversion_early_stop
+    if job is None:
+        config = lever_config(args).replace(inversion_early_stop=threshold)
+        job = run_job(animator, args.lever_frames, config)
+    saved = job["expected_evals"]["inverting_backward"] - job["evals"].get("inverting_backward", 0)
+    return {
+        "threshold": threshold,
+        "steps_stopped_early": job["early_stopped_steps"],
+        "inversion_steps": job["inversion_steps"],
+        "backward_evals_saved": saved,
+        "note": "random weights: the loss, so this count, is not the real model's",
+    }
+
+
+def lever_cache(animator: PoseAnimator, args, report: dict) -> dict:
+    hit = run_job(animator, args.frames, main_config(args))  # the main job populated the cache
+    miss = report["main"]
+    return {
+        "a_miss_s": miss["seconds"],
+        "b_hit_s": hit["seconds"],
+        "ratio_a_over_b": round(miss["seconds"] / hit["seconds"], 3),
+        "hit": hit,
+    }
+
+
+def lever_dtype(animator: PoseAnimator, args, report: dict) -> dict:
+    config = lever_config(args)
+    cache, animator.inversion_cache = animator.inversion_cache, None
+    try:
+        a = run_job(animator, args.lever_frames, config)
+    finally:
+        animator.inversion_cache = cache
+    other = "bfloat16" if args.dtype != "bfloat16" else "float16"
+    second = PoseAnimator.from_pretrained(
+        report["model_dir"],
+        None,
+        device=args.device,
+        dtype=getattr(torch, other),
+        pose_detector="none",
+        segmenter="none",
+    )
+    run_job(second, 1, config.replace(num_inference_steps=1))
+    b = run_job(second, args.lever_frames, config)
+    del second
+    gc.collect()
+    if animator.device.type == "cuda":
+        torch.cuda.empty_cache()
+    return {
+        "a": args.dtype,
+        "b": other,
+        "a_s": a["seconds"],
+        "b_s": b["seconds"],
+        "ratio_a_over_b": round(a["seconds"] / b["seconds"], 3),
+        "a_peak_memory_bytes": a["peak_memory_bytes"],
+        "b_peak_memory_bytes": b["peak_memory_bytes"],
+    }
+
+
+@contextlib.contextmanager
+def _no_cache(animator: PoseAnimator):
+    cache, animator.inversion_cache = animator.inversion_cache, None
+    try:
+        yield
+    finally:
+        animator.inversion_cache = cache
+
+
+def lever_frame_batch(animator: PoseAnimator, args, report: dict) -> dict:
+    config = lever_config(args)
+    out = {}
+    with _no_cache(animator):
+        for label, size in (("auto", None), ("fixed_4", 4), ("fixed_1", 1)):
+            job = run_job(animator, args.lever_frames, config.replace(frame_batch_size=size))
+            out[label] = {
+                "seconds": job["seconds"],
+                "chunk": job["frame_batch_size"],
+                "peak_memory_bytes": job["peak_memory_bytes"],
+                "stages": job["stages"],
+            }
+    return out
+
+
+def lever_checkpointing(animator: PoseAnimator, args, report: dict) -> dict:
+    config = lever_config(args)
+    with _no_cache(animator):
+        off = run_job(animator, args.lever_frames, config)
+        on = run_job(animator, args.lever_frames, config.replace(gradient_checkpointing=True))
+    return {
+        "a_off_s": off["seconds"],
+        "b_on_s": on["seconds"],
+        "ratio_b_over_a": round(on["seconds"] / off["seconds"], 3),
+        "a_peak_memory_bytes": off["peak_memory_bytes"],
+        "b_peak_memory_bytes": on["peak_memory_bytes"],
+        "note": "" if animator.device.type == "cuda" else "CPU peak is the process high-water mark",
+    }
+
+
+def lever_compile(animator: PoseAnimator, args, report: dict) -> dict:
+    config = lever_config(args)
+    with _no_cache(animator):
+        eager = run_job(animator, args.lever_frames, config)
+        animator.unet.compile(dynamic=True)
+        animator.controlnet.compile(dynamic=True)
+        first = run_job(animator, args.lever_frames, config)
+        steady = run_job(animator, args.lever_frames, config)
+    return {
+        "a_eager_s": eager["seconds"],
+        "first_with_compile_s": first["seconds"],
+        "b_steady_s": steady["seconds"],
+        "ratio_a_over_b": round(eager["seconds"] / steady["seconds"], 3),
+    }
+
+
+def lever_cold_start(animator: PoseAnimator, args, report: dict) -> dict:
+    return {
+        "from_pretrained_s": report["load_seconds"],
+        "first_job_s": report["warmup"]["seconds"],
+        "note": "local disk; the page cache may hold the files (a just-built model is in it)",
+    }
+
+
+LEVER_FUNCS = {
+    "cold_start": lever_cold_start,
+    "cache": lever_cache,
+    "sdpa": lever_sdpa,
+    "early_stop": lever_early_stop,
+    "channels_last": lever_channels_last,
+    "uncond_batching": lever_uncond_batching,
+    "vae": lever_vae,
+    "dtype": lever_dtype,
+    "frame_batch": lever_frame_batch,
+    "checkpointing": lever_checkpointing,
+    "compile": lever_compile,
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------------------------
+def _mib(n: int | None) -> str:
+    return "" if n is None else f"{n / 2**20:,.0f} MiB"
+
+
+def lever_rows(report: dict) -> list[str]:
+    rows = []
+    lv = report["levers"]
+    if "cold_start" in lv:
+        c = lv["cold_start"]
+        rows.append(
+            f"| cold start | from_pretrained {c['from_pretrained_s']:.1f} s | first (warm-up) job {c['first_job_s']:.1f} s | | {c['note']} |"
+        )
+    if "cache" in lv:
+        c = lv["cache"]
+        rows.append(
+            f"| inversion cache: miss (A) vs hit (B), job s | {c['a_miss_s']:.2f} | {c['b_hit_s']:.2f} | {c['ratio_a_over_b']}x faster | {c['hit']['evals'].get('inverting_forward', 0)} inversion evals on the hit |"
+        )
+    if "early_stop" in lv:
+        e = lv["early_stop"]
+        rows.append(
+            f"| inversion early stop at {e['threshold']:g} | {e['steps_stopped_early']} of {e['inversion_steps']} steps stopped early | {e['backward_evals_saved']} backward evals saved | | {e['note']} |"
+        )
+    if "sdpa" in lv:
+        s = lv["sdpa"]
+        ops = ", ".join(f"{k.removeprefix('aten::')} x{v}" for k, v in s["sdpa_ops"].items()) or "none seen"
+        rows.append(
+            f"| SDPA backend chosen | {ops} | | | profiled job; kernels: {', '.join(list(s['attention_kernels'])[:4]) or 'n/a'} |"
+        )
+    if "channels_last" in lv:
+        c = lv["channels_last"]
+        rows.append(
+            f"| U-Net+ControlNet fwd batch {c['batch']}: NCHW (A) vs channels_last (B), s | {c['a_nchw_s']:.3f} | {c['b_nhwc_s']:.3f} | {c['ratio_a_over_b']}x | >1 = channels_last faster |"
+        )
+    if "uncond_batching" in lv:
+        c = lv["uncond_batching"]
+        rows.append(
+            f"| CFG: two batch-1 calls (A) vs one batch-2 call (B), s | {c['a_two_batch1_s']:.3f} | {c['b_one_batch2_s']:.3f} | {c['ratio_a_over_b']}x | >1 = batching faster |"
+        )
+    if "vae" in lv:
+        v = lv["vae"]
+        rows.append(
+            f"| VAE decode {v['frames']} frames, frames/s: plain (A) vs slicing (B) | {v['plain']['frames_per_s']} | {v['slicing']['frames_per_s']} | {v['slicing']['frames_per_s'] / v['plain']['frames_per_s']:.2f}x | tiling: {v['tiling']['frames_per_s']} frames/s; {v['note']} |"
+        )
+    if "dtype" in lv:
+        d = lv["dtype"]
+        rows.append(
+            f"| lever job: {d['a']} (A) vs {d['b']} (B), s | {d['a_s']:.2f} | {d['b_s']:.2f} | {d['ratio_a_over_b']}x | peak {_mib(d['a_peak_memory_bytes'])} vs {_mib(d['b_peak_memory_bytes'])} |"
+        )
+    if "frame_batch" in lv:
+        f = lv["frame_batch"]
+        rows.append(
+            f"| frame chunk: auto ({f['auto']['chunk']}) vs fixed 4 vs fixed 1, job s | {f['auto']['seconds']:.2f} | {f['fixed_4']['seconds']:.2f} | fixed 1: {f['fixed_1']['seconds']:.2f} | peak {_mib(f['auto']['peak_memory_bytes'])} / {_mib(f['fixed_4']['peak_memory_bytes'])} / {_mib(f['fixed_1']['peak_memory_bytes'])} |"
+        )
+    if "checkpointing" in lv:
+        c = lv["checkpointing"]
+        rows.append(
+            f"| gradient checkpointing off (A) vs on (B), job s | {c['a_off_s']:.2f} | {c['b_on_s']:.2f} | {c['ratio_b_over_a']}x the time | peak {_mib(c['a_peak_memory_bytes'])} vs {_mib(c['b_peak_memory_bytes'])} {c['note']} |"
+        )
+    if "compile" in lv:
+        c = lv["compile"]
+        rows.append(
+            f"| torch.compile: eager (A) vs compiled steady (B), job s | {c['a_eager_s']:.2f} | {c['b_steady_s']:.2f} | {c['ratio_a_over_b']}x | first compiled job {c['first_with_compile_s']:.1f} s |"
+        )
+    for name, why in report["plan"]["skipped"].items():
+        rows.append(f"| {name} | skipped: {why} | | | |")
+    for name, why in report.get("lever_errors", {}).items():
+        rows.append(f"| {name} | failed: {why} | | | |")
+    return rows
+
+
+def markdown(report: dict) -> str:
+    p, m = report["plan"]["main"], report["main"]
+    lines = [
+        f"# bench/gpu.py — {report['device_name']} ({report['device']}, {report['dtype']}), {report['date']}",
+        "",
+        f"Model: {report['model_dir']}{' (RANDOM WEIGHTS)' if report['random_weights'] else ''}. "
+        f"Job: {p['targets']} targets + {p['transition']} transition frames, {p['size']}², T={p['steps']}, "
+        f"n={p['inner']}, early stop off; frame chunk {m['frame_batch_size']}; threads {report['threads']}.",
+        "",
+        "| component | parameters |",
+        "|---|---:|",
+        *(f"| {k} | {v / 1e6:,.1f} M |" for k, v in report["parameters"].items()),
+        "",
+        "| stage | seconds | U-Net fwd | expected | U-Net bwd | expected |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    ev, ex = m["evals"], m["expected_evals"]
+    for stage in STAGES:
+        lines.append(
+            f"| {stage} | {m['stages'].get(stage, 0):.2f} | {ev.get(stage + '_forward', 0)} | {ex.get(stage + '_forward', 0)} "
+            f"| {ev.get(stage + '_backward', 0)} | {ex.get(stage + '_backward', 0)} |"
+        )
+    lines.append(
+        f"| **job** | **{m['seconds']:.2f}** | {ev['total_forward']} | {ex['total_forward']} | {ev['total_backward']} | {ex['total_backward']} |"
+    )
+    lines += [
+        "",
+        f"evaluations equal engine.cost's prediction: **{'yes' if m['evals_match'] else 'NO'}**",
+        f"job FLOPs (cost model, actual counts): {report['job_pflop']:.3f} PFLOP; achieved {report['achieved_tflops']:.2f} TFLOP/s"
+        + (
+            f" = **{report['percent_of_peak']:.1f} %** of {report['peak_tflops']:.0f} TFLOP/s peak"
+            if report.get("peak_tflops")
+            else " (no peak known for this device)"
+        ),
+        f"peak memory: {_mib(m['peak_memory_bytes'])} ({'CUDA allocated' if report['device'].startswith('cuda') else 'process max RSS'})",
+        f"load (from_pretrained): {report['load_seconds']:.1f} s; warm-up job {report['warmup']['seconds']:.1f} s; total wall {report['wall_seconds']:.0f} s",
+        "",
+        f"Levers (lever jobs: {report['plan']['lever_job']['targets']} targets + {report['plan']['lever_job']['transition']} transition, T={report['plan']['lever_job']['steps']}):",
+        "",
+        "| lever | A | B | ratio | note |",
+        "|---|---|---|---|---|",
+        *lever_rows(report),
+    ]
+    if "sdpa" in report["levers"]:
+        s = report["levers"]["sdpa"]
+        lines += [
+            "",
+            f"Top operators of the profiled job (by {s['sorted_by']}):",
+            "",
+            "| op | self ms | share | calls |",
+            "|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| `{t['op']}` | {t['self_ms']:,.1f} | {t['share']:.1%} | {t['calls']} |" for t in s["top_ops"]
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def ensure_model(args: argparse.Namespace) -> tuple[Path, float | None]:
+    if args.model:
+        return Path(args.model), None
+    from engine.models import RANDOM_WEIGHTS_MARKER
+    from engine.random_model import build_random_model
+
+    target = DEFAULT_MODEL_DIR
+    if (target / RANDOM_WEIGHTS_MARKER).is_file() and (target / "controlnet").is_dir():
+        return target, None
+    started = time.perf_counter()
+    build_random_model(target)
+    return target, round(time.perf_counter() - started, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    the_plan = plan(args)
+    if args.dry_run:
+        print(json.dumps(the_plan, indent=2))
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    wall = time.perf_counter()
+    model_dir, build_seconds = ensure_model(args)
+    started = time.perf_counter()
+    animator = PoseAnimator.from_pretrained(
+        model_dir,
+        None,
+        device=args.device,
+        dtype=getattr(torch, args.dtype),
+        pose_detector="none",
+        segmenter="none",
+    )
+    load_seconds = time.perf_counter() - started
+    animator.inversion_cache = MemoryInversionCache()
+    device = animator.device
+    name, peak = gpu_peak(device)
+    report: dict = {
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "device": str(device),
+        "device_name": name,
+        "dtype": args.dtype,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "model_dir": str(model_dir),
+        "random_weights": bool(animator.model_info.get("random_weights")),
+        "build_seconds": build_seconds,
+        "load_seconds": round(load_seconds, 2),
+        "parameters": {
+            k: sum(p.numel() for p in getattr(animator, k).parameters())
+            for k in ("unet", "controlnet", "vae", "text_encoder")
+        },
+        "plan": the_plan,
+        "levers": {},
+        "lever_errors": {},
+    }
+    warm = main_config(args).replace(num_inference_steps=1, inversion_inner_steps=1, transition_frames=0)
+    if device.type == "cpu":
+        warm = warm.replace(height=64, width=64)
+    with _no_cache(animator):
+        report["warmup"] = run_job(animator, 1, warm)
+    print(
+        f"loaded in {load_seconds:.1f} s, warm-up job {report['warmup']['seconds']:.1f} s; main job ...",
+        flush=True,
+    )
+    report["main"] = run_job(animator, args.frames, main_config(args))
+    flops = count_job_flops(args.size, report["main"])
+    report["job_pflop"] = (flops or 0) / 1e15
+    report["achieved_tflops"] = (flops or 0) / report["main"]["seconds"] / 1e12
+    report["peak_tflops"] = None if peak is None else peak / 1e12
+    report["percent_of_peak"] = (
+        None if peak is None else 100 * report["achieved_tflops"] / report["peak_tflops"]
+    )
+    print(f"main job {report['main']['seconds']:.1f} s; levers: {', '.join(the_plan['levers'])}", flush=True)
+    for lever in the_plan["levers"]:
+        if time.perf_counter() - wall > args.budget_s:
+            report["plan"]["skipped"][lever] = f"time budget ({args.budget_s:.0f} s) spent"
+            continue
+        t = time.perf_counter()
+        try:
+            report["levers"][lever] = LEVER_FUNCS[lever](animator, args, report)
+        except Exception as exc:  # a lever failing must not lose the rest of the report
+            report["lever_errors"][lever] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        print(f"  {lever}: {time.perf_counter() - t:.1f} s", flush=True)
+    report["wall_seconds"] = round(time.perf_counter() - wall, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "gpu.json").write_text(json.dumps(report, indent=2, default=str))
+    text = markdown(report)
+    (args.out / "gpu.md").write_text(text)
+    print(text)
+    return 0 if report["main"]["evals_match"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
