@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextvars import ContextVar
 
 from jobs.settings import Settings
 from jobs.storage import Storage
@@ -30,6 +31,33 @@ log = logging.getLogger(__name__)
 
 CACHE_KEYS_FIELD = "inversion_cache_keys"  # JSON list on the job hash, written by the worker
 CACHE_PREFIX = "cache/inversions"
+
+# The job the current worker thread runs (set by the animate task), so that the storage-backed
+# inversion cache can record on it which entries it used or wrote: DELETE removes them.
+CURRENT_JOB: ContextVar[tuple[JobStore, str] | None] = ContextVar("poseanimate_current_job", default=None)
+
+_RECORD_CACHE_KEY = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+local keys = {}
+if raw then keys = cjson.decode(raw) end
+for _, k in ipairs(keys) do if k == ARGV[2] then return 0 end end
+table.insert(keys, ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(keys))
+return 1
+"""
+
+
+def record_cache_key(key: str) -> None:
+    """Note an inversion-cache entry on the running job (never on a deleted one); never raises."""
+    current = CURRENT_JOB.get()
+    if current is None:
+        return
+    store, job_id = current
+    try:
+        store.r.eval(_RECORD_CACHE_KEY, 1, store.job_key(job_id), CACHE_KEYS_FIELD, key)
+    except Exception:  # bookkeeping only: the lifecycle rule is the backstop
+        log.warning("could not record the inversion-cache key on the job", exc_info=True)
 
 
 def deleted_key(store: JobStore, owner: str) -> str:

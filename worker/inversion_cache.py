@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from engine.cache import MemoryInversionCache, dumps_inversion, loads_inversion
+from jobs.deletion import record_cache_key
 from jobs.storage import ObjectNotFound, Storage, StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class StorageInversionCache:
     def get(self, key: str) -> Any:
         value = self.memory.get(key)
         if value is not None:
+            record_cache_key(key)  # this job's image led here: DELETE of the job removes the entry
             return value
         try:
             value = loads_inversion(self.storage.get_bytes(self.key_path(key)))
@@ -42,10 +44,12 @@ class StorageInversionCache:
             log.warning("inversion cache read failed", extra={"error": str(exc)[:200]})
             return None
         self.memory.put(key, value)
+        record_cache_key(key)
         return value
 
     def put(self, key: str, value: Any) -> None:
         self.memory.put(key, value)
+        record_cache_key(key)
         try:
             self.storage.put_bytes(self.key_path(key), dumps_inversion(value), "application/octet-stream")
         except StorageUnavailable as exc:

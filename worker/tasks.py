@@ -17,6 +17,7 @@ from celery import Task, signals
 from celery.exceptions import Reject, TimeLimitExceeded
 
 from jobs.contract import ErrorCode, WebhookEvent
+from jobs.deletion import CURRENT_JOB
 from jobs.logs import bind, configure_logging
 from jobs.queue import ANIMATE_TASK, WEBHOOK_TASK, QueueClient
 from jobs.settings import Settings, get_settings
@@ -99,6 +100,7 @@ class AnimateTask(Task):  # type: ignore[misc]
 def animate(self: Task, job_id: str) -> str:
     with bind(job_id=job_id):
         rt = runtime()
+        current = CURRENT_JOB.set((rt.store, job_id))  # the inversion cache records its keys on the job
         try:
             outcome = rt.runner.run(job_id)
         except redis.exceptions.RedisError as exc:
@@ -107,6 +109,8 @@ def animate(self: Task, job_id: str) -> str:
             # too, the unacked message is restored after the visibility timeout.)
             log.warning("job store unavailable; message requeued", extra={"error": type(exc).__name__})
             raise Reject(exc, requeue=True) from exc
+        finally:
+            CURRENT_JOB.reset(current)
         if outcome is RunOutcome.LOCKED:
             # Another worker holds the job (or held it and died: its lock expires within the TTL).
             raise self.retry(countdown=rt.settings.lock_ttl_s, max_retries=None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from PIL import Image
@@ -79,3 +81,34 @@ def test_the_setting_selects_the_cache(mode, tmp_path):
     cache = inversion_cache(settings)
     expected = {"off": type(None), "memory": MemoryInversionCache, "storage": StorageInversionCache}[mode]
     assert isinstance(cache, expected)
+
+
+def test_entries_a_job_used_are_recorded_on_it_and_deleted_with_it(redis_client, tmp_path):
+    import uuid
+
+    from jobs.contract import JobStatus
+    from jobs.deletion import CACHE_KEYS_FIELD, CURRENT_JOB, delete_job
+    from jobs.settings import Settings
+    from jobs.store import JobRecord, JobStore, new_job_id
+
+    store = JobStore(redis_client, f"ic{uuid.uuid4().hex[:6]}")
+    record = JobRecord(
+        id=new_job_id(), owner="key_a", status=JobStatus.RUNNING, params={}, num_frames=1, created_at=0.0
+    )
+    store.create(record)
+    storage = LocalStorage(tmp_path, b"secret")
+    StorageInversionCache(storage, MemoryInversionCache()).put("shared", _inversion())  # another job's
+    token = CURRENT_JOB.set((store, record.id))
+    try:
+        cache = StorageInversionCache(storage, MemoryInversionCache())
+        assert cache.get("shared") is not None  # a hit through storage counts
+        cache.put("own", _inversion())
+        cache.put("own", _inversion())
+    finally:
+        CURRENT_JOB.reset(token)
+    assert json.loads(redis_client.hget(store.job_key(record.id), CACHE_KEYS_FIELD)) == ["shared", "own"]
+    delete_job(record, store=store, storage=storage, settings=Settings(_env_file=None))
+    assert not list((tmp_path / "cache" / "inversions").iterdir())
+    # Still running: a bare stub is left for its worker to see the cancel; no cache keys, no owner.
+    stub = redis_client.hgetall(store.job_key(record.id))
+    assert stub["owner"] == "deleted" and stub["cancel_requested"] == "1" and CACHE_KEYS_FIELD not in stub
