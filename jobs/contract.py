@@ -170,6 +170,11 @@ class JobOutput(BaseModel):
     video_url: str = Field(..., description="H.264 MP4; a presigned/signed link that expires.")
     poster_url: str = Field(..., description="PNG of the first frame.")
     expires_at: datetime
+    files_expire_at: datetime | None = Field(
+        default=None,
+        description="When the output files themselves are deleted (POSEANIMATE_OUTPUT_RETENTION_S after"
+        " the job ended); links stop working then at the latest. DELETE removes them sooner.",
+    )
 
 
 class WebhookAttempt(BaseModel):

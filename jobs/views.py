@@ -42,13 +42,16 @@ def job_view(
     base_url: str | None = None,
     queue_position: int | None = None,
     deliveries: list[dict[str, Any]] | None = None,
+    retention_s: int | None = None,
 ) -> Job:
     output = None
     if record.status is JobStatus.SUCCEEDED and record.outputs and storage is not None:
+        ended = record.finished_at or record.updated_at or time.time()
         output = JobOutput(
             video_url=storage.url(record.outputs["video"], url_ttl_s, base_url),
             poster_url=storage.url(record.outputs["poster"], url_ttl_s, base_url),
             expires_at=datetime.fromtimestamp(int(time.time()) + url_ttl_s, UTC),
+            files_expire_at=None if retention_s is None else datetime.fromtimestamp(ended + retention_s, UTC),
         )
     error = None
     if record.status is JobStatus.FAILED:

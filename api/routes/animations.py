@@ -71,6 +71,7 @@ def view(services: Services, request: Request, snapshot: JobSnapshot) -> Job:
         storage=services.storage,
         url_ttl_s=services.settings.output_url_ttl_s,
         base_url=services.settings.public_base_url or str(request.base_url),
+        retention_s=services.settings.output_retention_s,
         queue_position=snapshot.queue_position,
         deliveries=snapshot.deliveries if snapshot.record.webhook_url else None,
     )

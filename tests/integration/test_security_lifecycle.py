@@ -263,6 +263,10 @@ def test_inputs_are_deleted_when_the_job_ends_and_outputs_after_their_retention(
     svc, root = lifecycle, Path(lifecycle.tmp) / "storage"
     job = succeeded(svc)
     job_id = job["id"]
+    from datetime import datetime, timedelta
+
+    expire = datetime.fromisoformat(job["output"]["files_expire_at"])
+    assert expire - datetime.fromisoformat(job["finished_at"]) == timedelta(seconds=60)  # the view says when
     _wait(lambda: not (root / "inputs" / job_id).exists(), 10, "inputs kept after the job ended")
     assert (root / "outputs" / job_id / "animation.mp4").exists()
     old = time.time() - 61  # the outputs age past OUTPUT_RETENTION_S=60
