@@ -556,6 +556,18 @@
           else if (job.status !== "succeeded") $("result").hidden = true;
         });
         cell.append(open);
+        if (((state.paths["/animations/{job_id}"] || {}).delete)) {
+          const del = Object.assign(document.createElement("button"), { type: "button", className: "danger small", textContent: "Delete" });
+          del.addEventListener("click", async () => {
+            if (!window.confirm(`Delete ${job.id} and its files?`)) return;
+            try {
+              await api("DELETE", `/animations/${job.id}`);
+              if (state.job && state.job.id === job.id) { stopFollow(); $("job").hidden = true; $("result").hidden = true; }
+              refreshHistory();
+            } catch (err) { reportError(err, "Delete"); }
+          });
+          cell.append(" ", del);
+        }
       }
     } catch (err) {
       if (err instanceof ApiProblem && err.status === 401) renderKeyState("bad", "key refused");

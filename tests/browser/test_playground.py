@@ -16,6 +16,7 @@ from tests.support.stack import API_KEY, Service, running_service
 
 pytestmark = pytest.mark.integration
 CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +179,23 @@ def test_docs_render_with_every_other_origin_blocked(browser, stack):
     assert page.locator(".opblock").count() > 3
     assert blocked == []
     page.close()
+
+
+def test_delete_a_job_from_the_history(page, stack):
+    job_id = stack.api.post(
+        "/animations",
+        files={
+            "image": (REPO / "examples/astronaut.jpg").read_bytes(),
+            "poses": (REPO / "examples/raise_arms.json").read_bytes(),
+            "source_pose": (REPO / "examples/astronaut_pose.json").read_bytes(),
+        },
+        data={"prompt": "an astronaut", "steps": "2", "size": "64"},
+    ).json()["id"]
+    p = page.open()
+    row = p.locator(f"#history-rows tr:has(code:text('{job_id[-10:]}'))")
+    row.wait_for()
+    p.on("dialog", lambda d: d.accept())
+    row.locator("button", has_text="Delete").click()
+    row.wait_for(state="detached")
+    assert stack.api.get(f"/animations/{job_id}").status_code == 404
+    assert page.errors == []

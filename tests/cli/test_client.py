@@ -155,3 +155,15 @@ def test_429_and_503_are_retried_after_retry_after_then_raised():
     assert (
         err.value.code == "rate_limited" and err.value.retry_after == 999 and time.monotonic() - started < 1
     )
+
+
+@pytest.mark.integration
+def test_delete_removes_the_job_and_is_idempotent(client, tmp_path):
+    job = client.wait(client.create(IMAGE, POSES, source_pose=SOURCE, **SMALL).id, timeout=60)
+    assert job.status is JobStatus.SUCCEEDED
+    client.delete(job.id)
+    client.delete(job.id)  # deleting again is fine (204)
+    with pytest.raises(PoseAnimateError) as err:
+        client.get(job.id)
+    assert err.value.status == 404 and err.value.code == "not_found"
+    assert job.id not in {j.id for j in client.list(limit=100).data}
