@@ -26,12 +26,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from jobs.contract import Job, JobList, JobStatus, Problem, ProgressEvent
+from jobs.contract import AnimationParams, Job, JobList, JobStatus, Problem, ProgressEvent
 
 __all__ = ["AsyncPoseAnimateClient", "PoseAnimateClient", "PoseAnimateError"]
 
 RETRY_STATUSES = frozenset({429, 503})
-PARAMS = ("prompt", "subject_words", "steps", "guidance", "transition_frames", "fps", "size", "seed")
+PARAMS = tuple(AnimationParams.model_fields)  # prompt, steps, size, width, height, seed, ...
 ProgressCallback = Callable[[ProgressEvent], None]
 FileLike = str | Path | bytes
 

@@ -35,6 +35,8 @@ def add_submit_commands(sub: Any) -> None:
     p.add_argument("--steps", type=int)
     p.add_argument("--guidance", type=float)
     p.add_argument("--size", type=int)
+    p.add_argument("--width", type=int, help="generation width (default: --size)")
+    p.add_argument("--height", type=int, help="generation height (default: --size)")
     p.add_argument("--fps", type=int)
     p.add_argument("--transition-frames", type=int)
     p.add_argument("--seed", type=int)
@@ -75,6 +77,8 @@ def _submit(args: argparse.Namespace) -> int:
         "steps": args.steps,
         "guidance": args.guidance,
         "size": args.size,
+        "width": args.width,
+        "height": args.height,
         "fps": args.fps,
         "transition_frames": args.transition_frames,
         "seed": args.seed,

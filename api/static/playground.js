@@ -103,8 +103,8 @@
       state.paths = schema.paths || {};
       const comps = (schema.components || {}).schemas || {};
       const props = (comps.AnimationCreate || comps.AnimationParams || {}).properties || {};
-      for (const name of ["steps", "guidance", "size", "fps", "transition_frames", "seed"]) {
-        if (!props[name]) continue;
+      for (const name of ["steps", "guidance", "size", "width", "height", "fps", "transition_frames", "seed"]) {
+        if (!props[name]) { if ($(name) && ["width", "height"].includes(name)) $(name).closest("label").hidden = true; continue; }
         const b = bounds(props[name]);
         const input = $(name);
         if (b.min !== undefined) input.min = b.min;
@@ -237,17 +237,17 @@
     state.aligned = null;
     const note = $("align-note");
     if (!state.motion) { drawPreview(); return; }
-    const size = intParam("size", 512);
+    const [w, h] = dims();
     const t = intParam("transition_frames", 4);
     if (state.sourcePose) {
       const [iw, ih] = state.imageSize || [state.sourcePose.width, state.sourcePose.height];
-      const res = Poses.align(state.sourcePose, state.motion, Math.max(0, t), size, iw, ih);
+      const res = Poses.align(state.sourcePose, state.motion, Math.max(0, t), w, h, iw, ih);
       state.aligned = res.frames;
       note.textContent = `PATA: scale ×${res.transform.scale.toFixed(2)}, shift (${res.transform.tx.toFixed(0)}, ${res.transform.ty.toFixed(0)}) px; ` +
-        `${res.frames.length} poses = 1 source + ${Math.max(0, t)} transition + ${state.motion.frames.length} targets on ${size}×${size}.`;
+        `${res.frames.length} poses = 1 source + ${Math.max(0, t)} transition + ${state.motion.frames.length} targets on ${w}×${h}.`;
       $("aligned-caption").textContent = "aligned on the character (PATA)";
     } else {
-      state.aligned = state.motion.frames.map((f) => Poses.toCanvas(f, state.motion.width, state.motion.height, size, size));
+      state.aligned = state.motion.frames.map((f) => Poses.toCanvas(f, state.motion.width, state.motion.height, w, h));
       note.textContent = state.image
         ? "No source pose: the server detects it, then aligns (PATA). Shown here unaligned, fitted to the canvas."
         : "Pick an image to see the motion on it.";
@@ -259,12 +259,18 @@
     drawPreview();
   }
 
-  function drawImageFit(ctx, size) {
+  function dims() {
+    const size = intParam("size", 512);
+    return [intParam("width", size), intParam("height", size)];
+  }
+
+  // The image as the engine crops it onto w x h, letterboxed in the canvas exactly as Poses.draw is.
+  function drawImageFit(ctx, w, h) {
     if (!state.imageEl || !state.imageSize) return;
     const [iw, ih] = state.imageSize;
-    const t = Poses.fitTransform(iw, ih, size, size);
-    const [l, tp, cw, ch] = t.crop;
-    ctx.drawImage(state.imageEl, l, tp, cw, ch, 0, 0, ctx.canvas.width, ctx.canvas.height);
+    const [l, tp, cw, ch] = Poses.fitTransform(iw, ih, w, h).crop;
+    const W = ctx.canvas.width, H = ctx.canvas.height, s = Math.min(W / w, H / h);
+    ctx.drawImage(state.imageEl, l, tp, cw, ch, (W - w * s) / 2, (H - h * s) / 2, w * s, h * s);
   }
 
   function drawPreview() {
@@ -275,14 +281,14 @@
       ctx.fillRect(0, 0, ctx.canvas.width, ctx.canvas.height);
     }
     if (!state.aligned) { $("frame-label").textContent = "0 / 0"; return; }
-    const size = intParam("size", 512);
+    const [w, h] = dims();
     const i = state.frame;
     const t = state.aligned.length - state.motion.frames.length;
     const target = state.motion.frames[Math.max(0, i - t)];
     Poses.draw(mctx, target, state.motion.width, state.motion.height, { alpha: i < t ? 0.35 : 1 });
-    drawImageFit(actx, size);
+    drawImageFit(actx, w, h);
     if (state.image) { actx.fillStyle = "rgba(0,0,0,0.35)"; actx.fillRect(0, 0, actx.canvas.width, actx.canvas.height); }
-    Poses.draw(actx, state.aligned[i], size, size);
+    Poses.draw(actx, state.aligned[i], w, h);
     $("scrubber").value = String(i);
     const kind = state.sourcePose ? (i === 0 ? "source pose" : i < t ? "transition" : "target") : "target";
     $("frame-label").textContent = `${i + 1} / ${state.aligned.length} · ${kind}`;
@@ -290,7 +296,7 @@
 
   $("scrubber").addEventListener("input", (ev) => { state.frame = +ev.target.value; state.playing = false; $("play").textContent = "▶"; drawPreview(); });
   $("play").addEventListener("click", () => { state.playing = !state.playing; $("play").textContent = state.playing ? "❚❚" : "▶"; });
-  ["size", "transition_frames"].forEach((id) => $(id).addEventListener("input", realign));
+  ["size", "width", "height", "transition_frames"].forEach((id) => $(id).addEventListener("input", realign));
   let lastTick = 0;
   function tick(now) {
     const fps = Math.max(1, intParam("fps", 8));
@@ -319,7 +325,8 @@
     form.append("prompt", $("prompt").value.trim());
     const words = $("subject_words").value.trim();
     if (words) form.append("subject_words", words);
-    for (const name of ["steps", "guidance", "size", "fps", "transition_frames", "seed"]) {
+    for (const name of ["steps", "guidance", "size", "width", "height", "fps", "transition_frames", "seed"]) {
+      if ($(name).closest("label").hidden) continue;
       const v = $(name).value.trim();
       if (v !== "") form.append(name, v);
     }
@@ -499,7 +506,7 @@
       sv.hidden = true;
       $("skeleton-canvas").hidden = !state.aligned;
       $("skeleton-caption").textContent = state.aligned ? "skeleton (preview, synced to the video)" : "skeleton: not available for this job";
-      state.resultSkeleton = state.aligned ? { frames: state.aligned, size: intParam("size", 512) } : null;
+      state.resultSkeleton = state.aligned ? { frames: state.aligned, dims: dims() } : null;
     }
     const box = $("downloads");
     box.replaceChildren(
@@ -513,14 +520,14 @@
   }
 
   function drawResultSkeleton() {
-    const { frames, size } = state.resultSkeleton;
+    const { frames, dims: [w, h] } = state.resultSkeleton;
     const video = $("result-video");
     const fps = (state.job && state.job.params && state.job.params.fps) || 8;
     const i = Math.min(frames.length - 1, Math.floor((video.currentTime || 0) * fps));
     const ctx = $("skeleton-canvas").getContext("2d");
     ctx.fillStyle = "#000";
     ctx.fillRect(0, 0, ctx.canvas.width, ctx.canvas.height);
-    Poses.draw(ctx, frames[i], size, size);
+    Poses.draw(ctx, frames[i], w, h);
   }
 
   // ---------------------------------------------------------------- history

@@ -165,11 +165,11 @@ const Poses = (() => {
     return out;
   }
 
-  // engine.alignment.align_poses on a size x size canvas: [p_s, t transition poses, M aligned targets].
+  // engine.alignment.align_poses on a width x height canvas: [p_s, t transition poses, M aligned targets].
   // `source` is a parsed one-frame sequence in image pixels (imageW x imageH).
-  function align(source, targets, transitionFrames, size, imageW, imageH) {
-    const src = toCanvas(source.frames[0], imageW || source.width, imageH || source.height, size, size);
-    const tgts = targets.frames.map((f) => toCanvas(f, targets.width, targets.height, size, size));
+  function align(source, targets, transitionFrames, width, height, imageW, imageH) {
+    const src = toCanvas(source.frames[0], imageW || source.width, imageH || source.height, width, height);
+    const tgts = targets.frames.map((f) => toCanvas(f, targets.width, targets.height, width, height));
     const srcPts = points(src);
     const ref = tgts.find((f) => Object.keys(points(f)).some((k) => k !== "mid" && srcPts[k])) || tgts[0];
     const t = fitSimilarity(src, ref);

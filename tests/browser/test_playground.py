@@ -199,3 +199,17 @@ def test_delete_a_job_from_the_history(page, stack):
     row.wait_for(state="detached")
     assert stack.api.get(f"/animations/{job_id}").status_code == 404
     assert page.errors == []
+
+
+def test_a_non_square_size_is_previewed_and_submitted(page, stack):
+    p = page.open()
+    _prepare(p, steps=2)
+    p.fill("#width", "96")
+    p.fill("#height", "64")
+    assert "on 96×64" in p.text_content("#align-note")
+    p.click("#submit")
+    p.wait_for_function("document.getElementById('job-status').textContent === 'succeeded'", timeout=30000)
+    job = stack.api.get(f"/animations/{p.text_content('#job-id')}").json()
+    assert (job["params"]["width"], job["params"]["height"]) == (96, 64)
+    p.wait_for_function("document.getElementById('result-video').videoWidth === 96", timeout=15000)
+    assert page.errors == []
