@@ -15,13 +15,17 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import redis.asyncio as aioredis
+from fastapi import Depends
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from api.deps import Owner, ServicesDep
+from api.errors import ApiError, retry_after
 from jobs.contract import ProgressEvent, Stage
 from jobs.store import JobRecord, JobStore
 
@@ -123,10 +127,49 @@ async def close_brokers() -> None:
         await _brokers.pop(key).close()
 
 
+# Concurrent streams per key, across API processes: leases in a sorted set (score: lease end), so a
+# stream whose process died frees its slot when the lease ends.
+_ACQUIRE_STREAM = """
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[4])
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3])))
+return 1
+"""
+
+
+def _streams_key(store: JobStore, owner: str) -> str:
+    return f"{store.p}:owner:{owner}:streams"
+
+
+def stream_slot(services: ServicesDep, owner: Owner) -> tuple[str, str]:
+    """One of the key's ``MAX_STREAMS_PER_KEY`` stream slots, or ``429`` + ``Retry-After``; given back
+    by ``follow`` when the stream ends (else by its lease: twice the hard time limit).
+    A plain function: FastAPI runs it in a thread, one short Redis script."""
+    settings, store = services.settings, services.store
+    token = uuid.uuid4().hex
+    lease_s = settings.hard_time_limit_s * 2 + 60
+    key = _streams_key(store, owner)
+    ok = store.r.eval(_ACQUIRE_STREAM, 1, key, time.time(), settings.max_streams_per_key, lease_s, token)
+    if not int(ok):
+        raise ApiError(
+            429,
+            "too_many_streams",
+            f"this API key already follows {settings.max_streams_per_key} event streams",
+            headers=retry_after(5),
+        )
+    return owner, token
+
+
+StreamSlot = Annotated[tuple[str, str], Depends(stream_slot)]
+
+
 async def follow(
-    redis_url: str, store: JobStore, job_id: str, timeout_s: float
+    redis_url: str, store: JobStore, job_id: str, timeout_s: float, slot: tuple[str, str] | None = None
 ) -> AsyncIterator[ProgressEvent]:
-    """Yield the job's events until one is terminal, the job is gone, or time is up."""
+    """Yield the job's events until one is terminal, the job is gone, or time is up; then give back
+    ``slot`` (from ``stream_slot``)."""
     broker = broker_for(redis_url, store)
     channel = store.channel(job_id)
     queue = broker.subscribe(channel)
@@ -161,6 +204,11 @@ async def follow(
                 pending = None
     finally:
         broker.unsubscribe(channel, queue)
+        if slot is not None:
+            # Synchronous on purpose: a stream ended by the client's disconnect is cancelled, and
+            # anyio cancels every await in this finally too. One short command; the lease is the backstop.
+            with contextlib.suppress(Exception):
+                store.r.zrem(_streams_key(store, slot[0]), slot[1])
 
 
 async def wait_for_terminal(redis_url: str, store: JobStore, job_id: str, timeout_s: float) -> None:

@@ -25,7 +25,7 @@ from api.deps import (
 from api.errors import ApiError, retry_after
 from api.intake import read_submission, validate_submission
 from api.openapi import CREATE_BODY, problems
-from api.waiting import follow, wait_for_terminal
+from api.waiting import StreamSlot, follow, wait_for_terminal
 from jobs.contract import Job, JobList, JobStatus, WebhookEvent
 from jobs.storage import LocalStorage
 from jobs.store import CancelOutcome, JobRecord, JobSnapshot, new_job_id
@@ -326,13 +326,13 @@ def cancel_animation(request: Request, response: Response, services: ServicesDep
     responses=problems(401, 404),
 )
 async def animation_events(
-    request: Request, services: ServicesDep, record: OwnedJob
+    request: Request, services: ServicesDep, record: OwnedJob, slot: StreamSlot
 ) -> AsyncIterable[ServerSentEvent]:
     """`event: progress` with a ProgressEvent on every change; a final `event: status` with the
     whole job when it ends. The stream closes after the final event."""
     settings = services.settings
     timeout = settings.hard_time_limit_s * 2
-    async for event in follow(settings.redis_url, services.store, record.id, timeout_s=timeout):
+    async for event in follow(settings.redis_url, services.store, record.id, timeout_s=timeout, slot=slot):
         yield ServerSentEvent(data=event.model_dump(mode="json"), event="progress")
         if event.status.is_terminal():
             final = await run_in_threadpool(services.store.get, record.id)

@@ -46,7 +46,12 @@ def local(tmp_path_factory: pytest.TempPathFactory):
     """Local-file storage, development mode, no link-signing secret configured: the mode that used
     to derive the link key from the webhook secret."""
     tmp = tmp_path_factory.mktemp("local")
-    overrides = {**NOOP, "STORAGE_URL": (tmp / "storage").as_uri(), "ENV": "development"}
+    overrides = {
+        **NOOP,
+        "STORAGE_URL": (tmp / "storage").as_uri(),
+        "ENV": "development",
+        "MAX_STREAMS_PER_KEY": "100",  # the 50-stream test below
+    }
     with running_service(tmp, **overrides) as svc:
         yield svc
 
@@ -402,16 +407,68 @@ def test_many_sse_streams_share_one_redis_connection(local):
     time.sleep(0.3)
     before = _redis_clients(local)
     threads = [threading.Thread(target=hold, daemon=True) for _ in range(50)]
-    for thread in threads:
-        thread.start()
     try:
-        _wait(lambda: len(opened) == 50, 30, f"only {len(opened)} streams opened")
+        for n, thread in enumerate(threads, 1):  # one after another: what is measured is holding them
+            thread.start()
+            _wait(lambda n=n: len(opened) == n, 10, f"stream {n} did not open")
         during = _redis_clients(local)
     finally:
         stop.set()
         for thread in threads:
             thread.join(10)
         local.api.post(f"/animations/{job_id}/cancel")
-    # A stream no longer holds a connection (it was +1 per stream: +50 here). What remains is the
-    # store's pool for concurrent record reads, bounded by the thread pool, not by the streams.
-    assert during - before <= 12, f"Redis clients went from {before} to {during} for 50 streams"
+    # A held stream no longer holds a connection (it was +1 per stream: +50 here).
+    assert during - before <= 3, f"Redis clients went from {before} to {during} for 50 streams"
+
+
+def test_streams_beyond_the_per_key_cap_answer_429_with_retry_after(lifecycle):
+    import threading
+
+    import httpx
+
+    svc = lifecycle  # MAX_STREAMS_PER_KEY: the default, 10
+    job_id = svc.api.post("/animations", json=job_body(steps=800, transition_frames=1)).json()["id"]
+    svc.wait_for_job(job_id, lambda j: j["status"] == "running")
+    opened, stop = [], threading.Event()
+
+    def hold() -> None:
+        with (
+            httpx.Client(base_url=svc.api_url, headers=dict(svc.api.headers), timeout=30) as client,
+            client.stream("GET", f"/animations/{job_id}/events") as reply,
+        ):
+            opened.append(reply.status_code)
+            stop.wait(30)
+
+    threads = [threading.Thread(target=hold, daemon=True) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    try:
+        _wait(lambda: len(opened) == 10, 20, f"{len(opened)} streams opened")
+        assert opened == [200] * 10
+        extra = svc.api.get(f"/animations/{job_id}/events")
+        assert extra.status_code == 429 and extra.json()["code"] == "too_many_streams"
+        assert int(extra.headers["Retry-After"]) >= 1
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    # Streams the clients closed give their slots back (the job is still running).
+    _wait(
+        lambda: (
+            svc.api.get(f"/animations/{job_id}", timeout=5).json()["status"] == "running"
+            and _stream_opens(svc, job_id)
+        ),
+        15,
+        "closed streams kept their slots",
+    )
+    svc.api.post(f"/animations/{job_id}/cancel")
+
+
+def _stream_opens(svc: Service, job_id: str) -> bool:
+    import httpx
+
+    with (
+        httpx.Client(base_url=svc.api_url, headers=dict(svc.api.headers), timeout=10) as client,
+        client.stream("GET", f"/animations/{job_id}/events") as reply,
+    ):
+        return reply.status_code == 200
