@@ -44,7 +44,9 @@ def add_poses_commands(subparsers: Any) -> None:
 def add_extraction_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     """The trimming, smoothing and policy options, shared with ``animate --video`` (``prefix``:
     ``"video-"`` there, so ``--video-start`` cannot be mistaken for something else)."""
-    parser.add_argument(f"--{prefix}start", type=float, default=None, help="start at this second of the video")
+    parser.add_argument(
+        f"--{prefix}start", type=float, default=None, help="start at this second of the video"
+    )
     parser.add_argument(f"--{prefix}end", type=float, default=None, help="stop at this second of the video")
     parser.add_argument(
         f"--{prefix}smoothing",
