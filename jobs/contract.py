@@ -60,6 +60,7 @@ class WebhookEvent(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELED = "canceled"
+    DELETED = "deleted"  # always sent to a job's webhook when it is deleted (data: its id only)
 
     @property
     def type(self) -> str:
@@ -169,6 +170,17 @@ class JobError(BaseModel):
 class JobOutput(BaseModel):
     video_url: str = Field(..., description="H.264 MP4; a presigned/signed link that expires.")
     poster_url: str = Field(..., description="PNG of the first frame.")
+    poses_url: str | None = Field(
+        default=None,
+        description="poses.json: the whole pose sequence used (source pose, transition, aligned targets) "
+        "on the output canvas, compact form with frame roles. Null only for jobs from before previews.",
+    )
+    skeleton_url: str | None = Field(
+        default=None, description="skeleton.mp4: the ControlNet conditioning frames (OpenPose skeletons)."
+    )
+    side_by_side_url: str | None = Field(
+        default=None, description="side_by_side.mp4: [source image | skeleton | result] per frame."
+    )
     expires_at: datetime
     files_expire_at: datetime | None = Field(
         default=None,

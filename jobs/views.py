@@ -28,6 +28,7 @@ from jobs.store import JobRecord, JobStore
 from jobs.webhooks import build_payload, new_message_id
 
 log = logging.getLogger(__name__)
+PREVIEW_KINDS = ("poses", "skeleton", "side_by_side")
 
 
 def _dt(ts: float | None) -> datetime | None:
@@ -50,6 +51,11 @@ def job_view(
         output = JobOutput(
             video_url=storage.url(record.outputs["video"], url_ttl_s, base_url),
             poster_url=storage.url(record.outputs["poster"], url_ttl_s, base_url),
+            **{  # the previews; jobs finished before previews existed have none
+                f"{kind}_url": storage.url(record.outputs[kind], url_ttl_s, base_url)
+                for kind in PREVIEW_KINDS
+                if kind in record.outputs
+            },
             expires_at=datetime.fromtimestamp(int(time.time()) + url_ttl_s, UTC),
             files_expire_at=None if retention_s is None else datetime.fromtimestamp(ended + retention_s, UTC),
         )

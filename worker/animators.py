@@ -1,7 +1,10 @@
 """The adapter between a job and an animation backend: the one place the worker meets the engine.
 
 ``load_animator(settings)`` returns a backend with one method, ``render(job, out_dir, on_progress,
-should_cancel) -> Rendered`` that writes ``animation.mp4`` and ``poster.png`` into ``out_dir``:
+should_cancel) -> Rendered`` that writes ``animation.mp4`` and ``poster.png`` into ``out_dir``, and
+the previews (``engine.previews``): ``poses.json`` (the whole pose sequence used, on the output
+canvas), ``skeleton.mp4`` (the ControlNet conditioning frames) and ``side_by_side.mp4``
+([source | pose | result]):
 
 - ``engine``: the PoseAnimate engine (``POSEANIMATE_MODEL`` = hub id, local dir or ``tiny``). The
   engine and torch are imported inside the worker process only, after the fork.
@@ -40,6 +43,17 @@ ProgressCallback = Callable[[str, float], None]
 CancelCheck = Callable[[], bool]
 VIDEO_NAME = "animation.mp4"
 POSTER_NAME = "poster.png"
+POSES_NAME = "poses.json"
+SKELETON_NAME = "skeleton.mp4"
+SIDE_BY_SIDE_NAME = "side_by_side.mp4"
+# Output kind -> (file name, content type), in upload order; the job record's ``outputs`` keys.
+OUTPUT_FILES: dict[str, tuple[str, str]] = {
+    "video": (VIDEO_NAME, "video/mp4"),
+    "poster": (POSTER_NAME, "image/png"),
+    "poses": (POSES_NAME, "application/json"),
+    "skeleton": (SKELETON_NAME, "video/mp4"),
+    "side_by_side": (SIDE_BY_SIDE_NAME, "video/mp4"),
+}
 
 
 class JobCanceled(Exception):
@@ -93,6 +107,13 @@ class Rendered:
     timings: dict[str, float] = field(default_factory=dict)
     unet_evals: dict[str, int] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    previews: dict[str, Path] = field(default_factory=dict)
+    """``poses``, ``skeleton``, ``side_by_side`` -> the files written next to the video."""
+
+
+def preview_paths(out_dir: Path) -> dict[str, Path]:
+    """Where a backend writes the previews inside ``out_dir`` (the names of ``OUTPUT_FILES``)."""
+    return {kind: out_dir / OUTPUT_FILES[kind][0] for kind in ("poses", "skeleton", "side_by_side")}
 
 
 class Animator(Protocol):
@@ -135,17 +156,45 @@ class NoopAnimator:
             timings[stage] = time.perf_counter() - started
         started = time.perf_counter()
         on_progress("encoding", 0.0)
-        count = 1 + job.transition_frames + len(job.poses["frames"])
+        # PyAV, PIL and numpy only: none of these imports loads torch.
+        from engine import video
+        from engine.alignment import align_poses
+        from engine.pose import Pose, PoseSequence
+        from engine.previews import write_previews
+
+        try:  # the sequence the engine would condition on: PATA of the given poses (no detector here)
+            targets = PoseSequence.from_json(job.poses)
+            source = Pose.from_json(job.source_pose) if job.source_pose is not None else targets[0]
+            poses = align_poses(source, targets, job.transition_frames, width=job.width, height=job.height)
+        except ValueError as exc:
+            raise InvalidJobInput(str(exc)) from exc
+        count = len(poses)
         frames = [
             Image.new("RGB", (job.width, job.height), (40 + 13 * i % 200, 90, 160)) for i in range(count)
         ]
-        from engine import video  # PyAV + PIL only: importing it loads no torch
-
         video.encode_mp4(frames, out_dir / VIDEO_NAME, job.fps)
         video.save_poster(frames[0], out_dir / POSTER_NAME)
+        previews = write_previews(
+            _Frames(frames, poses),
+            out_dir / VIDEO_NAME,
+            image=job.image,
+            fps=job.fps,
+            transition_frames=job.transition_frames,
+            paths=preview_paths(out_dir),
+        )
         on_progress("encoding", 1.0)
         timings["encoding"] = time.perf_counter() - started
-        return Rendered(out_dir / VIDEO_NAME, out_dir / POSTER_NAME, count, timings, {}, {"backend": "noop"})
+        return Rendered(
+            out_dir / VIDEO_NAME, out_dir / POSTER_NAME, count, timings, {}, {"backend": "noop"}, previews
+        )
+
+
+@dataclass
+class _Frames:
+    """What ``engine.previews.write_previews`` reads of an ``AnimationResult``."""
+
+    frames: list[Image.Image]
+    poses: Any
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,8 +328,23 @@ class EngineAnimator:
         if cuda:
             info["gpu_memory_allocated_bytes"] = torch.cuda.memory_allocated()
             info["gpu_memory_peak_bytes"] = torch.cuda.max_memory_allocated()
+        from engine.previews import write_previews
+
+        started = time.perf_counter()
+        try:  # the frames are decoded back from the MP4 (keep_frames=False holds none in memory)
+            previews = write_previews(
+                result,
+                video_path,
+                image=job.image,
+                fps=job.fps,
+                transition_frames=job.transition_frames,
+                paths=preview_paths(out_dir),
+            )
+        except ValueError as exc:  # VideoError: ours, not the client's input
+            raise JobFailure(f"writing the previews failed: {exc}") from exc
         timings, evals = dict(result.timings), dict(result.unet_evals)
-        return Rendered(video_path, poster_path, result.num_frames, timings, evals, info)
+        timings["previews"] = time.perf_counter() - started
+        return Rendered(video_path, poster_path, result.num_frames, timings, evals, info, previews)
 
 
 def load_animator(settings: Settings) -> Animator:

@@ -38,8 +38,7 @@ from jobs.views import emit_webhook
 from jobs.webhooks import backoff_delay
 from worker import metrics
 from worker.animators import (
-    POSTER_NAME,
-    VIDEO_NAME,
+    OUTPUT_FILES,
     AnimatorHolder,
     JobCanceled,
     JobFailure,
@@ -267,15 +266,16 @@ class JobRunner:
                 if should_cancel(force=True):
                     raise JobCanceled("before upload")
                 progress(Stage.UPLOADING.value, 0.0)
-                keys = {"video": output_key(job_id, VIDEO_NAME), "poster": output_key(job_id, POSTER_NAME)}
-                self._stored(
-                    lambda: self.storage.put_file(keys["video"], rendered.video, "video/mp4"), should_cancel
-                )
-                progress(Stage.UPLOADING.value, 0.5)
-                self._stored(
-                    lambda: self.storage.put_file(keys["poster"], rendered.poster, "image/png"), should_cancel
-                )
-                progress(Stage.UPLOADING.value, 1.0)
+                files = {"video": rendered.video, "poster": rendered.poster, **rendered.previews}
+                keys: dict[str, str] = {}
+                for done, (kind, path) in enumerate(files.items(), start=1):
+                    key, content_type = output_key(job_id, path.name), OUTPUT_FILES[kind][1]
+                    self._stored(
+                        lambda: self.storage.put_file(key, path, content_type),  # noqa: B023 (called now)
+                        should_cancel,
+                    )
+                    keys[kind] = key
+                    progress(Stage.UPLOADING.value, done / len(files))
                 progress.close_stage()
             if heartbeat.lost:
                 raise LockLost()

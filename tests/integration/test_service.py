@@ -89,6 +89,12 @@ def test_job_succeeds_and_its_mp4_downloads_through_the_presigned_url(service):
     assert len(frames) == job["num_frames"] and (frames[0].width, frames[0].height) == (64, 64)
     poster = Image.open(io.BytesIO(httpx.get(job["output"]["poster_url"]).content))
     assert poster.size == (64, 64)
+    # The previews: the sequence used, its skeleton video and [source | pose | result], one per frame.
+    poses = httpx.get(job["output"]["poses_url"]).json()
+    assert len(poses["frames"]) == job["num_frames"] and (poses["width"], poses["height"]) == (64, 64)
+    for name in ("skeleton_url", "side_by_side_url"):
+        with av.open(io.BytesIO(httpx.get(job["output"][name]).content)) as container:
+            assert sum(1 for _ in container.decode(video=0)) == job["num_frames"], name
 
     (hook,) = hooks_for(service, job_id, 1)
     verify(service.webhook_secret, hook.headers, hook.body)
