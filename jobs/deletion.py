@@ -23,9 +23,12 @@ import logging
 import time
 from contextvars import ContextVar
 
+from jobs.contract import WebhookEvent
+from jobs.queue import QueueClient
 from jobs.settings import Settings
 from jobs.storage import Storage
-from jobs.store import JobRecord, JobStore
+from jobs.store import JobRecord, JobStore, scripts
+from jobs.webhooks import build_payload, new_message_id
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +39,6 @@ CACHE_PREFIX = "cache/inversions"
 # inversion cache can record on it which entries it used or wrote: DELETE removes them.
 CURRENT_JOB: ContextVar[tuple[JobStore, str] | None] = ContextVar("poseanimate_current_job", default=None)
 
-_RECORD_CACHE_KEY = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-local keys = {}
-if raw then keys = cjson.decode(raw) end
-for _, k in ipairs(keys) do if k == ARGV[2] then return 0 end end
-table.insert(keys, ARGV[2])
-redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(keys))
-return 1
-"""
-
 
 def record_cache_key(key: str) -> None:
     """Note an inversion-cache entry on the running job (never on a deleted one); never raises."""
@@ -55,7 +47,7 @@ def record_cache_key(key: str) -> None:
         return
     store, job_id = current
     try:
-        store.r.eval(_RECORD_CACHE_KEY, 1, store.job_key(job_id), CACHE_KEYS_FIELD, key)
+        store.r.eval(scripts.source("record_cache_key"), 1, store.job_key(job_id), CACHE_KEYS_FIELD, key)
     except Exception:  # bookkeeping only: the lifecycle rule is the backstop
         log.warning("could not record the inversion-cache key on the job", exc_info=True)
 
@@ -100,9 +92,28 @@ def _remove_record(store: JobStore, record: JobRecord, *, stub_ttl_s: int | None
     pipe.execute()
 
 
-def delete_job(record: JobRecord, *, store: JobStore, storage: Storage, settings: Settings) -> None:
-    """Remove everything the job left; idempotent (a second call finds nothing and does nothing)."""
+def delete_job(
+    record: JobRecord,
+    *,
+    store: JobStore,
+    storage: Storage,
+    settings: Settings,
+    queue: QueueClient | None = None,
+) -> None:
+    """Remove everything the job left; idempotent (a second call finds nothing and does nothing).
+    A job with a webhook is told: one ``animation.deleted`` event (its data is the job's id only),
+    sent to the URL it had, since the record it would be read from is gone."""
     job_id = record.id
+    if record.webhook_url and queue is not None:
+        body = build_payload(
+            WebhookEvent.DELETED.type, {"id": job_id, "object": "animation", "deleted": True}
+        )
+        try:
+            queue.enqueue_webhook(
+                job_id, WebhookEvent.DELETED.value, body.decode(), new_message_id(), url=record.webhook_url
+            )
+        except Exception:  # the deletion stands even if its notification cannot be queued
+            log.exception("could not enqueue the deleted webhook", extra={"job_id": job_id})
     running = False
     if not record.status.is_terminal():
         running = store.request_cancel(job_id) == "requested"

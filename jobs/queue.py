@@ -79,11 +79,13 @@ class QueueClient:
         msg_id: str,
         attempt: int = 1,
         countdown: float | None = None,
+        url: str | None = None,
     ) -> None:
+        """``url``: where to send it when the job record may be gone (a deletion), else the job's."""
         self.app.send_task(
             WEBHOOK_TASK,
             args=[job_id, event, body, msg_id],
-            kwargs={"attempt": attempt},
+            kwargs={"attempt": attempt, "url": url},
             queue=IO_QUEUE,
             countdown=countdown,
             # Celery logs task arguments; the body holds signed output links.

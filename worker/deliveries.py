@@ -19,15 +19,27 @@ log = logging.getLogger(__name__)
 
 
 def deliver(
-    job_id: str, event: str, body: str, msg_id: str, attempt: int, *, settings: Settings, store: JobStore
+    job_id: str,
+    event: str,
+    body: str,
+    msg_id: str,
+    attempt: int,
+    *,
+    settings: Settings,
+    store: JobStore,
+    url: str | None = None,
 ) -> float | None:
-    """Make attempt number ``attempt``; return the delay before the next one, or None to stop."""
+    """Make attempt number ``attempt``; return the delay before the next one, or None to stop.
+
+    ``url`` is given for an event whose job record is gone by design (``deleted``): the attempts are
+    then not recorded, as there is no job left to record them on."""
     record = store.get(job_id)
-    if record is None or not record.webhook_url:
+    target = url or (record.webhook_url if record is not None else None)
+    if not target:
         return None  # the job expired: nothing left to tell
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     result = deliver_once(
-        record.webhook_url,
+        target,
         body.encode(),
         msg_id=msg_id,
         secret=secret,
@@ -42,19 +54,20 @@ def deliver(
         else:
             retry_in = backoff_delay(attempt, settings.webhook_backoff_base_s, settings.webhook_backoff_max_s)
             outcome = "retrying"
-    store.record_delivery(
-        job_id,
-        {
-            "webhook_id": msg_id,
-            "event": event,
-            "attempt": attempt,
-            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "status_code": result.status_code,
-            "result": outcome,
-            "error": result.error,
-            "duration_s": round(result.duration_s, 4),
-        },
-    )
+    if record is not None:
+        store.record_delivery(
+            job_id,
+            {
+                "webhook_id": msg_id,
+                "event": event,
+                "attempt": attempt,
+                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "status_code": result.status_code,
+                "result": outcome,
+                "error": result.error,
+                "duration_s": round(result.duration_s, 4),
+            },
+        )
     metrics.WEBHOOK_DELIVERIES.labels(event, outcome).inc()
     metrics.WEBHOOK_SECONDS.observe(result.duration_s)
     log.info(

@@ -120,9 +120,13 @@ def animate(self: Task, job_id: str) -> str:
 
 
 @app.task(name=WEBHOOK_TASK, bind=True, acks_late=True, max_retries=None)
-def deliver_webhook(self: Task, job_id: str, event: str, body: str, msg_id: str, attempt: int = 1) -> None:
+def deliver_webhook(
+    self: Task, job_id: str, event: str, body: str, msg_id: str, attempt: int = 1, url: str | None = None
+) -> None:
     with bind(job_id=job_id):
         rt = runtime()
-        delay = deliver(job_id, event, body, msg_id, attempt, settings=rt.settings, store=rt.store)
+        delay = deliver(job_id, event, body, msg_id, attempt, settings=rt.settings, store=rt.store, url=url)
         if delay is not None:
-            rt.queue.enqueue_webhook(job_id, event, body, msg_id, attempt=attempt + 1, countdown=delay)
+            rt.queue.enqueue_webhook(
+                job_id, event, body, msg_id, attempt=attempt + 1, countdown=delay, url=url
+            )

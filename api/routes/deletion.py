@@ -32,6 +32,8 @@ async def delete_animation(job_id: JobId, services: ServicesDep, owner: Owner) -
             return Response(status_code=204)
         raise ApiError(404, "not_found", "no such animation")
     await run_in_threadpool(
-        lambda: delete_job(record, store=store, storage=services.storage, settings=services.settings)
+        lambda: delete_job(
+            record, store=store, storage=services.storage, settings=services.settings, queue=services.queue
+        )
     )
     return Response(status_code=204)
