@@ -65,13 +65,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from cli.processes import poseanimate_command, serve_argv, worker_argv  # noqa: E402
 from jobs.contract import EXAMPLE_POSES  # noqa: E402  (torch-free)
-from tests.support.servers import (  # noqa: E402  (the launchers the tests use)
-    MissingService,
-    free_port,
-    poseanimate_command,
-    redis_server,
-)
+from tests.support.servers import MissingService, free_port, redis_server  # noqa: E402  (the tests' launchers)
 
 BENCH_KEY = "sk-bench-api-load"
 BOUNDARY = "poseanimate-bench-boundary-7d1c2f0e"
@@ -226,7 +222,7 @@ def start_stack(api_workers: int | None, keep: bool) -> Iterator[Stack]:
     procs: list[subprocess.Popen[bytes]] = []
     logs = []
     try:
-        serve = [*poseanimate_command(), "serve", "--host", "127.0.0.1", "--port", str(api_port)]
+        serve = serve_argv(api_port)
         if api_workers is not None:
             usage = subprocess.run(
                 [*poseanimate_command(), "serve", "--help"], capture_output=True, text=True, env=env
@@ -244,7 +240,7 @@ def start_stack(api_workers: int | None, keep: bool) -> Iterator[Stack]:
         worker_log = (tmp / "worker.log").open("wb")
         logs.append(worker_log)
         worker_proc = subprocess.Popen(
-            [*poseanimate_command(), "worker", "--queues", "gpu", "--metrics-port", str(metrics_port)],
+            worker_argv(queues="gpu", metrics_port=metrics_port),
             env=env,
             cwd=tmp,
             stdout=worker_log,

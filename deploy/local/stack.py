@@ -199,6 +199,8 @@ def redis_binary() -> str | None:
 
 
 def start_redis(url: str, run_dir: Path, logs: Path) -> Proc:
+    from cli.processes import redis_argv  # the project's venv: `make up` runs it (`down` needs none)
+
     parts = urlsplit(url)
     port = parts.port or 6379
     data = run_dir / "redis"
@@ -210,16 +212,9 @@ def start_redis(url: str, run_dir: Path, logs: Path) -> Proc:
             "    sudo apt-get install -y redis-server\n"
             "or point POSEANIMATE_REDIS_URL at a Redis that answers, then run `make up` again."
         )
-    argv = [
-        binary,
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--dir", str(data),
-        "--appendonly", "yes",  # jobs survive a restart of this Redis
-        "--save", "",
-        "--daemonize", "no",
-        "--logfile", "",  # stdout, which spawn() sends to logs/redis.log
-    ]  # fmt: skip
+    # appendonly: jobs survive a restart of this Redis; logfile "": stdout, which spawn() sends to
+    # logs/redis.log.
+    argv = [*redis_argv(binary, port, data, appendonly=True, logfile=""), "--daemonize", "no"]
     if parts.password:
         argv += ["--requirepass", parts.password]
     proc = spawn("redis", argv, dict(os.environ), logs)
@@ -409,10 +404,11 @@ def up(args: argparse.Namespace) -> int:
             stop(proc, 5)  # what it left behind in its process group
             say(f"{proc.name}: not running, starting it again")
     logs.mkdir(parents=True, exist_ok=True)
+    from cli.processes import serve_argv, worker_argv  # the processes the tests and benchmarks start too
+
     python = sys.executable
     bin_dir = Path(python).parent
-    poseanimate = str(bin_dir / "poseanimate") if (bin_dir / "poseanimate").exists() else None
-    if poseanimate is None:
+    if not (bin_dir / "poseanimate").exists():
         return fail(f"no `poseanimate` console script next to {python}: run `make setup`")
     for port, what, name in ((args.port, "API", "api"), (args.metrics_port, "worker metrics", "worker")):
         if name not in kept and not port_free(port):
@@ -478,18 +474,12 @@ def up(args: argparse.Namespace) -> int:
             env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 
         # 4. API and worker (gpu + io consumers under one supervisor)
-        procs.append(
-            kept.get("api")
-            or spawn(
-                "api", [poseanimate, "serve", "--host", "127.0.0.1", "--port", str(args.port)], env, logs
-            )
-        )
+        procs.append(kept.get("api") or spawn("api", serve_argv(args.port), env, logs))
         save_state(run_dir, state)
-        worker_argv = [poseanimate, "worker", "--queues", "gpu,io", "--metrics-port", str(args.metrics_port)]
-        worker_argv += ["--shutdown-timeout", str(args.shutdown_timeout)]
-        if gpu:
-            worker_argv += ["--gpu", "0"]
-        procs.append(kept.get("worker") or spawn("worker", worker_argv, env, logs))
+        worker = worker_argv(
+            metrics_port=args.metrics_port, shutdown_timeout=args.shutdown_timeout, gpu=0 if gpu else None
+        )
+        procs.append(kept.get("worker") or spawn("worker", worker, env, logs))
         state.update(
             api_url=api_url,
             api_key=api_key,

@@ -22,9 +22,10 @@ import httpx
 import pytest
 import redis
 
+from cli.processes import serve_argv
 from jobs.store import JobStore, owner_id_for_key
 from tests.support.payloads import job_body
-from tests.support.servers import TcpProxy, free_port, poseanimate_command, wait_for_port, worker_process
+from tests.support.servers import TcpProxy, free_port, wait_for_port, worker_process
 from tests.support.stack import (
     API_KEY,
     BUCKET,
@@ -215,7 +216,7 @@ class ApiProcess:
     def start(self) -> None:
         with (self.cwd / "api.log").open("ab") as log:
             self.proc = subprocess.Popen(
-                [*poseanimate_command(), "serve", "--port", str(self.port)],
+                serve_argv(self.port),
                 env=self.env,
                 cwd=self.cwd,
                 stdout=log,

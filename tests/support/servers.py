@@ -16,7 +16,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from cli.processes import redis_argv, worker_argv
 
 
 class MissingService(RuntimeError):
@@ -83,21 +84,7 @@ def redis_server(workdir: Path, *, appendonly: bool = False) -> Iterator[RedisSe
         raise MissingService("redis-server is not installed (make services installs it)")
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    persistence = ["--appendonly", "yes", "--appendfsync", "always"] if appendonly else ["--appendonly", "no"]
-    command = [
-        binary,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        *persistence,
-        "--dir",
-        str(workdir),
-        "--logfile",
-        str(workdir / "redis.log"),
-    ]
+    command = redis_argv(binary, port, workdir, appendonly=appendonly, logfile=str(workdir / "redis.log"))
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = RedisServer(port, proc, workdir, command)
     try:
@@ -321,11 +308,6 @@ class WorkerProcess:
         return out
 
 
-def poseanimate_command() -> list[str]:
-    console_script = Path(sys.executable).parent / "poseanimate"
-    return [str(console_script)] if console_script.exists() else [sys.executable, "-m", "cli.main"]
-
-
 @contextmanager
 def worker_process(
     env: dict[str, str],
@@ -339,8 +321,8 @@ def worker_process(
     """``poseanimate worker --queues ...``; with ``celery_app`` ("module:app"), one plain Celery
     worker of that app on ``queues`` with the command line ``poseanimate worker`` would use."""
     if celery_app is None:
-        args = [*poseanimate_command(), "worker", "--queues", queues, "--shutdown-timeout", "10"]
-        args += ["--metrics-port", str(metrics_port if metrics_port is not None else free_port())]
+        port = metrics_port if metrics_port is not None else free_port()
+        args = worker_argv(queues=queues, metrics_port=port, shutdown_timeout=10)
     else:
         from cli.main import _celery_command
 
