@@ -29,8 +29,9 @@ from jobs.limits import ServiceLimits, check_params
 from jobs.settings import Settings
 from jobs.ssrf import FetchError, Resolver, UnsafeURLError, fetch_bytes, system_resolver, vet_url
 from jobs.submission import ValidatedJob
+from jobs.videos import load_video_bytes, sniff_video, video_frame_budget
 
-FILE_FIELDS = ("image", "poses", "source_pose", "mask")
+FILE_FIELDS = ("image", "poses", "source_pose", "mask", "driving_video")
 LIST_FIELDS = ("subject_words", "webhook_events")
 UPLOADED = "upload:"
 
@@ -101,7 +102,7 @@ async def read_submission(request: Request, settings: Settings) -> Submission:
                 form_fields[name] = parse_pose_json(files.pop(name), max_bytes=settings.max_pose_bytes)
             elif isinstance(form_fields.get(name), str):
                 form_fields[name] = parse_pose_json(form_fields[name], max_bytes=settings.max_pose_bytes)
-        for name in ("image", "mask"):
+        for name in ("image", "mask", "driving_video"):
             if name in files:
                 form_fields[name] = UPLOADED
         request_hash = _hash(form_fields, files)
@@ -151,6 +152,25 @@ def _json_value(value: Any, settings: Settings) -> Any:
     return parse_pose_json(value, max_bytes=settings.max_pose_bytes) if isinstance(value, str) else value
 
 
+def check_motion(req: AnimationCreate) -> None:
+    """Exactly one of ``poses`` and ``driving_video`` (422 ``motion_missing`` / ``motion_ambiguous``);
+    ``video_start``/``video_end`` only with a driving video."""
+    if req.poses is None and req.driving_video is None:
+        raise ApiError(422, "motion_missing", "send the target motion: poses or a driving_video")
+    if req.poses is not None and req.driving_video is not None:
+        raise ApiError(422, "motion_ambiguous", "send poses or a driving_video, not both")
+    if req.driving_video is None and (req.video_start is not None or req.video_end is not None):
+        raise ApiError(422, "video_options_without_video", "video_start/video_end need a driving_video")
+
+
+def check_video_options(req: AnimationCreate) -> None:
+    start, end = req.video_start or 0.0, req.video_end
+    if end is not None and end <= start:
+        raise ApiError(
+            422, "parameter_out_of_range", f"video_end ({end:g} s) must be after video_start ({start:g} s)"
+        )
+
+
 def validate_submission(
     sub: Submission, settings: Settings, resolver: Resolver = system_resolver
 ) -> ValidatedJob:
@@ -158,15 +178,23 @@ def validate_submission(
     (``engine.poseformat``, ``engine.rules``) and the service's limits table (``jobs.limits``), so a
     job accepted here is one the engine runs. Blocking: run in a thread."""
     req = sub.request
+    check_motion(req)
     limits = ServiceLimits.from_settings(settings)
     params = check_params(req.model_dump(include=set(AnimationParams.model_fields)), limits)
     if req.webhook_url is None and "webhook_events" in req.model_fields_set:
         raise ApiError(
             422, "webhook_events_without_url", "webhook_events needs a webhook_url to send them to"
         )
-    poses = normalize_poses(_json_value(req.poses, settings), max_frames=limits.max_frames)
-    num_frames = 1 + params["transition_frames"] + len(poses["frames"])
-    check_output_frames(num_frames, limits.max_output_frames)
+    poses = None
+    if req.driving_video is not None:
+        # Extracted on an io worker at the job's fps, at most this many frames; num_frames is this
+        # estimate until then (jobs.videos.video_frame_budget).
+        check_video_options(req)
+        num_frames = 1 + params["transition_frames"] + video_frame_budget(limits, params["transition_frames"])
+    else:
+        poses = normalize_poses(_json_value(req.poses, settings), max_frames=limits.max_frames)
+        num_frames = 1 + params["transition_frames"] + len(poses["frames"])
+        check_output_frames(num_frames, limits.max_output_frames)
     source_pose = None
     if req.source_pose is not None:
         source_pose = normalize_source_pose(_json_value(req.source_pose, settings))
@@ -187,6 +215,18 @@ def validate_submission(
             max_pixels=limits.max_image_pixels,
         )
         mask_png = mask.png
+    video, video_ext = None, "mp4"
+    if req.driving_video is not None:  # last: a URL fetch is the most expensive check
+        video = load_video_bytes(
+            req.driving_video,
+            sub.files.get("driving_video"),
+            max_bytes=settings.max_video_bytes,
+            timeout_s=settings.url_fetch_timeout_s,
+            allow_private=settings.allow_private_urls,
+            max_redirects=settings.url_max_redirects,
+            resolver=resolver,
+        )
+        video_ext = sniff_video(video)
     return ValidatedJob(
         params=params,
         image_png=image.png,
@@ -196,4 +236,6 @@ def validate_submission(
         webhook_url=req.webhook_url,
         webhook_events=[e.value for e in req.webhook_events],
         num_frames=num_frames,
+        driving_video=video,
+        driving_video_ext=video_ext,
     )

@@ -20,7 +20,7 @@ from api.errors import install_error_handlers
 from api.metrics import ApiMetrics
 from api.middleware import RequestContextMiddleware
 from api.openapi import install_openapi
-from api.routes import animations, deletion, files, playground, system
+from api.routes import animations, deletion, files, playground, poses, system
 from api.sweeper import lifespan as sweeper_lifespan
 from api.waiting import close_brokers
 from jobs.limits import ServiceLimits
@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = system_
     )
     install_error_handlers(app)
     app.include_router(animations.router)
+    app.include_router(poses.router)
     app.include_router(deletion.router)
     app.include_router(files.router)
     app.include_router(system.router)

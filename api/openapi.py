@@ -33,7 +33,18 @@ def _multipart_schema() -> dict[str, Any]:
             "format": "binary",
             "description": "PNG, JPEG or WebP (or a URL/data URI as text)",
         },
-        "poses": {"type": "string", "format": "binary", "description": "pose JSON file (or JSON text)"},
+        "poses": {
+            "type": "string",
+            "format": "binary",
+            "description": "pose JSON file (or JSON text); exactly one of poses and driving_video",
+        },
+        "driving_video": {
+            "type": "string",
+            "format": "binary",
+            "description": "driving video file: MP4/H.264, WebM/VP9, MOV, animated GIF (or a URL/data URI)",
+        },
+        "video_start": {"type": "number", "description": "with driving_video: start second"},
+        "video_end": {"type": "number", "description": "with driving_video: end second"},
         "source_pose": {
             "type": "string",
             "format": "binary",
@@ -51,7 +62,7 @@ def _multipart_schema() -> dict[str, Any]:
     for name in ("steps", "transition_frames", "fps", "size", "width", "height", "seed"):
         fields[name] = {"type": "integer"}
     fields["guidance"] = {"type": "number"}
-    return {"type": "object", "required": ["image", "poses", "prompt"], "properties": fields}
+    return {"type": "object", "required": ["image", "prompt"], "properties": fields}
 
 
 CREATE_BODY: dict[str, Any] = {

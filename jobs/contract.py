@@ -29,9 +29,11 @@ _TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED
 
 
 class Stage(StrEnum):
-    """What a running job is doing; the engine reports the middle four."""
+    """What a job is doing; the engine reports inverting..encoding. ``extracting_poses``: a job
+    submitted with a driving video, still queued, while an io worker extracts its poses."""
 
     QUEUED = "queued"
+    EXTRACTING_POSES = "extracting_poses"
     LOADING = "loading"
     INVERTING = "inverting"
     OPTIMIZING = "optimizing"
@@ -120,6 +122,12 @@ class AnimationParams(BaseModel):
     width: int | None = Field(default=None, description="Generation width, pixels; default: size.")
     height: int | None = Field(default=None, description="Generation height, pixels; default: size.")
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    video_start: float | None = Field(
+        default=None, ge=0, description="With driving_video: start at this second of the video."
+    )
+    video_end: float | None = Field(
+        default=None, gt=0, description="With driving_video: stop at this second of the video."
+    )
 
 
 class AnimationCreate(AnimationParams):
@@ -146,9 +154,15 @@ class AnimationCreate(AnimationParams):
         default=..., description="https URL or base64 data URI (PNG, JPEG or WebP) of the character image."
     )
     poses: Any = Field(
-        default=...,
+        default=None,
         description="Target poses: OpenPose JSON (a frame or a list of frames) or compact "
-        '{"width","height","frames":[[[x,y,c]*18],...]}.',
+        '{"width","height","frames":[[[x,y,c]*18],...]}. Exactly one of poses and driving_video.',
+    )
+    driving_video: str | None = Field(
+        default=None,
+        description="Instead of poses: a driving video (MP4/H.264, WebM/VP9, MOV, animated GIF) as an "
+        "https URL or data URI (or a multipart file); its poses are extracted at the job's fps on an io "
+        "worker (stage extracting_poses) before the job reaches a GPU.",
     )
     source_pose: Any | None = Field(
         default=None, description="The image's own pose (one frame); detected if absent."
@@ -165,6 +179,40 @@ class AnimationCreate(AnimationParams):
 class JobError(BaseModel):
     code: str = Field(..., examples=["gpu_out_of_memory"])
     message: str = Field(..., examples=["The GPU ran out of memory; try fewer frames or a smaller size."])
+
+
+class PosesCreate(BaseModel):
+    """JSON body of ``POST /poses`` (multipart: a ``video`` file and the same names as fields)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    video: str = Field(
+        default=..., description="https URL or data URI of the clip (MP4/H.264, WebM/VP9, MOV, animated GIF)."
+    )
+    fps: float | None = Field(default=None, gt=0, le=60, description="Sample rate; default: the clip's own.")
+    start: float | None = Field(default=None, ge=0, description="Start at this second.")
+    end: float | None = Field(default=None, gt=0, description="Stop at this second.")
+    max_frames: int | None = Field(
+        default=None, ge=1, description="Refuse clips giving more frames (default and cap: MAX_FRAMES)."
+    )
+
+
+class PoseExtraction(BaseModel):
+    """A pose extraction: ``POST /poses`` and ``GET /poses/{id}``."""
+
+    id: str
+    object: Literal["pose_extraction"] = "pose_extraction"
+    status: Literal["queued", "succeeded", "failed"]
+    poses: dict[str, Any] | None = Field(
+        default=None, description="Compact pose JSON on the video's canvas, ready for POST /animations."
+    )
+    report: dict[str, Any] | None = Field(
+        default=None, description="Frames sampled, decoded, without a person, bridged, dropped; fps; size."
+    )
+    skeleton_mp4: str | None = Field(
+        default=None, description="The skeleton preview: an H.264 MP4 as a base64 data URI (at most 256 px)."
+    )
+    error: JobError | None = None
 
 
 class JobOutput(BaseModel):

@@ -38,10 +38,13 @@ def sources_of(to: JobStatus) -> frozenset[JobStatus]:
 
 
 # Share of the overall progress bar per stage (the engine reports a 0..1 fraction within each).
+# A job given poses skips extracting_poses (so it starts at 0.03); one given a driving video runs it
+# on an io worker while still queued.
 STAGE_WEIGHTS: dict[str, float] = {
+    "extracting_poses": 0.03,
     "loading": 0.02,
     "inverting": 0.13,
-    "optimizing": 0.35,
+    "optimizing": 0.32,
     "sampling": 0.40,
     "encoding": 0.05,
     "uploading": 0.05,

@@ -15,6 +15,10 @@ from jobs.settings import Settings
 
 ANIMATE_TASK = "poseanimate.animate"
 WEBHOOK_TASK = "poseanimate.deliver_webhook"
+# Driving video -> poses on io (CPU; a GPU worker never decodes video): a POST /poses request, and
+# the extracting_poses stage of a job submitted with a driving video (it then enqueues ANIMATE_TASK).
+EXTRACT_TASK = "poseanimate.extract_poses"
+JOB_EXTRACT_TASK = "poseanimate.extract_job_poses"
 GPU_QUEUE = "gpu"
 IO_QUEUE = "io"
 
@@ -46,7 +50,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_publish_retry": True,
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
         "task_default_queue": GPU_QUEUE,
-        "task_routes": {ANIMATE_TASK: {"queue": GPU_QUEUE}, WEBHOOK_TASK: {"queue": IO_QUEUE}},
+        "task_routes": {
+            ANIMATE_TASK: {"queue": GPU_QUEUE},
+            WEBHOOK_TASK: {"queue": IO_QUEUE},
+            EXTRACT_TASK: {"queue": IO_QUEUE},
+            JOB_EXTRACT_TASK: {"queue": IO_QUEUE},
+        },
         "task_create_missing_queues": True,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
@@ -70,6 +79,13 @@ class QueueClient:
 
     def enqueue_animation(self, job_id: str) -> None:
         self.app.send_task(ANIMATE_TASK, args=[job_id], queue=GPU_QUEUE)
+
+    def enqueue_job_extraction(self, job_id: str) -> None:
+        """The extracting_poses stage of a job submitted with a driving video (io)."""
+        self.app.send_task(JOB_EXTRACT_TASK, args=[job_id], queue=IO_QUEUE)
+
+    def enqueue_extraction(self, extraction_id: str) -> None:
+        self.app.send_task(EXTRACT_TASK, args=[extraction_id], queue=IO_QUEUE)
 
     def enqueue_webhook(
         self,

@@ -15,6 +15,7 @@ import logging
 from jobs.contract import JobStatus
 from jobs.queue import QueueClient
 from jobs.store import JobStore
+from jobs.submission import send_first_message
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def send_unsent(store: JobStore, queue: QueueClient, *, older_than_s: float) -> 
     for job_id in store.claim_unsent(older_than_s):
         record = store.get(job_id)
         if record is not None and record.status is JobStatus.QUEUED:
-            queue.enqueue_animation(job_id)
+            send_first_message(queue, job_id, record.inputs)  # its extraction first, if no poses yet
             sent.append(job_id)
             log.warning("sent the queue message of an interrupted submission", extra={"job_id": job_id})
         store.mark_sent(job_id)

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(default=4096 * 4096, ge=64 * 64)
     max_pose_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # A driving video (POST /animations driving_video, POST /poses), upload or fetched URL; an
+    # upload is also bound by max_body_bytes.
+    max_video_bytes: int = Field(default=50 * 1000 * 1000, ge=1024)
     max_frames: int = Field(default=64, ge=1, le=1024)
     max_prompt_chars: int = Field(default=500, ge=1)
     max_steps: int = Field(default=100, ge=1)

@@ -28,12 +28,15 @@ class ValidatedJob:
 
     params: dict[str, Any]
     image_png: bytes
-    poses: dict[str, Any]
+    poses: dict[str, Any] | None
+    """None when the job came with a driving video: its poses are extracted on io first."""
     source_pose: dict[str, Any] | None = None
     mask_png: bytes | None = None
     webhook_url: str | None = None
     webhook_events: list[str] = field(default_factory=list)
     num_frames: int = 1
+    driving_video: bytes | None = None
+    driving_video_ext: str = "mp4"
 
 
 class QuotaExceeded(Exception):
@@ -45,9 +48,15 @@ class QueueUnavailable(Exception):
 
 
 def store_inputs(storage: Storage, job_id: str, job: ValidatedJob) -> list[str]:
-    names = ["image.png", "poses.json"]
+    names = ["image.png"]
     storage.put_bytes(input_key(job_id, "image.png"), job.image_png, "image/png")
-    storage.put_bytes(input_key(job_id, "poses.json"), json.dumps(job.poses).encode(), "application/json")
+    if job.poses is not None:
+        storage.put_bytes(input_key(job_id, "poses.json"), json.dumps(job.poses).encode(), "application/json")
+        names.append("poses.json")
+    if job.driving_video is not None:  # extracted into poses.json by an io worker (worker.extraction)
+        name = f"driving_video.{job.driving_video_ext}"
+        storage.put_bytes(input_key(job_id, name), job.driving_video, "application/octet-stream")
+        names.append(name)
     if job.source_pose is not None:
         storage.put_bytes(
             input_key(job_id, "source_pose.json"), json.dumps(job.source_pose).encode(), "application/json"
@@ -57,6 +66,15 @@ def store_inputs(storage: Storage, job_id: str, job: ValidatedJob) -> list[str]:
         storage.put_bytes(input_key(job_id, "mask.png"), job.mask_png, "image/png")
         names.append("mask.png")
     return names
+
+
+def send_first_message(queue: QueueClient, job_id: str, inputs: list[str]) -> None:
+    """A job's first message: its pose extraction (io) when it came with a driving video and has
+    no poses yet, else the animation (gpu). A GPU worker never receives a job without poses."""
+    if "poses.json" in inputs:
+        queue.enqueue_animation(job_id)
+    else:
+        queue.enqueue_job_extraction(job_id)
 
 
 def accept_job(
@@ -96,7 +114,7 @@ def accept_job(
         store.release_slot(owner, job_id)
         raise
     try:
-        queue.enqueue_animation(job_id)
+        send_first_message(queue, job_id, names)
     except Exception as exc:
         log.exception("enqueue failed", extra={"job_id": job_id})
         store.fail(job_id, ErrorCode.QUEUE_UNAVAILABLE, "the job could not be queued; submit it again")

@@ -279,7 +279,12 @@ class JobRunner:
                 progress.close_stage()
             if heartbeat.lost:
                 raise LockLost()
-            timings = {**progress.timings, **{k: round(v, 4) for k, v in rendered.timings.items()}}
+            extracted = {k: v for k, v in record.timings.items() if k == Stage.EXTRACTING_POSES.value}
+            timings = {
+                **extracted,
+                **progress.timings,
+                **{k: round(v, 4) for k, v in rendered.timings.items()},
+            }
             outcome, status = self.store.transition(
                 job_id,
                 JobStatus.SUCCEEDED,

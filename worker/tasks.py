@@ -1,6 +1,7 @@
 """Celery tasks: thin shells that parse the message, call the runner, and record the outcome.
 
-``poseanimate.animate(job_id)`` on ``gpu``; ``poseanimate.deliver_webhook(...)`` on ``io``.
+``poseanimate.animate(job_id)`` on ``gpu``; ``poseanimate.deliver_webhook(...)``,
+``poseanimate.extract_job_poses(job_id)`` and ``poseanimate.extract_poses(extraction_id)`` on ``io``.
 Importing this module does not import torch or the engine: the engine is loaded by
 ``AnimatorHolder`` inside the prefork child, after the fork.
 """
@@ -19,13 +20,14 @@ from celery.exceptions import Reject, TimeLimitExceeded
 from jobs.contract import ErrorCode, WebhookEvent
 from jobs.deletion import CURRENT_JOB
 from jobs.logs import bind, configure_logging
-from jobs.queue import ANIMATE_TASK, WEBHOOK_TASK, QueueClient
+from jobs.queue import ANIMATE_TASK, EXTRACT_TASK, JOB_EXTRACT_TASK, WEBHOOK_TASK, QueueClient
 from jobs.settings import Settings, get_settings
 from jobs.storage import storage_from_settings
 from jobs.store import JobStore, TransitionOutcome
 from worker.animators import AnimatorHolder
 from worker.celery_app import app
 from worker.deliveries import deliver
+from worker.extraction import run_extraction, run_job_extraction
 from worker.runner import JobRunner, RunOutcome
 
 log = logging.getLogger(__name__)
@@ -130,3 +132,20 @@ def deliver_webhook(
             rt.queue.enqueue_webhook(
                 job_id, event, body, msg_id, attempt=attempt + 1, countdown=delay, url=url
             )
+
+
+@app.task(name=JOB_EXTRACT_TASK, bind=True, acks_late=True)
+def extract_job_poses(self: Task, job_id: str) -> str:
+    """The extracting_poses stage of a job given a driving video; sends it to gpu when done."""
+    with bind(job_id=job_id):
+        rt = runtime()
+        return run_job_extraction(
+            job_id, settings=rt.settings, store=rt.store, storage=rt.runner.storage, queue=rt.queue
+        )
+
+
+@app.task(name=EXTRACT_TASK, bind=True, acks_late=True)
+def extract_poses(self: Task, extraction_id: str) -> str:
+    """A POST /poses request: its result lands in the extraction record the API polls."""
+    rt = runtime()
+    return run_extraction(extraction_id, settings=rt.settings, store=rt.store, storage=rt.runner.storage)

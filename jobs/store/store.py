@@ -268,6 +268,28 @@ class JobStore(JobLocks, RateLimits, Submissions):
                 ProgressEvent(id=job_id, status=JobStatus.RUNNING, stage=Stage(stage), progress=progress),
             )
 
+    def update_queued(self, job_id: str, **fields: Any) -> bool:
+        """Write ``fields`` (stage, progress, num_frames, inputs, ...) of a job that is still queued,
+        e.g. while an io worker extracts its poses; False (nothing written) once it is not. Publishes
+        the job's progress event."""
+        key = self.job_key(job_id)
+        mapping = {
+            name: json.dumps(value, separators=(",", ":")) if isinstance(value, dict | list) else str(value)
+            for name, value in fields.items()
+        }
+        with self.r.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)  # a cancel landing between the check and the write aborts the write
+                if pipe.hget(key, "status") != JobStatus.QUEUED.value:
+                    return False
+                pipe.multi()
+                pipe.hset(key, mapping={**mapping, "updated_at": time.time()})
+                pipe.execute()
+            except redis.exceptions.WatchError:
+                return False
+        self.publish(job_id)
+        return True
+
     def publish(self, job_id: str, event: ProgressEvent | None = None) -> None:
         if event is None:
             record = self.get(job_id)

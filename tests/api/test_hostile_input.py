@@ -249,7 +249,7 @@ def test_pose_file_over_the_size_limit_is_refused(make_settings, make_client):
 def test_bodies_of_other_content_types_are_refused(client, content_type):
     r = client.post("/animations", content=b"image=x&prompt=p", headers={"content-type": content_type})
     assert r.status_code in (415, 422) and r.headers["content-type"] == "application/problem+json"
-    assert r.json()["code"] in ("unsupported_media_type", "validation_error")
+    assert r.json()["code"] in ("unsupported_media_type", "validation_error", "motion_missing")
     nothing_enqueued(client)
 
 

@@ -47,7 +47,15 @@ def test_running_job_may_restart_after_its_worker_died():
 def test_overall_progress_is_monotone_across_stages():
     points = [
         overall_progress(stage, f)
-        for stage in ("loading", "inverting", "optimizing", "sampling", "encoding", "uploading")
+        for stage in (
+            "extracting_poses",
+            "loading",
+            "inverting",
+            "optimizing",
+            "sampling",
+            "encoding",
+            "uploading",
+        )
         for f in (0, 0.5, 1)
     ]
     assert points == sorted(points)

@@ -1,0 +1,100 @@
+"""Driving videos at intake: bytes loaded (upload, data URI or URL through the SSRF guard) under
+``POSEANIMATE_MAX_VIDEO_BYTES`` and the container sniffed from its magic bytes, before anything is
+stored or decoded. Decoding (and the header limits on resolution, duration and frame count) happens
+on an io worker (``worker.extraction`` with ``engine.extract``); the API never imports PyAV.
+
+Codes: ``video_too_large`` (413), ``video_type_unsupported`` (415), ``video_reference_invalid`` and
+``video_data_uri_invalid`` (422), and the SSRF guard's codes for URLs.
+"""
+
+from __future__ import annotations
+
+from engine.errors import InvalidInput
+from jobs.images import ImageValidationError, decode_data_uri
+from jobs.limits import ServiceLimits
+from jobs.ssrf import FetchError, Resolver, fetch_bytes
+
+UPLOADED = "upload:"
+_EBML = b"\x1a\x45\xdf\xa3"
+
+
+class VideoRefused(InvalidInput):
+    """A driving video refused at intake, with its HTTP status."""
+
+    def __init__(self, message: str, *, code: str, status: int = 422) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+
+
+def video_frame_budget(limits: ServiceLimits, transition_frames: int) -> int:
+    """The most target frames a driving video may give a job: the service's frame cap and what fits
+    the engine's output-frame limit next to the source and transition frames. Until its poses are
+    extracted, a job's ``num_frames`` is the estimate ``1 + transition_frames + this``."""
+    return max(1, min(limits.max_frames, limits.max_output_frames - 1 - transition_frames))
+
+
+def sniff_video(data: bytes) -> str:
+    """The container of ``data`` from its first bytes: ``mp4`` (ISO BMFF ``ftyp``, MP4 and MOV),
+    ``mov`` (QuickTime without ``ftyp``), ``webm`` (EBML, Matroska too) or ``gif``; else
+    ``VideoRefused(video_type_unsupported, 415)``."""
+    if len(data) >= 12 and data[4:8] == b"ftyp":
+        return "mov" if data[8:12] == b"qt  " else "mp4"
+    if len(data) >= 8 and data[4:8] in (b"moov", b"mdat", b"wide", b"free"):
+        return "mov"
+    if data.startswith(_EBML):
+        return "webm"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    raise VideoRefused(
+        "the video is not MP4/MOV, WebM or an animated GIF (judged by its first bytes)",
+        code="video_type_unsupported",
+        status=415,
+    )
+
+
+def load_video_bytes(
+    ref: str,
+    upload: bytes | None,
+    *,
+    max_bytes: int,
+    timeout_s: float,
+    allow_private: bool,
+    max_redirects: int,
+    resolver: Resolver,
+    what: str = "driving_video",
+) -> bytes:
+    """The video's bytes from an upload, a data URI or an http(s) URL (SSRF-guarded), at most
+    ``max_bytes``; ``video_too_large`` (413) beyond."""
+    too_large = VideoRefused(f"{what} is larger than {max_bytes} bytes", code="video_too_large", status=413)
+    if ref == UPLOADED and upload is not None:
+        data = upload
+    elif ref.startswith("data:"):
+        try:
+            data = decode_data_uri(ref, max_bytes=max_bytes, what=what)
+        except ImageValidationError as exc:
+            if exc.code == "image_too_large":
+                raise too_large from exc
+            raise VideoRefused(exc.message, code="video_data_uri_invalid") from exc
+    elif ref.lower().startswith(("http://", "https://")):
+        try:
+            data = fetch_bytes(
+                ref,
+                max_bytes=max_bytes,
+                timeout_s=timeout_s,
+                allow_private=allow_private,
+                max_redirects=max_redirects,
+                resolver=resolver,
+            )
+        except FetchError as exc:
+            if exc.code == "image_too_large":
+                raise too_large from exc
+            raise
+    else:
+        raise VideoRefused(
+            f"{what} must be an uploaded file, an http(s) URL or a data URI", code="video_reference_invalid"
+        )
+    if len(data) > max_bytes:
+        raise too_large
+    if not data:
+        raise VideoRefused(f"{what} is empty", code="video_unreadable")
+    return data

@@ -1,0 +1,34 @@
+"""Driving clips made in the test from the real astronaut photo (``examples/astronaut.jpg``): the
+photo scaled to ``side`` px, sliding right ``step`` px per frame on a grey canvas. MediaPipe finds
+her in every frame (``tests/engine/test_extract.py`` pins how closely it follows the motion)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def astronaut_frames(
+    count: int = 8, *, side: int = 192, canvas=(320, 256), step: int = 6
+) -> list[Image.Image]:
+    photo = Image.open(EXAMPLES / "astronaut.jpg").convert("RGB")
+    small = photo.resize((side, side), Image.Resampling.LANCZOS)
+    frames = []
+    for k in range(count):
+        frame = Image.new("RGB", canvas, (120, 120, 120))
+        frame.paste(small, (16 + step * k, canvas[1] - side))
+        frames.append(frame)
+    return frames
+
+
+def astronaut_mp4(count: int = 8, fps: int = 8, **kwargs) -> bytes:
+    """An H.264 MP4 of :func:`astronaut_frames` (``count`` frames at ``fps``)."""
+    from engine.video import encode_mp4
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = encode_mp4(astronaut_frames(count, **kwargs), Path(tmp) / "clip.mp4", fps=fps)
+        return path.read_bytes()

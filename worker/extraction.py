@@ -1,0 +1,187 @@
+"""Driving video -> poses on an io worker (CPU): ``POST /poses`` requests and the ``extracting_poses``
+stage of jobs submitted with a driving video. A GPU worker never decodes video.
+
+A job's stage runs while the job is still ``queued`` (no job lock, no attempt: those belong to the
+GPU run): it reads ``inputs/{job}/driving_video.*``, extracts at the job's fps (``engine.extract``,
+bounded by the job's frame budget, the engine's resolution and duration limits), writes
+``inputs/{job}/poses.json``, records the real ``num_frames`` and only then sends the job to ``gpu``.
+A job canceled (or deleted) meanwhile is neither extracted further nor sent: every write is
+conditional on the job still being queued. A redelivered message whose job already has its poses
+only sends it on (sending twice is safe: the job lock runs one copy). Extraction refusals fail the
+job as ``invalid_input`` with the extractor's code and message.
+
+PyAV and MediaPipe are imported on first use; one extraction at a time per process (the detector
+is shared and not thread-safe; the io pool runs threads).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jobs.contract import ErrorCode, JobStatus, Stage, WebhookEvent
+from jobs.extractions import ExtractionStore
+from jobs.limits import ServiceLimits, effective_params
+from jobs.queue import QueueClient
+from jobs.settings import Settings
+from jobs.storage import ObjectNotFound, Storage, StorageUnavailable, input_key
+from jobs.store import JobStore
+from jobs.videos import video_frame_budget
+from jobs.views import emit_webhook
+
+if TYPE_CHECKING:
+    from engine.extract import ExtractionResult
+
+log = logging.getLogger(__name__)
+
+_LOCK = threading.Lock()
+PREVIEW_MAX_SIDE = 256
+"""The inline skeleton preview of POST /poses is at most this many pixels on its long side."""
+
+
+def _extract(data: bytes, **options: Any) -> ExtractionResult:
+    from engine.extract import extract_poses
+
+    with _LOCK:
+        return extract_poses(data, no_person="drop", **options)
+
+
+def _refusal(exc: ValueError) -> tuple[str, str]:
+    """(the extractor's stable code, its message) of a refused video."""
+    return str(getattr(exc, "code", "video_invalid")), str(exc)
+
+
+def skeleton_data_uri(result: ExtractionResult, tmp_dir: str | None = None) -> str:
+    """The skeleton frames of ``result`` as a small H.264 MP4 in a base64 data URI."""
+    from engine.previews import write_skeleton_video
+
+    w, h = result.poses.width, result.poses.height
+    scale = min(1.0, PREVIEW_MAX_SIDE / max(w, h))
+    size = (max(2, round(w * scale / 2) * 2), max(2, round(h * scale / 2) * 2))
+    with tempfile.TemporaryDirectory(dir=tmp_dir) as tmp:
+        path = write_skeleton_video(
+            result.poses, Path(tmp) / "skeleton.mp4", result.fps, width=size[0], height=size[1]
+        )
+        return "data:video/mp4;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def run_extraction(extraction_id: str, *, settings: Settings, store: JobStore, storage: Storage) -> str:
+    """One ``POST /poses`` request: extract, store the result in its record, delete the clip.
+    Returns ``succeeded``, ``failed`` or ``skipped`` (gone or already done)."""
+    extractions = ExtractionStore(store.r, store.p)
+    record = extractions.get(extraction_id)
+    if record is None or record["status"] != "queued":
+        return "skipped"
+    params = record["params"]
+    try:
+        data = storage.get_bytes(record["video_key"])
+        result = _extract(
+            data,
+            fps=params.get("fps"),
+            start=params.get("start"),
+            end=params.get("end"),
+            max_frames=params["max_frames"],
+        )
+        preview = skeleton_data_uri(result, str(settings.worker_tmp_dir) if settings.worker_tmp_dir else None)
+        extractions.succeed(extraction_id, result.poses.to_compact(), result.report(), preview)
+        return "succeeded"
+    except ObjectNotFound:
+        extractions.fail(
+            extraction_id, "video_missing", "the uploaded video is no longer stored; send it again"
+        )
+    except StorageUnavailable:
+        extractions.fail(extraction_id, "storage_unavailable", "object storage is unavailable; retry")
+    except ValueError as exc:  # ExtractionError (with its code), DetectorUnavailable
+        code, message = _refusal(exc)
+        extractions.fail(extraction_id, code, message)
+    finally:
+        try:
+            storage.delete_prefix(f"extractions/{extraction_id}")
+        except Exception:
+            log.warning("could not delete the extracted clip", exc_info=True)
+    return "failed"
+
+
+def _notify_failed(
+    job_id: str, settings: Settings, store: JobStore, storage: Storage, queue: QueueClient
+) -> None:
+    try:
+        emit_webhook(
+            job_id,
+            WebhookEvent.FAILED,
+            store=store,
+            storage=storage,
+            queue=queue,
+            url_ttl_s=settings.output_url_ttl_s,
+            base_url=settings.public_base_url,
+        )
+    except Exception:
+        log.exception("webhook emission failed")
+
+
+def run_job_extraction(
+    job_id: str, *, settings: Settings, store: JobStore, storage: Storage, queue: QueueClient
+) -> str:
+    """The ``extracting_poses`` stage of a queued job. Returns ``sent`` (poses written, job sent to
+    gpu), ``failed``, or ``skipped`` (not queued any more: canceled, failed, deleted, running)."""
+    record = store.get(job_id)
+    if record is None or record.status is not JobStatus.QUEUED:
+        return "skipped"
+    if "poses.json" in record.inputs:  # a redelivered message: the poses are there; send it on
+        queue.enqueue_animation(job_id)
+        return "sent"
+    videos = [name for name in record.inputs if name.startswith("driving_video.")]
+    if not videos:
+        store.fail(job_id, ErrorCode.INVALID_INPUT, "the job has neither poses nor a driving video")
+        _notify_failed(job_id, settings, store, storage, queue)
+        return "failed"
+    params = effective_params(record.params)
+    budget = video_frame_budget(ServiceLimits.from_settings(settings), params["transition_frames"])
+    if not store.update_queued(job_id, stage=Stage.EXTRACTING_POSES.value, progress=0.0):
+        return "skipped"
+    started = time.perf_counter()
+    try:
+        data = storage.get_bytes(input_key(job_id, videos[0]))
+        result = _extract(
+            data,
+            fps=params["fps"],
+            start=params.get("video_start"),
+            end=params.get("video_end"),
+            max_frames=budget,
+        )
+    except (ObjectNotFound, StorageUnavailable) as exc:
+        code = (
+            ErrorCode.STORAGE_UNAVAILABLE if isinstance(exc, StorageUnavailable) else ErrorCode.INTERNAL_ERROR
+        )
+        store.fail(job_id, code, "the driving video could not be read from storage")
+        _notify_failed(job_id, settings, store, storage, queue)
+        return "failed"
+    except ValueError as exc:
+        refusal, message = _refusal(exc)
+        log.info("driving video refused", extra={"code": refusal, "error": message})
+        store.fail(job_id, ErrorCode.INVALID_INPUT, f"driving_video: {message} ({refusal})")
+        _notify_failed(job_id, settings, store, storage, queue)
+        return "failed"
+    poses = result.poses.to_compact()
+    if store.get(job_id) is None:
+        return "skipped"
+    storage.put_bytes(input_key(job_id, "poses.json"), json.dumps(poses).encode(), "application/json")
+    seconds = round(time.perf_counter() - started, 4)
+    recorded = store.update_queued(
+        job_id,
+        inputs=[*record.inputs, "poses.json"],
+        num_frames=1 + params["transition_frames"] + len(result.poses),
+        progress=0.03,
+        timings={**record.timings, Stage.EXTRACTING_POSES.value: seconds},
+    )
+    if not recorded:  # canceled while extracting: never sent to a GPU
+        return "skipped"
+    log.info("poses extracted", extra={"frames": len(result.poses), "seconds": seconds})
+    queue.enqueue_animation(job_id)
+    return "sent"
