@@ -182,10 +182,9 @@ async def create_pose_extraction(
     response.headers["Location"] = f"/poses/{extraction_id}"
     store = extractions(services)
     deadline = time.monotonic() + POSES_WAIT_S
-    record: dict[str, Any] | None = None
-    while time.monotonic() < deadline:
+    while True:
         record = await run_in_threadpool(store.get, extraction_id)
-        if record is None or record["status"] != "queued":
+        if record is None or record["status"] != "queued" or time.monotonic() >= deadline:
             break
         await asyncio.sleep(_POLL_S)
     if record is None:

@@ -32,3 +32,24 @@ def astronaut_mp4(count: int = 8, fps: int = 8, **kwargs) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         path = encode_mp4(astronaut_frames(count, **kwargs), Path(tmp) / "clip.mp4", fps=fps)
         return path.read_bytes()
+
+
+def blank_mp4(width: int, height: int, frames: int = 1, rate: int = 8) -> bytes:
+    """An all-black H.264 MP4 (ultrafast: a 4K frame encodes in a fraction of a second)."""
+    import io
+
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        for p in range(frames):
+            frame = av.VideoFrame(width, height, "yuv420p")
+            for plane in frame.planes:
+                plane.update(bytes(plane.buffer_size))
+            frame.pts = p
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return buf.getvalue()
