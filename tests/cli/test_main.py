@@ -31,6 +31,7 @@ def test_serve_runs_the_api(redis_srv, tmp_path):
         "POSEANIMATE_REDIS_URL": redis_srv.url,
         "POSEANIMATE_STORAGE_URL": f"file://{tmp_path}",
         "POSEANIMATE_AUTH_ENABLED": "false",
+        "POSEANIMATE_LINK_SIGNING_SECRET": "a-link-secret-of-its-own",  # production mode requires one
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
