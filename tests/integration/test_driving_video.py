@@ -66,14 +66,16 @@ def test_poses_endpoint_returns_the_sequence_a_report_and_a_skeleton_preview(ser
 
 
 @pytest.mark.parametrize(
-    ("clip", "code", "status"),
+    ("make_clip", "code", "status"),
     [
-        (CLIP[: len(CLIP) // 3], "video_unreadable", 422),  # truncated
-        (blank_mp4(4096, 2304), "video_too_large", 413),  # huge dimensions (header)
-        (astronaut_mp4(70, fps=4, side=48, canvas=(64, 64)), "video_too_long", 413),  # past the frame cap
+        (lambda: CLIP[: len(CLIP) // 3], "video_unreadable", 422),  # truncated
+        (lambda: blank_mp4(4096, 2304), "video_too_large", 413),  # huge dimensions (header)
+        (lambda: astronaut_mp4(70, fps=4, side=48, canvas=(64, 64)), "video_too_long", 413),  # frame cap
     ],
+    ids=["truncated", "huge", "too_long"],
 )
-def test_hostile_clips_are_refused_and_never_reach_the_gpu(service, clip, code, status):
+def test_hostile_clips_are_refused_and_never_reach_the_gpu(service, make_clip, code, status):
+    clip = make_clip()
     r = service.api.post("/poses", files={"video": ("clip.mp4", clip, "video/mp4")}, timeout=60)
     assert r.status_code == status and r.json()["code"] == code, r.text
     job = video_job(service, clip)
