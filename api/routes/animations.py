@@ -323,7 +323,7 @@ def cancel_animation(request: Request, response: Response, services: ServicesDep
     "/{job_id}/events",
     response_class=EventSourceResponse,
     summary="Server-Sent Events of status and progress",
-    responses=problems(401, 404),
+    responses=problems(401, 404, 429),  # 429: the rate limit, or too many open streams for this key
 )
 async def animation_events(
     request: Request, services: ServicesDep, record: OwnedJob, slot: StreamSlot
