@@ -418,7 +418,9 @@ def up(args: argparse.Namespace) -> int:
     state = {"run_dir": str(run_dir), "procs": procs}
     try:
         # 1. Redis
-        configured = effective_settings(python, "redis_url", "api_keys", "link_signing_secret")
+        configured = effective_settings(
+            python, "redis_url", "api_keys", "link_signing_secret", "webhook_secret", "allow_private_urls"
+        )
         redis_url = str(configured["redis_url"])
         if "redis" in kept:
             procs.append(kept["redis"])
@@ -469,6 +471,17 @@ def up(args: argparse.Namespace) -> int:
             env["POSEANIMATE_LINK_SIGNING_SECRET"] = private_file(
                 run_dir / "link-secret", lambda: secrets.token_urlsafe(32)
             )
+        if configured["webhook_secret"] is None:
+            # Local webhooks work out of the box: signed with a generated secret (kept in the run
+            # dir) and allowed to reach this machine's receivers. Development only: `make up` runs
+            # the service for the person at this machine, never as a public service.
+            from jobs.webhooks import generate_secret
+
+            env["POSEANIMATE_WEBHOOK_SECRET"] = private_file(run_dir / "webhook-secret", generate_secret)
+            if not configured["allow_private_urls"]:
+                env["POSEANIMATE_ALLOW_PRIVATE_URLS"] = "true"
+                state["webhooks"] = "loopback"
+            state["webhook_secret_file"] = str(run_dir / "webhook-secret")
         (run_dir / "tmp").mkdir(exist_ok=True)
         if choice.offline:
             env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
@@ -521,6 +534,13 @@ def print_banner(state: dict[str, Any]) -> None:
     size = "-F size=64 -F steps=2 " if state.get("random_weights") else ""
     run_dir = Path(str(state.get("run_dir") or REPO / ".run"))
     where = "" if run_dir == REPO / ".run" else f" RUN_DIR={run_dir}"
+    webhooks = ""
+    if state.get("webhook_secret_file"):
+        loopback = " (development: loopback receivers allowed)" if state.get("webhooks") == "loopback" else ""
+        webhooks = (
+            f"\nWebhooks: add -F webhook_url=http://127.0.0.1:PORT/hook; deliveries are signed with the "
+            f"secret in {state['webhook_secret_file']}{loopback}\n"
+        )
     say(
         f"""
 PoseAnimate is running{tiny}
@@ -535,6 +555,7 @@ Submit a job:
     -F source_pose=@examples/astronaut_pose.json -F prompt="a photo of an astronaut" {size}\\
     -H "Prefer: wait=60"
 
+{webhooks}
   make demo{where}   # the same, following progress; saves the MP4
   make down{where}   # stops everything `make up` started"""
     )

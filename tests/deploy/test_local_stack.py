@@ -21,7 +21,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from jobs.webhooks import verify
 from tests.support.manifests import REPO, gpu_broker_lists
+from tests.support.servers import webhook_receiver
 
 pytestmark = pytest.mark.integration
 EXAMPLES = REPO / "examples"
@@ -105,10 +107,15 @@ def test_make_up_serves_jobs_and_make_down_stops_everything(stack_env: dict[str,
     assert [p["name"] for p in state["procs"]] == ["redis", "api", "worker"]
     assert state["api_key"] in out and state["api_url"] in out and "curl" in out
 
-    # 2. the curl example, in httpx: a job through the API with the printed key.
-    with httpx.Client(
-        base_url=state["api_url"], headers={"Authorization": f"Bearer {state['api_key']}"}
-    ) as api:
+    # 2. the curl example, in httpx: a job through the API with the printed key; its webhook reaches
+    #    a receiver on this machine, signed with the secret `up` generated (development defaults).
+    assert "Webhooks:" in out and (run_dir / "webhook-secret").exists()
+    with (
+        webhook_receiver() as receiver,
+        httpx.Client(
+            base_url=state["api_url"], headers={"Authorization": f"Bearer {state['api_key']}"}
+        ) as api,
+    ):
         reply = api.post(
             "/animations",
             # The demo's own settings: its run below reuses this job's inversion (the engine's cache).
@@ -117,6 +124,8 @@ def test_make_up_serves_jobs_and_make_down_stops_everything(stack_env: dict[str,
                 "subject_words": "astronaut",
                 "size": "64",
                 "steps": "2",
+                "webhook_url": receiver.url,
+                "webhook_events": "completed",
             },
             files={
                 "image": (EXAMPLES / "astronaut.jpg").read_bytes(),
@@ -131,6 +140,9 @@ def test_make_up_serves_jobs_and_make_down_stops_everything(stack_env: dict[str,
         assert job["model"]["random_weights"] is True
         video = httpx.get(job["output"]["video_url"], timeout=30)
         assert video.status_code == 200 and video.content[4:8] == b"ftyp"
+        hook = receiver.get(timeout=30)
+        verify((run_dir / "webhook-secret").read_text().strip(), hook.headers, hook.body)
+        assert hook.json()["type"] == "animation.completed" and hook.json()["data"]["id"] == job["id"]
 
     # 3. demo: submits the example, follows the events, saves the MP4.
     out = _run("demo", stack_env, timeout=120)
