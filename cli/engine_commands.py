@@ -212,13 +212,15 @@ def animate_command(args: argparse.Namespace) -> int:
 
     bars: dict[str, tqdm] = {}
 
-    def on_progress(stage: str, fraction: float) -> None:
+    def on_step(stage: str, done: int, total: int) -> None:
+        """One bar per stage, counting its units of work: U-Net steps, or frames while encoding."""
         bar = bars.get(stage)
         if bar is None:
             for other in bars.values():
                 other.close()
-            bar = bars[stage] = tqdm(total=1000, desc=f"{stage:>10}", unit="‰", leave=True)
-        bar.update(round(fraction * 1000) - bar.n)
+            unit = "frame" if stage == "encoding" else "step"
+            bar = bars[stage] = tqdm(total=total, desc=f"{stage:>10}", unit=unit, leave=True)
+        bar.update(done - bar.n)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     poster: list[Image.Image] = []
@@ -237,7 +239,7 @@ def animate_command(args: argparse.Namespace) -> int:
             mask=mask,
             subject_words=args.subject or None,
             config=config,
-            on_progress=on_progress,
+            on_step=on_step,
             on_frame=on_frame,
             keep_frames=False,
         )

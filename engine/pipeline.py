@@ -38,7 +38,7 @@ from engine.masks import (
 from engine.models import DEFAULT_BASE, DEFAULT_CONTROLNET, is_random_weights
 from engine.pacm import SourceInversion, ddim_inversion, optimise_pose_embeddings, pose_aware_inversion
 from engine.pose import Pose, PoseSequence
-from engine.progress import CancelCheck, ProgressCallback, StageTracker
+from engine.progress import CancelCheck, ProgressCallback, StageTracker, StepCallback
 from engine.render import render_pose
 from engine.rules import (
     check_image_size,
@@ -366,13 +366,15 @@ class PoseAnimator:
         should_cancel: CancelCheck | None = None,
         on_frame: FrameSink | None = None,
         keep_frames: bool = True,
+        on_step: StepCallback | None = None,
     ) -> AnimationResult:
         """Animate ``image`` along ``target_poses``.
 
         Returns ``1 + t + M`` frames (t transition frames when PATA is on); frame 0 reconstructs the
         source. ``on_progress(stage, fraction)`` is called through ``inverting``, ``optimizing``,
         ``sampling`` and ``encoding`` (VAE decoding, handing frames to ``on_frame``);
-        ``should_cancel()`` is polled between steps and raises ``AnimationCancelled``.
+        ``should_cancel()`` is polled between steps and raises ``AnimationCancelled``;
+        ``on_step(stage, done, total)`` reports the same in units of work (denoising steps, frames).
         """
         config = config or AnimateConfig()
         # 1. Check inputs (no model call before this passes)
@@ -389,7 +391,7 @@ class PoseAnimator:
         subject = subject_token_indices(self.tokenizer, prompt, words) if words else None
         if config.seed is not None:
             torch.manual_seed(config.seed)
-        tracker = StageTracker(on_progress, should_cancel)
+        tracker = StageTracker(on_progress, should_cancel, on_step)
 
         # 2. Poses: source pose (client or detector) and PATA
         pose_in_image, pose_source = self.resolve_source_pose(image, source_pose)

@@ -10,6 +10,8 @@ from engine.errors import AnimationCancelled
 STAGES = ("inverting", "optimizing", "sampling", "encoding")
 
 ProgressCallback = Callable[[str, float], None]
+StepCallback = Callable[[str, int, int], None]
+"""``on_step(stage, done, total)``: the same reports in units of work (steps, frames), for counters."""
 CancelCheck = Callable[[], bool]
 
 
@@ -20,8 +22,14 @@ class StageTracker:
     reports, then checks ``should_cancel``, so a cancel takes effect before the next step starts.
     """
 
-    def __init__(self, on_progress: ProgressCallback | None, should_cancel: CancelCheck | None) -> None:
+    def __init__(
+        self,
+        on_progress: ProgressCallback | None,
+        should_cancel: CancelCheck | None,
+        on_step: StepCallback | None = None,
+    ) -> None:
         self._on_progress = on_progress
+        self._on_step = on_step
         self._should_cancel = should_cancel
         self.stage = "setup"
         self._total = 1
@@ -56,3 +64,5 @@ class StageTracker:
     def _report(self, fraction: float) -> None:
         if self._on_progress is not None:
             self._on_progress(self.stage, fraction)
+        if self._on_step is not None:
+            self._on_step(self.stage, round(fraction * self._total), self._total)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,11 @@ def test_animate_writes_an_mp4_with_one_plus_transition_plus_target_frames(cli_m
     assert poster.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "RANDOM-WEIGHT" in done.stderr  # the tiny model is labelled as such
     assert "inverting" in done.stderr and "encoding" in done.stderr  # per-stage progress bars
+    # ... counting steps (T=2: 2 DDIM + 2 pose-aware inversion steps) and frames, not per-mille
+    frames = 1 + 3 + targets
+    assert re.search(r"inverting.*\b4/4 ", done.stderr), done.stderr
+    assert re.search(rf"encoding.*\b{frames}/{frames} ", done.stderr), done.stderr
+    assert "‰" not in done.stderr
 
 
 @pytest.mark.parametrize(
