@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
 from jobs.contract import EXAMPLE_POSES
 from jobs.limits import effective_params
-from jobs.store import new_job_id
+from jobs.queue import QueueClient, create_celery
+from jobs.settings import Settings
+from jobs.storage import LocalStorage
+from jobs.store import JobStore, new_job_id
 from jobs.submission import ValidatedJob, accept_job
+from worker.animators import AnimatorHolder
+from worker.runner import JobRunner
 
 
 def png(color="red", size=64) -> bytes:
@@ -30,3 +37,23 @@ def submit(env, steps=3, **params):
     return accept_job(
         new_job_id(), "key_a", job, store=store, storage=storage, queue=runner.queue, max_active=10
     )
+
+
+def noop_runner(
+    store: JobStore, redis_url: str, tmp_path: Path, *, queue: Any = None, **overrides: Any
+) -> tuple[Settings, LocalStorage, JobRunner]:
+    """A job runner in-process on real Redis and local storage with the noop backend (no model);
+    ``queue``: a stand-in for the Celery client (default: the real one, sending by name)."""
+    values: dict[str, Any] = {
+        "redis_url": redis_url,
+        "animator": "noop",
+        "noop_step_seconds": 0.0,
+        "storage_url": f"file://{tmp_path}/storage",
+        "lock_ttl_s": 2,
+        "progress_interval_s": 0.01,
+        **overrides,
+    }
+    settings = Settings(_env_file=None, **values)
+    storage = LocalStorage(tmp_path / "storage", b"k" * 32)
+    queue = queue if queue is not None else QueueClient(create_celery(settings))
+    return settings, storage, JobRunner(settings, store, storage, queue, AnimatorHolder(settings))

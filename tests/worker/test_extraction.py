@@ -14,15 +14,12 @@ from engine.rules import DEFAULTS
 from jobs.contract import JobStatus
 from jobs.extractions import ExtractionStore, new_extraction_id, video_key
 from jobs.limits import effective_params
-from jobs.settings import Settings
-from jobs.storage import LocalStorage, ObjectNotFound
+from jobs.storage import ObjectNotFound
 from jobs.store import new_job_id
 from jobs.submission import ValidatedJob, accept_job
 from tests.support.clips import astronaut_mp4
-from tests.support.jobs import png
-from worker.animators import AnimatorHolder
+from tests.support.jobs import noop_runner, png
 from worker.extraction import run_extraction, run_job_extraction
-from worker.runner import JobRunner
 
 pytest.importorskip("mediapipe")
 
@@ -50,18 +47,8 @@ def clip() -> bytes:
 
 @pytest.fixture
 def env(store, redis_srv, tmp_path):
-    settings = Settings(
-        _env_file=None,
-        redis_url=redis_srv.url,
-        animator="noop",
-        noop_step_seconds=0.0,
-        storage_url=f"file://{tmp_path}/storage",
-        lock_ttl_s=2,
-        progress_interval_s=0.01,
-    )
-    storage = LocalStorage(tmp_path / "storage", b"k" * 32)
     queue = RecordingQueue()
-    runner = JobRunner(settings, store, storage, queue, AnimatorHolder(settings))  # type: ignore[arg-type]
+    settings, storage, runner = noop_runner(store, redis_srv.url, tmp_path, queue=queue)
     return settings, store, storage, queue, runner
 
 

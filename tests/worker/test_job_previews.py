@@ -11,30 +11,13 @@ import pytest
 from engine.pose import PoseSequence
 from engine.rules import DEFAULTS
 from jobs.contract import EXAMPLE_POSES, JobStatus
-from jobs.queue import QueueClient, create_celery
-from jobs.settings import Settings
-from jobs.storage import LocalStorage
 from jobs.views import job_view
-from tests.support.jobs import submit
-from worker.animators import AnimatorHolder
-from worker.runner import JobRunner
+from tests.support.jobs import noop_runner, submit
 
 
 @pytest.fixture
 def env(store, redis_srv, tmp_path):
-    settings = Settings(
-        _env_file=None,
-        redis_url=redis_srv.url,
-        animator="noop",
-        noop_step_seconds=0.0,
-        storage_url=f"file://{tmp_path}/storage",
-        lock_ttl_s=2,
-        progress_interval_s=0.01,
-    )
-    storage = LocalStorage(tmp_path / "storage", b"k" * 32)
-    runner = JobRunner(
-        settings, store, storage, QueueClient(create_celery(settings)), AnimatorHolder(settings)
-    )
+    settings, storage, runner = noop_runner(store, redis_srv.url, tmp_path)
     return settings, store, storage, runner
 
 

@@ -12,32 +12,18 @@ import pytest
 
 from engine.rules import DEFAULTS
 from jobs.contract import EXAMPLE_POSES, JobStatus
-from jobs.queue import QueueClient, create_celery
-from jobs.settings import Settings
-from jobs.storage import LocalStorage, ObjectNotFound, StorageUnavailable
+from jobs.storage import ObjectNotFound, StorageUnavailable
 from jobs.store import new_job_id
 from jobs.submission import QuotaExceeded, ValidatedJob, accept_job
-from tests.support.jobs import png, submit
-from worker.animators import AnimatorHolder, GpuOutOfMemory, InvalidJobInput, NoopAnimator
-from worker.runner import JobRunner
+from tests.support.jobs import noop_runner, png, submit
+from worker.animators import GpuOutOfMemory, InvalidJobInput, NoopAnimator
 
 
 @pytest.fixture
 def env(store, redis_srv, tmp_path):
-    settings = Settings(
-        _env_file=None,
-        redis_url=redis_srv.url,
-        animator="noop",
-        noop_step_seconds=0.01,
-        storage_url=f"file://{tmp_path}/storage",
-        lock_ttl_s=2,
-        cancel_poll_interval_s=0.02,
-        progress_interval_s=0.01,
-        max_attempts=2,
+    settings, storage, runner = noop_runner(
+        store, redis_srv.url, tmp_path, noop_step_seconds=0.01, cancel_poll_interval_s=0.02, max_attempts=2
     )
-    storage = LocalStorage(tmp_path / "storage", b"k" * 32)
-    queue = QueueClient(create_celery(settings))
-    runner = JobRunner(settings, store, storage, queue, AnimatorHolder(settings))
     return settings, store, storage, runner
 
 
