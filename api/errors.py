@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import InvalidInput
@@ -25,6 +26,7 @@ from jobs.storage import StorageUnavailable
 from jobs.submission import QueueUnavailable
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://poseanimate.dev/problems/"
@@ -104,6 +106,19 @@ def _clean_errors(errors: Any) -> list[dict[str, Any]]:
         loc = [str(part) for part in err.get("loc", ())]
         out.append({"loc": loc, "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))})
     return out[:50]
+
+
+def validate_body(model: type[M], fields: dict[str, Any]) -> M:
+    """``model.model_validate(fields)``, or the 422 ``validation_error`` problem (without the input)."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        raise ApiError(
+            422,
+            "validation_error",
+            "the request does not match the schema",
+            errors=_clean_errors(exc.errors()),
+        ) from exc
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
-from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
-from api.errors import ApiError, _clean_errors
+from api.errors import ApiError, validate_body
 from engine.poseformat import normalize_poses, normalize_source_pose, parse_pose_json
 from engine.rules import check_output_frames
 from jobs.contract import AnimationCreate, AnimationParams
@@ -48,18 +47,6 @@ def _hash(fields: dict[str, Any], files: dict[str, bytes]) -> str:
     return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _validate_model(fields: dict[str, Any]) -> AnimationCreate:
-    try:
-        return AnimationCreate.model_validate(fields)
-    except ValidationError as exc:
-        raise ApiError(
-            422,
-            "validation_error",
-            "the request does not match the schema",
-            errors=_clean_errors(exc.errors()),
-        ) from exc
-
-
 async def read_submission(request: Request, settings: Settings) -> Submission:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
@@ -70,7 +57,7 @@ async def read_submission(request: Request, settings: Settings) -> Submission:
             raise ApiError(400, "malformed_json", "the body is not valid JSON") from exc
         if not isinstance(fields, dict):
             raise ApiError(422, "validation_error", "the body must be a JSON object")
-        return Submission(_validate_model(fields), {}, _hash(fields, {}))
+        return Submission(validate_body(AnimationCreate, fields), {}, _hash(fields, {}))
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         try:
             form = await request.form(
@@ -106,7 +93,7 @@ async def read_submission(request: Request, settings: Settings) -> Submission:
             if name in files:
                 form_fields[name] = UPLOADED
         request_hash = _hash(form_fields, files)
-        return Submission(_validate_model(form_fields), files, request_hash)
+        return Submission(validate_body(AnimationCreate, form_fields), files, request_hash)
     raise ApiError(415, "unsupported_media_type", "send application/json or multipart/form-data")
 
 

@@ -16,14 +16,13 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from api.deps import Owner, Services, ServicesDep
-from api.errors import ApiError, _clean_errors, retry_after
+from api.errors import ApiError, retry_after, validate_body
 from api.openapi import problems
 from jobs.contract import JobError, PoseExtraction, PosesCreate
 from jobs.extractions import ID_PATTERN, ExtractionStore, new_extraction_id, video_key
@@ -62,18 +61,6 @@ POSES_BODY: dict[str, Any] = {
 }
 
 
-def _model(fields: dict[str, Any]) -> PosesCreate:
-    try:
-        return PosesCreate.model_validate(fields)
-    except ValidationError as exc:
-        raise ApiError(
-            422,
-            "validation_error",
-            "the request does not match the schema",
-            errors=_clean_errors(exc.errors()),
-        ) from exc
-
-
 async def read_poses_request(request: Request) -> tuple[PosesCreate, bytes | None]:
     """The JSON body or the multipart form (a ``video`` file and text fields)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -84,7 +71,7 @@ async def read_poses_request(request: Request) -> tuple[PosesCreate, bytes | Non
             raise ApiError(400, "malformed_json", "the body is not valid JSON") from exc
         if not isinstance(fields, dict):
             raise ApiError(422, "validation_error", "the body must be a JSON object")
-        return _model(fields), None
+        return validate_body(PosesCreate, fields), None
     if content_type == "multipart/form-data":
         try:
             form = await request.form(max_files=1, max_fields=8, max_part_size=64 * 1024)
@@ -99,7 +86,7 @@ async def read_poses_request(request: Request) -> tuple[PosesCreate, bytes | Non
         await form.close()
         if upload is not None:
             texts["video"] = UPLOADED
-        return _model(texts), upload
+        return validate_body(PosesCreate, texts), upload
     raise ApiError(415, "unsupported_media_type", "send application/json or multipart/form-data")
 
 
