@@ -600,7 +600,9 @@ def test_cancel_races_end_in_a_consistent_state_and_canceled_jobs_upload_nothing
             assert job["output"] is None and outputs_in_s3(noop, job_id) == [], job
         else:
             assert reply == 409 and job["status"] == "succeeded", (reply, job)
-            assert len(outputs_in_s3(noop, job_id)) == 2
+            # the MP4, the poster and the three previews (poses.json, skeleton, side by side)
+            names = {key.rsplit("/", 1)[1] for key in outputs_in_s3(noop, job_id)}
+            assert names == {"animation.mp4", "poster.png", "poses.json", "skeleton.mp4", "side_by_side.mp4"}
     outcomes = [(replies[i], j["status"], j["attempts"]) for i, j in finals.items()]
     assert (200, "canceled", 0) in outcomes, outcomes  # canceled while queued: never started
     assert (202, "canceled", 1) in outcomes, outcomes  # canceled while running

@@ -47,6 +47,7 @@ async def run_load(api_url: str, submissions: int, concurrency: int) -> LoadResu
     poll_s: list[float] = []
     accepted: list[str] = []
     final: dict[str, str] = {}
+    retried: list[str] = []
     gate = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=60, limits=limits) as client:
 
@@ -64,7 +65,13 @@ async def run_load(api_url: str, submissions: int, concurrency: int) -> LoadResu
             while time.monotonic() < deadline:
                 async with gate:
                     started = time.perf_counter()
-                    r = await client.get(f"/animations/{job_id}")
+                    try:
+                        r = await client.get(f"/animations/{job_id}")
+                    except (httpx.ReadError, httpx.RemoteProtocolError):
+                        # A pooled keep-alive connection the server closed as idle while the CPU was
+                        # busy with submissions: a client retries an idempotent GET on a new one.
+                        retried.append(job_id)
+                        continue
                     poll_s.append(time.perf_counter() - started)
                 statuses.append(r.status_code)
                 if r.status_code == 200 and r.json()["status"] in TERMINAL:
@@ -90,7 +97,8 @@ async def run_load(api_url: str, submissions: int, concurrency: int) -> LoadResu
     report = (
         f"{submissions} submissions at concurrency {concurrency}: {len(accepted)} accepted, "
         f"{submissions / submit_wall:.0f} submissions/s ({percentiles(submit_s)}); "
-        f"{len(poll_s)} status polls ({percentiles(poll_s)}); all terminal after {total_wall:.1f} s"
+        f"{len(poll_s)} status polls ({percentiles(poll_s)}), {len(retried)} retried on a closed "
+        f"keep-alive connection; all terminal after {total_wall:.1f} s"
     )
     return LoadResult(statuses, accepted, final, listed, report)
 
