@@ -113,13 +113,16 @@ def logged_once(svc: Service, job_id: str, msg: str) -> bool:
     return len(log_records(svc, job_id, msg)) == 1
 
 
+# What a finished job uploads: the MP4, the poster and the three previews.
+OUTPUT_NAMES = {"animation.mp4", "poster.png", "poses.json", "skeleton.mp4", "side_by_side.mp4"}
+
+
 def assert_succeeded_once(svc: Service, job_id: str, attempts: int = 1) -> dict:
     job = svc.api.get(f"/animations/{job_id}").json()
     assert job["status"] == "succeeded" and job["attempts"] == attempts, job
     assert logged_once(svc, job_id, "job succeeded")
     assert sorted(outputs_in_s3(svc, job_id)) == [
-        f"it/outputs/{job_id}/animation.mp4",
-        f"it/outputs/{job_id}/poster.png",
+        f"it/outputs/{job_id}/{name}" for name in sorted(OUTPUT_NAMES)
     ]
     return job
 
@@ -601,8 +604,7 @@ def test_cancel_races_end_in_a_consistent_state_and_canceled_jobs_upload_nothing
         else:
             assert reply == 409 and job["status"] == "succeeded", (reply, job)
             # the MP4, the poster and the three previews (poses.json, skeleton, side by side)
-            names = {key.rsplit("/", 1)[1] for key in outputs_in_s3(noop, job_id)}
-            assert names == {"animation.mp4", "poster.png", "poses.json", "skeleton.mp4", "side_by_side.mp4"}
+            assert {key.rsplit("/", 1)[1] for key in outputs_in_s3(noop, job_id)} == OUTPUT_NAMES
     outcomes = [(replies[i], j["status"], j["attempts"]) for i, j in finals.items()]
     assert (200, "canceled", 0) in outcomes, outcomes  # canceled while queued: never started
     assert (202, "canceled", 1) in outcomes, outcomes  # canceled while running
