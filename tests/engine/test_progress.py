@@ -10,7 +10,9 @@ from engine.progress import StageTracker
 
 def test_steps_are_reported_in_units_of_work_alongside_the_fraction():
     fractions, steps = [], []
-    tracker = StageTracker(lambda s, f: fractions.append((s, f)), None, lambda s, d, t: steps.append((s, d, t)))
+    tracker = StageTracker(
+        lambda s, f: fractions.append((s, f)), None, lambda s, d, t: steps.append((s, d, t))
+    )
     tracker.start("sampling", 4)
     for _ in range(4):
         tracker.advance()
