@@ -146,7 +146,10 @@ def sweep_storage(store: JobStore, storage: Storage, settings: Settings, now: fl
             storage.delete_prefix(f"inputs/{job_id}")
             removed += 1
     for job_id, mtime in storage.list_jobs("outputs").items():
-        if mtime < now - settings.output_retention_s or _live(store, job_id) is None:
+        # An orphan (no live record) only once it is older than a submission can take: never a job
+        # whose outputs are being written while its record is read.
+        orphan = mtime < now - settings.interrupted_submission_s and _live(store, job_id) is None
+        if mtime < now - settings.output_retention_s or orphan:
             storage.delete_prefix(f"outputs/{job_id}")
             removed += 1
     return removed
