@@ -28,7 +28,7 @@ from jobs.limits import ServiceLimits, check_params
 from jobs.settings import Settings
 from jobs.ssrf import FetchError, Resolver, UnsafeURLError, fetch_bytes, system_resolver, vet_url
 from jobs.submission import ValidatedJob
-from jobs.videos import load_video_bytes, sniff_video, video_frame_budget
+from jobs.videos import check_video, load_video_bytes, sniff_video, video_frame_budget
 
 FILE_FIELDS = ("image", "poses", "source_pose", "mask", "driving_video")
 LIST_FIELDS = ("subject_words", "webhook_events")
@@ -173,11 +173,11 @@ def validate_submission(
             422, "webhook_events_without_url", "webhook_events needs a webhook_url to send them to"
         )
     poses = None
+    budget = video_frame_budget(limits, params["transition_frames"])
     if req.driving_video is not None:
-        # Extracted on an io worker at the job's fps, at most this many frames; num_frames is this
-        # estimate until then (jobs.videos.video_frame_budget).
+        # Probed below; extracted on an io worker at the job's fps, at most `budget` frames.
         check_video_options(req)
-        num_frames = 1 + params["transition_frames"] + video_frame_budget(limits, params["transition_frames"])
+        num_frames = 1 + params["transition_frames"] + budget
     else:
         poses = normalize_poses(_json_value(req.poses, settings), max_frames=limits.max_frames)
         num_frames = 1 + params["transition_frames"] + len(poses["frames"])
@@ -214,6 +214,17 @@ def validate_submission(
             resolver=resolver,
         )
         video_ext = sniff_video(video)
+        info = check_video(
+            video,
+            limits,
+            fps=params["fps"],
+            start=req.video_start,
+            end=req.video_end,
+            max_frames=budget,
+        )
+        # The frames the sampling gives; the io worker records the real count (frames with nobody
+        # in them are dropped) before the job reaches a GPU.
+        num_frames = 1 + params["transition_frames"] + max(1, min(info.frames, budget))
     return ValidatedJob(
         params=params,
         image_png=image.png,

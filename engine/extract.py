@@ -16,15 +16,15 @@ registered pose detector (:mod:`engine.detect`, MediaPipe BlazePose mapped to CO
    people) or ``"error"``. A clip in which nobody is ever found raises :class:`NoPersonFound`.
 
 Limits are checked from the container header before anything is decoded (resolution, duration, the
-number of frames the clip would give) and again while decoding, since headers can lie. Every refusal
-is an :class:`ExtractionError` (a ``ValueError``) with a stable ``code``.
+number of frames the clip would give; :mod:`engine.videoprobe`, which the API also runs at
+submission) and again while decoding, since headers can lie. Every refusal is an
+:class:`ExtractionError` (a ``ValueError``) with a stable ``code``.
 
 PyAV is imported when extraction starts; MediaPipe when the detector is first built.
 """
 
 from __future__ import annotations
 
-import io
 import itertools
 import math
 import numbers
@@ -38,6 +38,22 @@ from PIL import Image
 
 from engine.detect import SOURCE_POSE_HINT, DetectorUnavailable, PoseDetector, get_pose_detector
 from engine.pose import DEFAULT_MAX_FRAMES, NUM_KEYPOINTS, Pose, PoseSequence
+from engine.videoprobe import (
+    DEFAULT_MAX_DURATION_S,
+    DEFAULT_MAX_PIXELS,
+    EPS,
+    MAX_SOURCE_FPS,
+    ExtractionError,
+    VideoTooLarge,
+    VideoTooLong,
+    VideoUnreadable,
+    check_header,
+    declared_duration,
+    looks_truncated,
+    open_video,
+    source_rate,
+    why,
+)
 
 __all__ = [
     "DEFAULT_MAX_DURATION_S",
@@ -58,10 +74,6 @@ __all__ = [
 Smoothing = Literal["savgol", "one_euro", "none"]
 NoPersonPolicy = Literal["drop", "keep", "error"]
 
-# 4K UHD: bigger frames cost seconds each to convert and say nothing more about a pose.
-DEFAULT_MAX_PIXELS = 3840 * 2160
-# Decoding is cheap next to detection, but a clip is a motion, not a film.
-DEFAULT_MAX_DURATION_S = 120.0
 # At 8-12 fps, 3 frames is a quarter of a second: a blink of occlusion, not a different motion.
 DEFAULT_MAX_GAP = 3
 # Five frames (about half a second at 8-12 fps) removes detector jitter without rounding off a beat.
@@ -69,36 +81,8 @@ DEFAULT_WINDOW = 5
 _POLYORDER = 2
 # One-Euro (Casiez et al. 2012): cutoff in Hz at rest, speed coefficient per (pixel/s), derivative cutoff.
 _ONE_EURO = (1.0, 0.02, 1.0)
-# No real clip runs faster than this; more decoded frames per second of timestamps is a hostile file.
-_MAX_SOURCE_FPS = 240.0
 # MediaPipe resizes to 256 px inside; converting a 4K frame at full size only costs time.
 _DETECT_MAX_SIDE = 1024
-# Timestamps are rationals rounded to the container's time base; compare with this slack.
-_EPS = 1e-6
-
-
-class ExtractionError(ValueError):
-    """The video cannot be turned into poses; ``code`` is stable for clients."""
-
-    code = "video_invalid"
-
-
-class VideoUnreadable(ExtractionError):
-    """Not a video PyAV can decode, or a damaged / truncated one."""
-
-    code = "video_unreadable"
-
-
-class VideoTooLarge(ExtractionError):
-    """The frames exceed the resolution limit."""
-
-    code = "video_too_large"
-
-
-class VideoTooLong(ExtractionError):
-    """The clip is longer than the duration limit or gives more frames than the cap."""
-
-    code = "video_too_long"
 
 
 class NoPersonFound(ExtractionError):
@@ -190,62 +174,6 @@ def _seconds(value: Any, name: str) -> float | None:
 # Decoding
 
 
-def _open(video: str | Path | bytes | bytearray | memoryview) -> Any:
-    import av
-
-    if isinstance(video, bytes | bytearray | memoryview):
-        if len(video) == 0:
-            raise VideoUnreadable("the video is empty (0 bytes)")
-        source: Any = io.BytesIO(bytes(video))
-        label = "the video"
-    elif isinstance(video, str | Path):
-        path = Path(video)
-        if not path.is_file():
-            raise VideoUnreadable(f"no such video file: {path}")
-        source, label = str(path), str(path)
-    else:
-        raise ExtractionError(f"video must be a path or bytes, got {type(video).__name__}")
-    try:
-        container = av.open(source, mode="r")
-    except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise VideoUnreadable(f"{label} is not a video PyAV can read ({_why(exc)})") from None
-    if not container.streams.video:
-        container.close()
-        raise VideoUnreadable(f"{label} has no video stream")
-    format_name = container.format.name or ""
-    if format_name.endswith("_pipe") or format_name == "image2":
-        container.close()
-        raise VideoUnreadable(f"{label} is a still image ({format_name}), not a video")
-    return container
-
-
-def _why(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return text.splitlines()[0][:200]
-
-
-def _rate(stream: Any) -> float:
-    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
-        if rate and 0 < float(rate) <= 1000:
-            return float(rate)
-    return 0.0
-
-
-def _declared_duration(container: Any, stream: Any) -> float:
-    if stream.duration and stream.time_base:
-        return max(float(stream.duration * stream.time_base), 0.0)
-    if container.duration:
-        return max(container.duration / 1_000_000, 0.0)
-    return 0.0
-
-
-def _expected_frames(start: float, end: float, fps: float) -> int:
-    """Sample times ``start + k / fps`` that fall before ``end``."""
-    if end <= start:
-        return 0
-    return max(math.ceil((end - start) * fps - _EPS), 0)
-
-
 def _frames(container: Any, stream: Any, label: str) -> Iterator[tuple[float | None, Any]]:
     """Decoded frames with their timestamps (seconds, or None when the frame has none)."""
     import av
@@ -259,10 +187,10 @@ def _frames(container: Any, stream: Any, label: str) -> Iterator[tuple[float | N
     except av.FFmpegError as exc:
         if decoded == 0:
             raise VideoUnreadable(
-                f"{label} is damaged or truncated: no frame could be decoded ({_why(exc)})"
+                f"{label} is damaged or truncated: no frame could be decoded ({why(exc)})"
             ) from None
         raise VideoUnreadable(
-            f"{label} is damaged or truncated: decoding failed after {decoded} frames ({_why(exc)})"
+            f"{label} is damaged or truncated: decoding failed after {decoded} frames ({why(exc)})"
         ) from None
 
 
@@ -454,37 +382,24 @@ def extract_poses(
         raise ExtractionError(f"no_person must be 'drop', 'keep' or 'error', got {no_person!r}")
 
     # 2. Open and check the header before decoding anything
-    container = _open(video)
+    container, label = open_video(video)
     owned: PoseDetector | None = None
-    label = str(video) if isinstance(video, str | Path) else "the video"
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        width, height = stream.codec_context.width, stream.codec_context.height
-        if width and height and width * height > max_pixels:
-            raise VideoTooLarge(
-                f"{label} is {width}x{height}; at most {max_pixels:,} pixels per frame are allowed"
-            )
-        duration = _declared_duration(container, stream)
-        source_fps = _rate(stream)
-        if duration > max_duration + _EPS and (end is None or end > max_duration):
-            raise VideoTooLong(
-                f"{label} lasts {duration:.1f} s; at most {max_duration:g} s are decoded "
-                "(trim it with start/end)"
-            )
-        if duration > 0:
-            stop = min(end, duration) if end is not None else duration
-            rate = fps or source_fps
-            expected = _expected_frames(start, stop, rate) if rate else 0
-            if not rate and stream.frames:
-                expected = stream.frames
-            if expected > max_frames:
-                raise VideoTooLong(
-                    f"{label} gives {expected} frames at {rate:g} fps between {start:g} s and {stop:.2f} s; "
-                    f"at most {max_frames} are allowed (lower fps or trim with start/end)"
-                )
-        if start >= duration > 0:
-            raise ExtractionError(f"start ({start:g} s) is past the end of the video ({duration:.2f} s)")
+        check_header(
+            container,
+            stream,
+            label,
+            fps=fps,
+            start=start,
+            end=end,
+            max_frames=max_frames,
+            max_pixels=max_pixels,
+            max_duration=max_duration,
+        )
+        duration = declared_duration(container, stream)
+        source_fps = source_rate(stream)
         owned = _resolve_detector(detector)
 
         # 3. Decode, sample by timestamps, detect
@@ -519,32 +434,32 @@ def extract_poses(
         canvas: list[tuple[int, int]] = []
         for raw_t, frame in _frames(container, stream, label):
             decoded += 1
-            if decoded > _MAX_SOURCE_FPS * max_duration:
+            if decoded > MAX_SOURCE_FPS * max_duration:
                 raise VideoTooLong(f"{label} holds more than {decoded - 1} frames; it is not a short clip")
             if raw_t is None:
                 raw_t = (decoded - 1) / source_fps if source_fps else float(decoded - 1)
             if t0 is None:
                 t0 = raw_t
             t = raw_t - t0
-            if t < last_t - _EPS and previous is not None:
+            if t < last_t - EPS and previous is not None:
                 t = last_t  # out-of-order timestamps: keep the display order
             last_t = t
-            if t > max_duration + _EPS:
+            if t > max_duration + EPS:
                 raise VideoTooLong(f"{label} runs past {max_duration:g} s; at most that much is decoded")
             if fps is None:
-                if t >= start - _EPS and (end is None or t < end - _EPS):
+                if t >= start - EPS and (end is None or t < end - EPS):
                     take(frame, t)
             else:
                 # Every sample time before this frame's timestamp shows the previous frame.
-                while previous is not None and start + next_k / fps < t - _EPS:
+                while previous is not None and start + next_k / fps < t - EPS:
                     sample_t = start + next_k / fps
-                    if end is not None and sample_t >= end - _EPS:
+                    if end is not None and sample_t >= end - EPS:
                         break
-                    if sample_t >= previous[0] - _EPS:
+                    if sample_t >= previous[0] - EPS:
                         take(previous[1], sample_t)
                     next_k += 1
             previous = (t, frame)
-            if end is not None and t >= end - _EPS and (fps is None or start + next_k / fps >= end - _EPS):
+            if end is not None and t >= end - EPS and (fps is None or start + next_k / fps >= end - EPS):
                 break
         if previous is None:
             raise VideoUnreadable(f"{label} holds no decodable frames")
@@ -554,15 +469,11 @@ def extract_poses(
             stop_t = previous[0] + last_interval
             if end is not None:
                 stop_t = min(stop_t, end)
-            while start + next_k / fps < stop_t - _EPS:
-                if start + next_k / fps >= previous[0] - _EPS:
+            while start + next_k / fps < stop_t - EPS:
+                if start + next_k / fps >= previous[0] - EPS:
                     take(previous[1], start + next_k / fps)
                 next_k += 1
-        if (
-            duration > 0
-            and (end is None or end > last_t)
-            and last_t + 1.0 / (source_fps or 1.0) < 0.9 * duration - 0.5
-        ):
+        if (end is None or end > last_t) and looks_truncated(last_t + 1.0 / (source_fps or 1.0), duration):
             raise VideoUnreadable(
                 f"{label} is truncated: frames stop at {last_t:.2f} s of its declared {duration:.2f} s"
             )

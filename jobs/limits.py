@@ -59,6 +59,10 @@ class ServiceLimits:
     max_image_pixels: int
     min_image_side: int
     max_subject_words: int
+    max_video_seconds: float
+    """Driving video duration decoded (seconds)."""
+    max_video_pixels: int
+    """Driving video frame resolution (width x height)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServiceLimits:
@@ -79,6 +83,8 @@ class ServiceLimits:
             max_image_pixels=min(settings.max_image_pixels, LIMITS.max_image_pixels),
             min_image_side=LIMITS.min_image_side,
             max_subject_words=LIMITS.max_subject_words,
+            max_video_seconds=settings.max_video_seconds,
+            max_video_pixels=settings.max_video_pixels,
         )
 
 

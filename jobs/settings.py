@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     # A driving video (POST /animations driving_video, POST /poses), upload or fetched URL; an
     # upload is also bound by max_body_bytes.
     max_video_bytes: int = Field(default=50 * 1000 * 1000, ge=1024)
+    # Checked from the clip's header and packets at submission (engine.videoprobe), again while the
+    # io worker decodes: 413 video_too_large (pixels per frame) / video_too_long (seconds).
+    max_video_seconds: float = Field(default=120.0, gt=0, le=3600)
+    max_video_pixels: int = Field(default=3840 * 2160, ge=64 * 64)
     max_frames: int = Field(default=64, ge=1, le=1024)
     max_prompt_chars: int = Field(default=500, ge=1)
     max_steps: int = Field(default=100, ge=1)

@@ -1,21 +1,28 @@
 """Driving videos at intake: bytes loaded (upload, data URI or URL through the SSRF guard) under
-``POSEANIMATE_MAX_VIDEO_BYTES`` and the container sniffed from its magic bytes, before anything is
-stored or decoded. Decoding (and the header limits on resolution, duration and frame count) happens
-on an io worker (``worker.extraction`` with ``engine.extract``); the API never imports PyAV.
+``POSEANIMATE_MAX_VIDEO_BYTES``, the container sniffed from its magic bytes, then the header and
+packets probed without decoding (:func:`check_video`, ``engine.videoprobe``: resolution, duration,
+the frames the job's sampling gives, truncation, a first frame that decodes), all before anything
+is stored or queued. Pose extraction (the decoding) happens on an io worker (``worker.extraction``
+with ``engine.extract``), which checks the same limits again while decoding.
 
-Codes: ``video_too_large`` (413), ``video_type_unsupported`` (415), ``video_reference_invalid`` and
+Codes: ``video_too_large`` (413: bytes or pixels per frame), ``video_too_long`` (413: seconds or
+sampled frames), ``video_type_unsupported`` (415), ``video_unreadable`` (422: not a video, damaged,
+truncated), ``video_invalid`` (422: e.g. a start past the end), ``video_reference_invalid`` and
 ``video_data_uri_invalid`` (422), and the SSRF guard's codes for URLs.
 """
 
 from __future__ import annotations
 
 from engine.errors import InvalidInput
+from engine.videoprobe import ExtractionError, VideoInfo, probe_video
 from jobs.images import ImageValidationError, decode_data_uri
 from jobs.limits import ServiceLimits
 from jobs.ssrf import FetchError, Resolver, fetch_bytes
 
 UPLOADED = "upload:"
 _EBML = b"\x1a\x45\xdf\xa3"
+TOO_LARGE_CODES = frozenset({"video_too_large", "video_too_long"})
+"""Refusals of a video that are size limits: 413; every other video refusal is 422."""
 
 
 class VideoRefused(InvalidInput):
@@ -28,8 +35,7 @@ class VideoRefused(InvalidInput):
 
 def video_frame_budget(limits: ServiceLimits, transition_frames: int) -> int:
     """The most target frames a driving video may give a job: the service's frame cap and what fits
-    the engine's output-frame limit next to the source and transition frames. Until its poses are
-    extracted, a job's ``num_frames`` is the estimate ``1 + transition_frames + this``."""
+    the engine's output-frame limit next to the source and transition frames."""
     return max(1, min(limits.max_frames, limits.max_output_frames - 1 - transition_frames))
 
 
@@ -98,3 +104,33 @@ def load_video_bytes(
     if not data:
         raise VideoRefused(f"{what} is empty", code="video_unreadable")
     return data
+
+
+def check_video(
+    data: bytes,
+    limits: ServiceLimits,
+    *,
+    fps: float | None,
+    start: float | None,
+    end: float | None,
+    max_frames: int,
+    what: str = "driving_video",
+) -> VideoInfo:
+    """Probe ``data`` (header and packets, no decoding beyond the first frame) against the service's
+    video limits and the sampling the job asks for; a refusal is ``VideoRefused`` with the probe's
+    code (413 for the size limits, 422 otherwise)."""
+    try:
+        return probe_video(
+            data,
+            fps=fps,
+            start=start,
+            end=end,
+            max_frames=max_frames,
+            max_pixels=limits.max_video_pixels,
+            max_duration=limits.max_video_seconds,
+        )
+    except ExtractionError as exc:
+        message = str(exc).replace("the video", what, 1)
+        raise VideoRefused(
+            message, code=exc.code, status=413 if exc.code in TOO_LARGE_CODES else 422
+        ) from None

@@ -3,7 +3,7 @@ stage of jobs submitted with a driving video. A GPU worker never decodes video.
 
 A job's stage runs while the job is still ``queued`` (no job lock, no attempt: those belong to the
 GPU run): it reads ``inputs/{job}/driving_video.*``, extracts at the job's fps (``engine.extract``,
-bounded by the job's frame budget, the engine's resolution and duration limits), writes
+bounded by the job's frame budget and the service's video resolution and duration limits), writes
 ``inputs/{job}/poses.json``, records the real ``num_frames`` and only then sends the job to ``gpu``.
 A job canceled (or deleted) meanwhile is neither extracted further nor sent: every write is
 conditional on the job still being queued. A redelivered message whose job already has its poses
@@ -45,11 +45,17 @@ PREVIEW_MAX_SIDE = 256
 """The inline skeleton preview of POST /poses is at most this many pixels on its long side."""
 
 
-def _extract(data: bytes, **options: Any) -> ExtractionResult:
+def _extract(data: bytes, limits: ServiceLimits, **options: Any) -> ExtractionResult:
     from engine.extract import extract_poses
 
     with _LOCK:
-        return extract_poses(data, no_person="drop", **options)
+        return extract_poses(
+            data,
+            no_person="drop",
+            max_pixels=limits.max_video_pixels,
+            max_duration=limits.max_video_seconds,
+            **options,
+        )
 
 
 def _refusal(exc: ValueError) -> tuple[str, str]:
@@ -83,6 +89,7 @@ def run_extraction(extraction_id: str, *, settings: Settings, store: JobStore, s
         data = storage.get_bytes(record["video_key"])
         result = _extract(
             data,
+            ServiceLimits.from_settings(settings),
             fps=params.get("fps"),
             start=params.get("start"),
             end=params.get("end"),
@@ -142,7 +149,8 @@ def run_job_extraction(
         _notify_failed(job_id, settings, store, storage, queue)
         return "failed"
     params = effective_params(record.params)
-    budget = video_frame_budget(ServiceLimits.from_settings(settings), params["transition_frames"])
+    limits = ServiceLimits.from_settings(settings)
+    budget = video_frame_budget(limits, params["transition_frames"])
     if not store.update_queued(job_id, stage=Stage.EXTRACTING_POSES.value, progress=0.0):
         return "skipped"
     started = time.perf_counter()
@@ -150,6 +158,7 @@ def run_job_extraction(
         data = storage.get_bytes(input_key(job_id, videos[0]))
         result = _extract(
             data,
+            limits,
             fps=params["fps"],
             start=params.get("video_start"),
             end=params.get("video_end"),

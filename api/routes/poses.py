@@ -1,7 +1,8 @@
 """``/poses``: extract a pose sequence from a short driving clip, to inspect or edit before animating.
 
-The API never decodes video (it imports no PyAV): it checks the clip's bytes and container magic,
-stores it, and sends ``poseanimate.extract_poses`` to the ``io`` queue; an io worker extracts
+The API never decodes video: it checks the clip's bytes and container magic, probes its header and
+packets (``jobs.videos.check_video``: truncated, too large, too long are a 4xx here), stores it, and
+sends ``poseanimate.extract_poses`` to the ``io`` queue; an io worker extracts
 (``worker.extraction``) and writes the result into a Redis record (``jobs.extractions``) that this
 route polls for up to ``POSES_WAIT_S``. Done in time: 200 with the poses, the report and an inline
 skeleton MP4, or the extractor's refusal as problem+json (413 ``video_too_large``/``video_too_long``,
@@ -28,14 +29,12 @@ from jobs.contract import JobError, PoseExtraction, PosesCreate
 from jobs.extractions import ID_PATTERN, ExtractionStore, new_extraction_id, video_key
 from jobs.limits import ServiceLimits
 from jobs.submission import QueueUnavailable
-from jobs.videos import UPLOADED, load_video_bytes, sniff_video
+from jobs.videos import TOO_LARGE_CODES, UPLOADED, check_video, load_video_bytes, sniff_video
 
 router = APIRouter(prefix="/poses", tags=["poses"])
 
 POSES_WAIT_S = 30.0
 _POLL_S = 0.1
-# Refusals of the extractor that are size limits (413); every other code is 422.
-_TOO_LARGE = frozenset({"video_too_large", "video_too_long"})
 ExtractionId = Annotated[str, Path(pattern=ID_PATTERN, examples=["pose_01JD8X3K4M5N6P7Q8R9S0T1V2W"])]
 
 POSES_BODY: dict[str, Any] = {
@@ -109,6 +108,16 @@ def accept_extraction(services: Services, owner: str, req: PosesCreate, upload: 
         what="video",
     )
     ext = sniff_video(data)
+    limits = ServiceLimits.from_settings(settings)
+    check_video(
+        data,
+        limits,
+        fps=req.fps,
+        start=req.start,
+        end=req.end,
+        max_frames=req.max_frames or cap,
+        what="video",
+    )
     extraction_id = new_extraction_id()
     key = video_key(extraction_id, ext)
     services.storage.put_bytes(key, data, "application/octet-stream")
@@ -179,7 +188,7 @@ async def create_pose_extraction(
     if record["status"] == "failed":
         error = record.get("error") or {}
         code = str(error.get("code", "video_invalid"))
-        raise ApiError(413 if code in _TOO_LARGE else 422, code, str(error.get("message", "")))
+        raise ApiError(413 if code in TOO_LARGE_CODES else 422, code, str(error.get("message", "")))
     response.status_code = 200 if record["status"] == "succeeded" else 202
     return extraction_view(extraction_id, record)
 

@@ -1,6 +1,7 @@
 """Driving videos at the API (real Redis, no worker): POST /animations with driving_video and POST /poses.
-What the API checks itself (motion given once, bytes, container magic, parameters), refused with a
-stable problem code and nothing queued; an accepted video job goes to io, never straight to gpu."""
+What the API checks itself (motion given once, bytes, container magic, parameters, and the clip's
+header and packets: truncated, damaged, too many pixels, too long), refused with a stable problem
+code, nothing stored and nothing queued; an accepted video job goes to io, never straight to gpu."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from jobs.contract import EXAMPLE_POSES
 from jobs.queue import JOB_EXTRACT_TASK
 from tests.support.api import assert_problem, nothing_enqueued
-from tests.support.clips import astronaut_mp4
+from tests.support.clips import astronaut_mp4, blank_mp4
 from tests.support.payloads import data_uri, job_body, png_bytes
 
 CLIP = astronaut_mp4(4, fps=8, side=96, canvas=(128, 112))
@@ -38,8 +39,9 @@ def test_a_video_job_is_stored_and_sent_to_io_with_an_estimated_frame_count(clie
     assert r.status_code == 202, r.text
     job = r.json()
     assert job["status"] == "queued" and job["stage"] == "queued"
-    # Until its poses are extracted: 1 + transition + the frame budget (MAX_FRAMES, 64).
-    assert job["num_frames"] == 1 + 2 + 64
+    # Until its poses are extracted: 1 + transition + the frames the clip gives at the job's fps
+    # (0.5 s at the default 8 fps: 4), from the probe of its header and packets.
+    assert job["num_frames"] == 1 + 2 + 4
     services = client.app.state.services
     assert services.storage.get_bytes(f"inputs/{job['id']}/driving_video.mp4") == CLIP
     assert services.store.get(job["id"]).inputs == ["image.png", "driving_video.mp4"]
@@ -47,6 +49,8 @@ def test_a_video_job_is_stored_and_sent_to_io_with_an_estimated_frame_count(clie
     message = json.loads(broker(client).lindex("io", 0))
     assert message["headers"]["task"] == JOB_EXTRACT_TASK
     assert json.loads(base64.b64decode(message["body"]))[0] == [job["id"]]
+    fewer = client.post("/animations", json=video_body(fps=4, video_start=0.25)).json()
+    assert fewer["num_frames"] == 1 + 4 + 1  # default 4 transition frames; 0.25 s at 4 fps
 
 
 def test_a_video_job_by_multipart_upload(client):
@@ -103,6 +107,54 @@ def test_a_video_over_the_byte_limit_is_413(make_client, make_settings):
     files = {"image": ("a.png", png_bytes(), "image/png"), "driving_video": ("d.mp4", big, "video/mp4")}
     assert_problem(client.post("/animations", files=files, data={"prompt": "p"}), 413, "video_too_large")
     nothing_sent_anywhere(client)
+
+
+def nothing_stored(client):
+    storage = client.app.state.services.storage
+    assert storage.list_jobs("inputs") == {} and storage.list_jobs("extractions") == {}
+
+
+HOSTILE = {
+    # A faststart MP4 cut short: the index promises frames the file no longer holds.
+    "truncated": (lambda: CLIP[: len(CLIP) * 2 // 3], 422, "video_unreadable"),
+    "cut_to_the_header": (lambda: CLIP[:200], 422, "video_unreadable"),
+    "huge_dimensions": (lambda: blank_mp4(4096, 2304), 413, "video_too_large"),
+    # 70 frames at 4 fps: more than the 64-frame budget at the job's 8 fps (and 17.5 s).
+    "too_many_frames": (lambda: astronaut_mp4(70, fps=4, side=48, canvas=(64, 64)), 413, "video_too_long"),
+    "too_long": (lambda: blank_mp4(64, 64, pts=[0, 8 * 300]), 413, "video_too_long"),  # 300 s
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_clips_are_refused_at_submission_unstored_and_unqueued(client, name):
+    make, status, code = HOSTILE[name]
+    clip = make()
+    assert_problem(client.post("/animations", json=video_body(driving_video=data_uri(clip))), status, code)
+    files = {"image": ("a.png", png_bytes(), "image/png"), "driving_video": ("d.mp4", clip, "video/mp4")}
+    problem = assert_problem(client.post("/animations", files=files, data={"prompt": "p"}), status, code)
+    assert "driving_video" in problem["detail"]
+    assert_problem(client.post("/poses", files={"video": ("d.mp4", clip, "video/mp4")}), status, code)
+    nothing_sent_anywhere(client)
+    nothing_stored(client)
+
+
+def test_a_clip_too_long_for_the_jobs_sampling_is_admitted_when_trimmed(client):
+    long_clip = astronaut_mp4(70, fps=4, side=48, canvas=(64, 64))
+    r = client.post("/animations", json=video_body(driving_video=data_uri(long_clip), video_end=4.0))
+    assert r.status_code == 202, r.text
+    assert r.json()["num_frames"] == 1 + 4 + 32  # 4 s at 8 fps
+
+
+def test_the_video_limits_are_the_operators(make_client, make_settings):
+    client = make_client(make_settings(max_video_seconds=0.25, max_video_pixels=64 * 64))
+    assert_problem(client.post("/animations", json=video_body()), 413, "video_too_large")  # 128x112
+    small = astronaut_mp4(4, fps=8, side=48, canvas=(64, 64))  # 0.5 s
+    assert_problem(
+        client.post("/animations", json=video_body(driving_video=data_uri(small))), 413, "video_too_long"
+    )
+    assert_problem(client.post("/poses", json={"video": data_uri(small)}), 413, "video_too_long")
+    r = client.post("/animations", json=video_body(driving_video=data_uri(small), video_end=0.25))
+    assert r.status_code == 202, r.text
 
 
 def test_a_private_video_url_is_refused_by_the_ssrf_guard(client):

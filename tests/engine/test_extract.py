@@ -23,6 +23,7 @@ from engine.extract import (
 )
 from engine.pose import KEYPOINT_NAMES, Pose
 from engine.video import encode_mp4
+from tests.support.clips import blank_mp4
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 KP = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
@@ -73,23 +74,6 @@ def encode(frames, path: Path, fps=24, fmt="mp4", codec="libx264") -> Path:
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return path
-
-
-def blank_mp4(width: int, height: int, pts: list[int], rate: int = 8) -> bytes:
-    """An all-black H.264 MP4 (ultrafast: a 4K frame encodes in a fraction of a second)."""
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast"}
-        for p in pts:
-            frame = av.VideoFrame(width, height, "yuv420p")
-            for plane in frame.planes:
-                plane.update(bytes(plane.buffer_size))
-            frame.pts = p
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -200,15 +184,15 @@ def test_frame_cap_is_checked_from_the_header(tmp_path):
 
 
 def test_declared_duration_beyond_the_limit_is_refused_unread():
-    two_frames_1000_s_apart = blank_mp4(64, 64, [0, 8 * 1000])
+    two_frames_1000_s_apart = blank_mp4(64, 64, pts=[0, 8 * 1000])
     err = refused(VideoTooLong, two_frames_1000_s_apart)
     assert "lasts 1000" in str(err) and "120 s" in str(err)
 
 
 def test_huge_frames_are_refused_from_the_header():
-    err = refused(VideoTooLarge, blank_mp4(4096, 2176, [0]))
+    err = refused(VideoTooLarge, blank_mp4(4096, 2176))
     assert err.code == "video_too_large" and "4096x2176" in str(err)
-    assert "96x64" in str(refused(VideoTooLarge, blank_mp4(96, 64, [0]), max_pixels=1000))
+    assert "96x64" in str(refused(VideoTooLarge, blank_mp4(96, 64), max_pixels=1000))
 
 
 @pytest.mark.parametrize(

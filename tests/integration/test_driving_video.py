@@ -1,7 +1,8 @@
 """Driving video end to end on real parts: the API (uvicorn), Redis, the worker's io consumer
 extracting with MediaPipe, its gpu consumer animating with the tiny model, S3 (moto). A clip of the
 astronaut photo goes in; the MP4, its previews and the extracted poses come out. Hostile clips are
-refused with 4xx (at the API) or fail the job as invalid_input on io, and never reach the GPU."""
+refused with 4xx at submission (their header and packets are probed); a clip that is a video but has
+nobody in it fails the job as invalid_input on io. Neither reaches the GPU."""
 
 from __future__ import annotations
 
@@ -28,14 +29,20 @@ def decoded_frames(data: bytes) -> int:
         return sum(1 for _ in container.decode(video=0))
 
 
-def video_job(service, clip: bytes, **overrides):
+def post_video_job(service, clip: bytes, **overrides) -> httpx.Response:
     fields = {k: str(v) for k, v in body(**overrides).items() if k not in ("image", "poses", "source_pose")}
     fields["source_pose"] = json.dumps(body()["source_pose"])  # the orange square has no detectable pose
     files = {
         "image": ("a.png", base64.b64decode(body()["image"].split(",", 1)[1]), "image/png"),
         "driving_video": ("dance.mp4", clip, "video/mp4"),
     }
-    r = service.api.post("/animations", files=files, data=fields, headers={"Prefer": "wait=90"}, timeout=120)
+    return service.api.post(
+        "/animations", files=files, data=fields, headers={"Prefer": "wait=90"}, timeout=120
+    )
+
+
+def video_job(service, clip: bytes, **overrides):
+    r = post_video_job(service, clip, **overrides)
     assert r.status_code in (200, 202), r.text
     return service.wait_for_job(r.json()["id"], lambda j: j["status"] in ("succeeded", "failed", "canceled"))
 
@@ -78,9 +85,19 @@ def test_hostile_clips_are_refused_and_never_reach_the_gpu(service, make_clip, c
     clip = make_clip()
     r = service.api.post("/poses", files={"video": ("clip.mp4", clip, "video/mp4")}, timeout=60)
     assert r.status_code == status and r.json()["code"] == code, r.text
-    job = video_job(service, clip)
+    r = post_video_job(service, clip)
+    assert r.status_code == status and r.json()["code"] == code, r.text
+    assert "driving_video" in r.json()["detail"]
+
+
+def test_a_clip_with_nobody_in_it_fails_on_io_and_never_reaches_the_gpu(service):
+    r = service.api.post(
+        "/poses", files={"video": ("clip.mp4", blank_mp4(64, 64, 4), "video/mp4")}, timeout=60
+    )
+    assert r.status_code == 422 and r.json()["code"] == "no_person", r.text
+    job = video_job(service, blank_mp4(64, 64, 4))
     assert job["status"] == "failed" and job["error"]["code"] == "invalid_input", job
-    assert code in job["error"]["message"]
+    assert "no_person" in job["error"]["message"]
     assert job["attempts"] == 0 and job["model"] is None  # no GPU attempt ever started
 
 

@@ -13,6 +13,7 @@ def assert_problem(r, status, code):
     body = r.json()
     assert body["code"] == code and body["status"] == status and body["type"].endswith(code)
     assert "Traceback" not in r.text and "request_id" in body
+    return body
 
 
 def nothing_enqueued(client):

@@ -34,8 +34,9 @@ def astronaut_mp4(count: int = 8, fps: int = 8, **kwargs) -> bytes:
         return path.read_bytes()
 
 
-def blank_mp4(width: int, height: int, frames: int = 1, rate: int = 8) -> bytes:
-    """An all-black H.264 MP4 (ultrafast: a 4K frame encodes in a fraction of a second)."""
+def blank_mp4(width: int, height: int, frames: int = 1, rate: int = 8, pts: list[int] | None = None) -> bytes:
+    """An all-black H.264 MP4 (ultrafast: a 4K frame encodes in a fraction of a second) of
+    ``frames`` frames, or one frame per timestamp of ``pts`` (in 1/``rate`` s)."""
     import io
 
     import av
@@ -45,11 +46,41 @@ def blank_mp4(width: int, height: int, frames: int = 1, rate: int = 8) -> bytes:
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"preset": "ultrafast"}
-        for p in range(frames):
+        for p in range(frames) if pts is None else pts:
             frame = av.VideoFrame(width, height, "yuv420p")
             for plane in frame.planes:
                 plane.update(bytes(plane.buffer_size))
             frame.pts = p
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
+    return buf.getvalue()
+
+
+def astronaut_webm(count: int = 8, fps: int = 8, **kwargs) -> bytes:
+    """A WebM/VP9 of :func:`astronaut_frames`."""
+    import io
+
+    import av
+
+    frames = astronaut_frames(count, **kwargs)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="webm") as container:
+        stream = container.add_stream("libvpx-vp9", rate=fps)
+        stream.width, stream.height = frames[0].size
+        stream.pix_fmt = "yuv420p"
+        for k, image in enumerate(frames):
+            frame = av.VideoFrame.from_image(image).reformat(format="yuv420p")
+            frame.pts = k
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return buf.getvalue()
+
+
+def astronaut_gif(count: int = 8, fps: int = 8, **kwargs) -> bytes:
+    """An animated GIF of :func:`astronaut_frames`."""
+    import io
+
+    frames = astronaut_frames(count, **kwargs)
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=round(1000 / fps))
     return buf.getvalue()

@@ -125,8 +125,8 @@ def test_a_cancel_landing_during_extraction_wins(env, clip, monkeypatch):
 
     real = extraction._extract
 
-    def extract_then_cancel(data, **options):
-        result = real(data, **options)
+    def extract_then_cancel(data, limits, **options):
+        result = real(data, limits, **options)
         store.request_cancel(record.id)
         return result
 

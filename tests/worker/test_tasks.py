@@ -7,19 +7,13 @@ from pathlib import Path
 from celery.exceptions import TimeLimitExceeded
 
 from jobs.contract import JobStatus
+from tests.support.layout import torch_free_import_check
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_importing_the_tasks_imports_no_torch_and_only_the_engines_torch_free_leaves():
-    code = (
-        "import sys\n"
-        "import worker.tasks, cli.main\n"
-        "leaves = {'engine', 'engine.poseformat', 'engine.rules', 'engine.models', 'engine.errors'}\n"
-        "bad = [m for m in sys.modules if m in ('torch', 'diffusers')\n"
-        "       or (m.startswith('engine') and m not in leaves)]\n"
-        "assert not bad, bad\n"
-    )
+    code = torch_free_import_check("import worker.tasks, cli.main", ("torch", "diffusers"))
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)
 
 

@@ -1,0 +1,290 @@
+"""A driving video's header and packets checked without decoding it: what the API runs at submission
+(``jobs.videos.check_video``) and what :func:`engine.extract.extract_poses` runs before decoding.
+
+:func:`probe_video` opens the container (PyAV), checks the declared resolution, duration and the
+number of frames the requested sampling gives, then *demuxes* every packet of the video stream
+(reads, does not decode: milliseconds for a short clip) to find truncation and damage the header
+hides, and decodes packets only until the first frame comes out (so a stream whose codec cannot
+decode it is refused too). A torch-free engine leaf: stdlib and PyAV only, so the torch-free API
+image can refuse a hostile clip with a 4xx before anything is stored or queued.
+
+Errors are :class:`ExtractionError` subclasses (``ValueError``) with a stable ``code``:
+``video_unreadable`` (not a video, no video stream, a still image, damaged, truncated),
+``video_too_large`` (resolution), ``video_too_long`` (duration or sampled frames over the cap),
+``video_invalid`` (bad arguments, a ``start`` past the end).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEFAULT_MAX_DURATION_S",
+    "DEFAULT_MAX_PIXELS",
+    "ExtractionError",
+    "VideoInfo",
+    "VideoTooLarge",
+    "VideoTooLong",
+    "VideoUnreadable",
+    "probe_video",
+]
+
+# 4K UHD: bigger frames cost seconds each to convert and say nothing more about a pose.
+DEFAULT_MAX_PIXELS = 3840 * 2160
+# Decoding is cheap next to detection, but a clip is a motion, not a film.
+DEFAULT_MAX_DURATION_S = 120.0
+# No real clip runs faster than this; more frames per second of timestamps is a hostile file.
+MAX_SOURCE_FPS = 240.0
+# Codecs with frame reordering hold a few packets before the first frame comes out.
+_FIRST_FRAME_PACKETS = 64
+# Timestamps are rationals rounded to the container's time base; compare with this slack.
+EPS = 1e-6
+
+VideoSource = str | Path | bytes | bytearray | memoryview
+
+
+class ExtractionError(ValueError):
+    """The video cannot be turned into poses; ``code`` is stable for clients."""
+
+    code = "video_invalid"
+
+
+class VideoUnreadable(ExtractionError):
+    """Not a video PyAV can decode, or a damaged / truncated one."""
+
+    code = "video_unreadable"
+
+
+class VideoTooLarge(ExtractionError):
+    """The frames exceed the resolution limit."""
+
+    code = "video_too_large"
+
+
+class VideoTooLong(ExtractionError):
+    """The clip is longer than the duration limit or gives more frames than the cap."""
+
+    code = "video_too_long"
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the header and the packets say about a clip."""
+
+    container: str
+    """The demuxer's format name (``mov,mp4,m4a,3gp,3g2,mj2``, ``matroska,webm``, ``gif``)."""
+    codec: str
+    width: int
+    height: int
+    duration_s: float
+    """Declared duration, or the packets' span when the container declares none."""
+    source_fps: float
+    packets: int
+    """Video packets in the file (about one per frame)."""
+    frames: int
+    """Frames the requested sampling (``fps``, ``start``, ``end``) gives: what extraction yields
+    when the detector finds someone in each."""
+
+
+def open_video(video: VideoSource) -> tuple[Any, str]:
+    """The PyAV container of ``video`` (a path or the file's bytes) and a label for messages."""
+    import av
+
+    if isinstance(video, bytes | bytearray | memoryview):
+        if len(video) == 0:
+            raise VideoUnreadable("the video is empty (0 bytes)")
+        source: Any = io.BytesIO(bytes(video))
+        label = "the video"
+    elif isinstance(video, str | Path):
+        path = Path(video)
+        if not path.is_file():
+            raise VideoUnreadable(f"no such video file: {path}")
+        source, label = str(path), str(path)
+    else:
+        raise ExtractionError(f"video must be a path or bytes, got {type(video).__name__}")
+    try:
+        container = av.open(source, mode="r")
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise VideoUnreadable(f"{label} is not a video PyAV can read ({why(exc)})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoUnreadable(f"{label} has no video stream")
+    format_name = container.format.name or ""
+    if format_name.endswith("_pipe") or format_name == "image2":
+        container.close()
+        raise VideoUnreadable(f"{label} is a still image ({format_name}), not a video")
+    return container, label
+
+
+def why(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+def source_rate(stream: Any) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate and 0 < float(rate) <= 1000:
+            return float(rate)
+    return 0.0
+
+
+def declared_duration(container: Any, stream: Any) -> float:
+    if stream.duration and stream.time_base:
+        return max(float(stream.duration * stream.time_base), 0.0)
+    if container.duration:
+        return max(container.duration / 1_000_000, 0.0)
+    return 0.0
+
+
+def expected_frames(start: float, end: float, fps: float) -> int:
+    """Sample times ``start + k / fps`` that fall before ``end``."""
+    if end <= start:
+        return 0
+    return max(math.ceil((end - start) * fps - EPS), 0)
+
+
+def looks_truncated(covered_s: float, duration_s: float) -> bool:
+    """Frames that stop well short of the declared duration: the rest of the file is missing."""
+    return duration_s > 0 and covered_s < 0.9 * duration_s - 0.5
+
+
+def check_header(
+    container: Any,
+    stream: Any,
+    label: str,
+    *,
+    fps: float | None,
+    start: float,
+    end: float | None,
+    max_frames: int,
+    max_pixels: int,
+    max_duration: float,
+    duration: float | None = None,
+) -> int:
+    """Resolution, duration and sampled-frame checks from what the container declares (or the
+    given ``duration``); returns the frames the sampling gives (0 when it cannot tell)."""
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if width and height and width * height > max_pixels:
+        raise VideoTooLarge(
+            f"{label} is {width}x{height}; at most {max_pixels:,} pixels per frame are allowed"
+        )
+    duration = declared_duration(container, stream) if duration is None else duration
+    if duration > max_duration + EPS and (end is None or end > max_duration):
+        raise VideoTooLong(
+            f"{label} lasts {duration:.1f} s; at most {max_duration:g} s are decoded (trim it with start/end)"
+        )
+    expected = 0
+    if duration > 0:
+        stop = min(end, duration) if end is not None else duration
+        rate = fps or source_rate(stream)
+        expected = expected_frames(start, stop, rate) if rate else 0
+        if not rate and stream.frames:
+            expected = stream.frames
+        if expected > max_frames:
+            raise VideoTooLong(
+                f"{label} gives {expected} frames at {rate:g} fps between {start:g} s and {stop:.2f} s; "
+                f"at most {max_frames} are allowed (lower fps or trim with start/end)"
+            )
+    if start >= duration > 0:
+        raise ExtractionError(f"start ({start:g} s) is past the end of the video ({duration:.2f} s)")
+    return expected
+
+
+def _scan(container: Any, stream: Any, label: str, max_packets: int) -> tuple[int, float, bool]:
+    """Demux every video packet (decoding only until the first frame): (packets, seconds the
+    packets span from the first timestamp to the end of the last, a packet was flagged corrupt)."""
+    import av
+
+    codec = stream.codec_context
+    packets, corrupt, decoded = 0, False, False
+    first: float | None = None
+    last_end = 0.0
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:  # the demuxer's flush packet
+                continue
+            packets += 1
+            if packets > max_packets:
+                raise VideoTooLong(f"{label} holds more than {max_packets} frames; it is not a short clip")
+            corrupt = corrupt or bool(packet.is_corrupt)
+            if packet.pts is not None and packet.time_base:
+                t = float(packet.pts * packet.time_base)
+                first = t if first is None else min(first, t)
+                last_end = max(last_end, t + float((packet.duration or 0) * packet.time_base))
+            if not decoded and packets <= _FIRST_FRAME_PACKETS:
+                decoded = bool(codec.decode(packet))
+        if not decoded:
+            decoded = bool(codec.decode(None))  # frames held back by reordering
+    except av.FFmpegError as exc:
+        raise VideoUnreadable(f"{label} is damaged or truncated ({why(exc)})") from None
+    if packets == 0:
+        raise VideoUnreadable(f"{label} holds no complete video frame: it is damaged or truncated")
+    if not decoded:
+        raise VideoUnreadable(f"{label} is damaged: its first frame does not decode")
+    return packets, (last_end - first) if first is not None else 0.0, corrupt
+
+
+def probe_video(
+    video: VideoSource,
+    *,
+    fps: float | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    max_frames: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_duration: float = DEFAULT_MAX_DURATION_S,
+) -> VideoInfo:
+    """Check ``video`` (a path or bytes) for what :func:`engine.extract.extract_poses` would refuse
+    before detecting anything, without decoding it: not a video, a still image, damaged or truncated
+    (``video_unreadable``), frames over ``max_pixels`` (``video_too_large``), longer than
+    ``max_duration`` or more than ``max_frames`` sampled frames at ``fps`` between ``start`` and
+    ``end`` (``video_too_long``). ``fps=None`` samples every source frame."""
+    start = start or 0.0
+    container, label = open_video(video)
+    try:
+        stream = container.streams.video[0]
+        check_header(
+            container,
+            stream,
+            label,
+            fps=fps,
+            start=start,
+            end=end,
+            max_frames=max_frames,
+            max_pixels=max_pixels,
+            max_duration=max_duration,
+        )
+        packets, covered, corrupt = _scan(container, stream, label, int(MAX_SOURCE_FPS * max_duration))
+        declared = declared_duration(container, stream)
+        if corrupt or (stream.frames and packets < stream.frames) or looks_truncated(covered, declared):
+            shown = f"{packets} of its {stream.frames} frames" if stream.frames else f"{covered:.2f} s"
+            raise VideoUnreadable(f"{label} is truncated or damaged: only {shown} are in the file")
+        duration = declared or covered
+        frames = check_header(
+            container,
+            stream,
+            label,
+            fps=fps,
+            start=start,
+            end=end,
+            max_frames=max_frames,
+            max_pixels=max_pixels,
+            max_duration=max_duration,
+            duration=duration,
+        )
+        return VideoInfo(
+            container=container.format.name or "",
+            codec=stream.codec_context.name or "",
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            duration_s=duration,
+            source_fps=source_rate(stream),
+            packets=packets,
+            frames=frames if frames else packets,
+        )
+    finally:
+        container.close()
