@@ -44,6 +44,7 @@ from engine.videoprobe import (
     EPS,
     MAX_SOURCE_FPS,
     ExtractionError,
+    Sampling,
     VideoTooLarge,
     VideoTooLong,
     VideoUnreadable,
@@ -388,15 +389,7 @@ def extract_poses(
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         check_header(
-            container,
-            stream,
-            label,
-            fps=fps,
-            start=start,
-            end=end,
-            max_frames=max_frames,
-            max_pixels=max_pixels,
-            max_duration=max_duration,
+            container, stream, label, Sampling(fps, start, end, max_frames, max_pixels, max_duration)
         )
         duration = declared_duration(container, stream)
         source_fps = source_rate(stream)

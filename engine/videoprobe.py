@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_MAX_DURATION_S",
     "DEFAULT_MAX_PIXELS",
     "ExtractionError",
+    "Sampling",
     "VideoInfo",
     "VideoTooLarge",
     "VideoTooLong",
@@ -152,21 +153,27 @@ def looks_truncated(covered_s: float, duration_s: float) -> bool:
     return duration_s > 0 and covered_s < 0.9 * duration_s - 0.5
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """What is asked of a clip: sample at ``fps`` (``None``: every source frame) from ``start`` to
+    ``end`` seconds, at most ``max_frames`` samples, frames of at most ``max_pixels``, at most
+    ``max_duration`` seconds decoded."""
+
+    fps: float | None
+    start: float
+    end: float | None
+    max_frames: int
+    max_pixels: int
+    max_duration: float
+
+
 def check_header(
-    container: Any,
-    stream: Any,
-    label: str,
-    *,
-    fps: float | None,
-    start: float,
-    end: float | None,
-    max_frames: int,
-    max_pixels: int,
-    max_duration: float,
-    duration: float | None = None,
+    container: Any, stream: Any, label: str, sampling: Sampling, *, duration: float | None = None
 ) -> int:
     """Resolution, duration and sampled-frame checks from what the container declares (or the
     given ``duration``); returns the frames the sampling gives (0 when it cannot tell)."""
+    fps, start, end = sampling.fps, sampling.start, sampling.end
+    max_frames, max_pixels, max_duration = sampling.max_frames, sampling.max_pixels, sampling.max_duration
     width, height = stream.codec_context.width, stream.codec_context.height
     if width and height and width * height > max_pixels:
         raise VideoTooLarge(
@@ -243,39 +250,18 @@ def probe_video(
     (``video_unreadable``), frames over ``max_pixels`` (``video_too_large``), longer than
     ``max_duration`` or more than ``max_frames`` sampled frames at ``fps`` between ``start`` and
     ``end`` (``video_too_long``). ``fps=None`` samples every source frame."""
-    start = start or 0.0
+    sampling = Sampling(fps, start or 0.0, end, max_frames, max_pixels, max_duration)
     container, label = open_video(video)
     try:
         stream = container.streams.video[0]
-        check_header(
-            container,
-            stream,
-            label,
-            fps=fps,
-            start=start,
-            end=end,
-            max_frames=max_frames,
-            max_pixels=max_pixels,
-            max_duration=max_duration,
-        )
+        check_header(container, stream, label, sampling)
         packets, covered, corrupt = _scan(container, stream, label, int(MAX_SOURCE_FPS * max_duration))
         declared = declared_duration(container, stream)
         if corrupt or (stream.frames and packets < stream.frames) or looks_truncated(covered, declared):
             shown = f"{packets} of its {stream.frames} frames" if stream.frames else f"{covered:.2f} s"
             raise VideoUnreadable(f"{label} is truncated or damaged: only {shown} are in the file")
         duration = declared or covered
-        frames = check_header(
-            container,
-            stream,
-            label,
-            fps=fps,
-            start=start,
-            end=end,
-            max_frames=max_frames,
-            max_pixels=max_pixels,
-            max_duration=max_duration,
-            duration=duration,
-        )
+        frames = check_header(container, stream, label, sampling, duration=duration)
         return VideoInfo(
             container=container.format.name or "",
             codec=stream.codec_context.name or "",

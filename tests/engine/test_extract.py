@@ -22,8 +22,8 @@ from engine.extract import (
     smooth_track,
 )
 from engine.pose import KEYPOINT_NAMES, Pose
-from engine.video import encode_mp4
 from tests.support.clips import blank_mp4
+from tests.support.clips import encode_clip as encode
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 KP = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
@@ -59,21 +59,6 @@ def marker_frames(count: int, size=(96, 64), missing=()) -> list[Image.Image]:
 def source_index(result) -> list[int]:
     """Which marker frame each extracted pose came from."""
     return [round((x - 7.5) / 4) for x in result.poses.keypoints()[:, KP["nose"], 0]]
-
-
-def encode(frames, path: Path, fps=24, fmt="mp4", codec="libx264") -> Path:
-    if fmt == "mp4":
-        return encode_mp4(frames, path, fps=fps)
-    with av.open(str(path), "w", format=fmt) as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height = frames[0].size
-        stream.pix_fmt = "yuv420p"
-        for k, image in enumerate(frames):
-            frame = av.VideoFrame.from_image(image).reformat(format="yuv420p")
-            frame.pts = k
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return path
 
 
 @pytest.fixture(scope="module")

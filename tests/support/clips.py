@@ -56,16 +56,19 @@ def blank_mp4(width: int, height: int, frames: int = 1, rate: int = 8, pts: list
     return buf.getvalue()
 
 
-def astronaut_webm(count: int = 8, fps: int = 8, **kwargs) -> bytes:
-    """A WebM/VP9 of :func:`astronaut_frames`."""
-    import io
-
+def encode_clip(
+    frames: list[Image.Image], path: Path, fps: int = 24, fmt: str = "mp4", codec: str = "libx264"
+) -> Path:
+    """``frames`` as a video file: MP4 through the engine's encoder, any other container (``webm``,
+    ``mov``) with ``codec``, one frame per 1/``fps`` s."""
     import av
 
-    frames = astronaut_frames(count, **kwargs)
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="webm") as container:
-        stream = container.add_stream("libvpx-vp9", rate=fps)
+    if fmt == "mp4":
+        from engine.video import encode_mp4
+
+        return encode_mp4(frames, path, fps=fps)
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = frames[0].size
         stream.pix_fmt = "yuv420p"
         for k, image in enumerate(frames):
@@ -73,7 +76,14 @@ def astronaut_webm(count: int = 8, fps: int = 8, **kwargs) -> bytes:
             frame.pts = k
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
-    return buf.getvalue()
+    return path
+
+
+def astronaut_webm(count: int = 8, fps: int = 8, **kwargs) -> bytes:
+    """A WebM/VP9 of :func:`astronaut_frames`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        frames = astronaut_frames(count, **kwargs)
+        return encode_clip(frames, Path(tmp) / "clip.webm", fps, "webm", "libvpx-vp9").read_bytes()
 
 
 def astronaut_gif(count: int = 8, fps: int = 8, **kwargs) -> bytes:
