@@ -15,46 +15,31 @@ import pytest
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
-from PIL import Image
 
-from engine import AnimateConfig, Pose, PoseAnimator, PoseSequence
+from engine import AnimateConfig, PoseAnimator
 from engine.attention import AttentionController, DualConsistencyAttnProcessor
 from engine.batching import FrameBatcher
 from engine.ddim import DDIMSchedule
 from engine.denoiser import ControlledDenoiser, guided
 from engine.pacm import SourceInversion, ddim_inversion, optimise_pose_embeddings, pose_aware_inversion
 from engine.progress import StageTracker
+from tests.support.engine import FAST as ENGINE_FAST
+from tests.support.engine import astronaut_example, tiny_animator
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PROMPT = "an astronaut on the road"
 W = 7.5
-FAST = AnimateConfig(
-    num_inference_steps=3,
-    height=64,
-    width=64,
-    transition_frames=1,
-    inversion_inner_steps=2,
-    inversion_lr=0.05,
-    pose_opt_lr=0.05,
-    inversion_early_stop=0.0,
-)
+FAST = AnimateConfig(**ENGINE_FAST, inversion_early_stop=0.0)
 
 
 @pytest.fixture(scope="module")
 def animator(tiny_model_dir) -> PoseAnimator:
-    torch.set_num_threads(2)
-    return PoseAnimator.from_pretrained(
-        tiny_model_dir, None, device="cpu", pose_detector="none", segmenter="none"
-    )
+    return tiny_animator(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")
 def example():
-    image = Image.open(EXAMPLES / "astronaut.jpg")
-    image.load()
-    source = Pose.from_json((EXAMPLES / "astronaut_pose.json").read_text())
-    targets = PoseSequence.from_json((EXAMPLES / "raise_arms.json").read_text())
-    return image, source, targets[:3]
+    return astronaut_example(3)
 
 
 @pytest.fixture(scope="module")
@@ -408,9 +393,7 @@ def test_frame_0_equals_the_pose_aware_reconstruction_exactly_at_batch_1(traced)
 def test_frame_0_reconstruction_gap_in_other_settings(tiny_model_dir, example, dtype, batch, atol):
     """bf16 at batch 1 is exact too (same call layout); a batch of 16 frames changes the kernels'
     blocking, so frame 0 differs at floating-point level (measured 2e-5 in float32)."""
-    animator = PoseAnimator.from_pretrained(
-        tiny_model_dir, None, device="cpu", dtype=dtype, pose_detector="none", segmenter="none"
-    )
+    animator = tiny_animator(tiny_model_dir, dtype=dtype)
     captured = {}
     invert, decode = animator.invert_source, animator.decode_latents
     animator.invert_source = lambda *a, **k: captured.setdefault("inversion", invert(*a, **k))

@@ -19,36 +19,20 @@ from engine import (
 )
 from engine.cost import expected_evaluations
 from engine.pose import PoseError
+from tests.support.engine import FAST as ENGINE_FAST
+from tests.support.engine import astronaut_example, tiny_animator
 
-FAST = AnimateConfig(
-    num_inference_steps=3,
-    height=64,
-    width=64,
-    transition_frames=1,
-    inversion_inner_steps=2,
-    inversion_lr=0.05,
-    pose_opt_lr=0.05,
-)
+FAST = AnimateConfig(**ENGINE_FAST)
 
 
 @pytest.fixture(scope="module")
 def animator(tiny_model_dir) -> PoseAnimator:
-    torch.set_num_threads(2)
-    return PoseAnimator.from_pretrained(
-        tiny_model_dir, None, device="cpu", pose_detector="none", segmenter="none"
-    )
+    return tiny_animator(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")
 def example():
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2] / "examples"
-    image = Image.open(root / "astronaut.jpg")
-    image.load()
-    source = Pose.from_json((root / "astronaut_pose.json").read_text())
-    targets = PoseSequence.from_json((root / "raise_arms.json").read_text())
-    return image, source, targets[:4]
+    return astronaut_example(4)
 
 
 def _run(animator, example, config=FAST, **kwargs):

@@ -6,12 +6,11 @@ import json
 
 import pytest
 import torch
-from PIL import Image
 
-from engine import AnimateConfig, MemoryInversionCache, Pose, PoseAnimator, PoseSequence
+from engine import AnimateConfig, MemoryInversionCache
 from engine.pacm import SourceInversion
 from jobs.storage import LocalStorage, StorageUnavailable
-from tests.support import EXAMPLES
+from tests.support.engine import astronaut_example, tiny_animator
 from worker.inversion_cache import StorageInversionCache
 
 
@@ -53,17 +52,13 @@ def test_a_storage_outage_costs_a_miss_not_a_job():
 
 
 def test_a_second_worker_skips_the_inversion_through_storage(tiny_model_dir, tmp_path):
-    image = Image.open(EXAMPLES / "astronaut.jpg")
-    source = Pose.from_json((EXAMPLES / "astronaut_pose.json").read_text())
-    targets = PoseSequence.from_json((EXAMPLES / "raise_arms.json").read_text())[:2]
+    image, source, targets = astronaut_example(2)
     config = AnimateConfig(num_inference_steps=2, height=64, width=64, transition_frames=0)
     storage = LocalStorage(tmp_path, b"secret")
     results = []
     for _ in range(2):  # two "workers": each its own animator and memory, one storage
-        animator = PoseAnimator.from_pretrained(
-            tiny_model_dir, None, device="cpu", pose_detector="none", segmenter="none",
-            inversion_cache=StorageInversionCache(storage, MemoryInversionCache()),
-        )  # fmt: skip
+        cache = StorageInversionCache(storage, MemoryInversionCache())
+        animator = tiny_animator(tiny_model_dir, inversion_cache=cache)
         results.append(animator.animate(image, targets, "an astronaut", source_pose=source, config=config))
     first, second = results
     assert not first.cache_hit and second.cache_hit
