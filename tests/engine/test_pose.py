@@ -19,33 +19,11 @@ from engine.pose import (
     fit_transform,
 )
 from engine.render import KEYPOINT_COLORS, LIMB_COLORS, render_pose
+from tests.support.payloads import STANDING as STANDING_FRAME
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
-# A person standing facing the camera on a 512 x 512 canvas, every keypoint present.
-STANDING = np.array(
-    [
-        [256, 96, 0.98],
-        [256, 150, 0.97],
-        [212, 152, 0.95],
-        [196, 222, 0.9],
-        [188, 290, 0.85],
-        [300, 150, 0.95],
-        [318, 220, 0.9],
-        [330, 286, 0.8],
-        [230, 282, 0.9],
-        [226, 372, 0.85],
-        [224, 456, 0.8],
-        [282, 282, 0.9],
-        [288, 372, 0.85],
-        [292, 456, 0.8],
-        [246, 86, 0.95],
-        [266, 86, 0.95],
-        [236, 92, 0.7],
-        [276, 92, 0.7],
-    ],
-    dtype=np.float64,
-)
+STANDING = np.array(STANDING_FRAME, dtype=np.float64)
 GAPPY = STANDING.copy()
 GAPPY[[4, 10, 13, 16], 2] = 0.0  # r_wrist, r_ankle, l_ankle, r_ear missing
 

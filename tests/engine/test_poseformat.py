@@ -26,30 +26,11 @@ from engine.poseformat import (
     normalize_source_pose,
     parse_pose_json,
 )
+from tests.support.payloads import STANDING
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
-# A standing figure on 512 x 512, every keypoint confident (integers: exact through any round trip).
-FRAME = [
-    [256, 96, 1.0],
-    [256, 150, 1.0],
-    [212, 152, 0.95],
-    [196, 222, 0.9],
-    [188, 290, 0.85],
-    [300, 150, 0.95],
-    [318, 220, 0.9],
-    [330, 286, 0.8],
-    [230, 282, 0.9],
-    [226, 372, 0.85],
-    [224, 456, 0.8],
-    [282, 282, 0.9],
-    [288, 372, 0.85],
-    [292, 456, 0.8],
-    [246, 86, 0.95],
-    [266, 86, 0.95],
-    [236, 92, 0.7],
-    [276, 92, 0.7],
-]
+FRAME = STANDING
 PIXELS = [[float(v) for v in p] for p in FRAME]
 
 

@@ -52,3 +52,27 @@ def truncated_png() -> bytes:
     out = io.BytesIO()
     Image.effect_noise((128, 128), 60).convert("RGB").save(out, format="PNG")
     return out.getvalue()[:3000]
+
+
+STANDING = [
+    [256, 96, 1.0],
+    [256, 150, 1.0],
+    [212, 152, 0.95],
+    [196, 222, 0.9],
+    [188, 290, 0.85],
+    [300, 150, 0.95],
+    [318, 220, 0.9],
+    [330, 286, 0.8],
+    [230, 282, 0.9],
+    [226, 372, 0.85],
+    [224, 456, 0.8],
+    [282, 282, 0.9],
+    [288, 372, 0.85],
+    [292, 456, 0.8],
+    [246, 86, 0.95],
+    [266, 86, 0.95],
+    [236, 92, 0.7],
+    [276, 92, 0.7],
+]
+"""A person standing facing the camera on a 512 x 512 canvas, COCO-18 [x, y, confidence], every
+keypoint confident (integers: exact through any round trip)."""
