@@ -217,10 +217,24 @@
     form.append("video", file);
     $("motion-state").textContent = "extracting poses from the video…";
     try {
-      const reply = await api("POST", "/poses", { body: form });
-      const poses = reply.poses || reply;
+      // 200 with the poses, or 202 while an io worker is still extracting: poll GET /poses/{id}.
+      let reply = await api("POST", "/poses", { body: form });
+      for (let polls = 0; reply.status === "queued" && polls < 600; polls++) {
+        await new Promise((done) => setTimeout(done, 1000));
+        reply = await api("GET", `/poses/${reply.id}`);
+      }
+      if (reply.status === "failed") {
+        const error = reply.error || {};
+        throw new ApiProblem(422, { title: "Pose extraction failed", code: error.code, detail: error.message });
+      }
+      if (reply.status !== "succeeded") throw new Error("the extraction is still running; try again later");
+      const poses = reply.poses;
+      const report = reply.report || {};
       const text = JSON.stringify(poses);
       setMotion(Poses.parse(poses), new Blob([text], { type: "application/json" }), `${file.name} (extracted)`);
+      const dropped = (report.frames_dropped || []).length;
+      $("motion-state").textContent += ` · sampled at ${report.fps} fps` +
+        (dropped ? `, ${dropped} frames without a person dropped` : "");
     } catch (err) {
       $("motion-state").textContent = "pose extraction failed";
       reportError(err, "Pose extraction");
