@@ -234,7 +234,7 @@
       setMotion(Poses.parse(poses), new Blob([text], { type: "application/json" }), `${file.name} (extracted)`);
       const dropped = (report.frames_dropped || []).length;
       $("motion-state").textContent += ` · sampled at ${report.fps} fps` +
-        (dropped ? `, ${dropped} frames without a person dropped` : "");
+        (dropped ? `, ${dropped} frame${dropped === 1 ? "" : "s"} without a person dropped` : "");
     } catch (err) {
       $("motion-state").textContent = "pose extraction failed";
       reportError(err, "Pose extraction");

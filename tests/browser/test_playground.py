@@ -213,3 +213,41 @@ def test_a_non_square_size_is_previewed_and_submitted(page, stack):
     assert (job["params"]["width"], job["params"]["height"]) == (96, 64)
     p.wait_for_function("document.getElementById('result-video').videoWidth === 96", timeout=15000)
     assert page.errors == []
+
+
+def test_an_extraction_still_running_is_polled_until_its_poses_arrive(page):
+    """POST /poses answers 202 when the io worker takes longer than the request waits: the page
+    polls GET /poses/{id} (both answered here by the test) and uses the poses once they are there."""
+    import json
+
+    p = page.open()
+    _prepare(p, steps=2)
+    example = json.loads((REPO / "examples/raise_arms.json").read_text())
+    poses = {**example, "frames": example["frames"][:3]}
+    polls: list[str] = []
+
+    def pending(route):
+        body = {"id": "pose_01JD8X3K4M5N6P7Q8R9S0T1V2W", "status": "queued"}
+        route.fulfill(status=202, content_type="application/json", body=json.dumps(body))
+
+    def poll(route):
+        polls.append(route.request.url)
+        done = len(polls) >= 2
+        body = {
+            "id": "pose_01JD8X3K4M5N6P7Q8R9S0T1V2W",
+            "status": "succeeded" if done else "queued",
+            "poses": poses if done else None,
+            "report": {"fps": 8, "frames_dropped": [1]} if done else None,
+        }
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    p.route("**/poses", lambda route: pending(route) if route.request.method == "POST" else route.continue_())
+    p.route("**/poses/pose_*", poll)
+    p.check("input[name=motion][value=video]")
+    p.set_input_files(
+        "#video-file", {"name": "d.mp4", "mimeType": "video/mp4", "buffer": b"\x00\x00\x00\x18ftyp"}
+    )
+    p.click("#extract-poses")
+    p.wait_for_function("(window.playground.state.motionName || '').endsWith('(extracted)')", timeout=20000)
+    assert len(polls) == 2 and p.evaluate("window.playground.state.motion.frames.length") == 3
+    assert "1 frame without a person dropped" in p.text_content("#motion-state")
