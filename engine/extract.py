@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -349,6 +349,7 @@ def extract_poses(
     max_gap: int = DEFAULT_MAX_GAP,
     no_person: NoPersonPolicy = "drop",
     detector: str | PoseDetector = "auto",
+    progress: Callable[[int, int], None] | None = None,
 ) -> ExtractionResult:
     """Extract one person's COCO-18 pose per sampled frame of ``video`` (a path or the file's bytes).
 
@@ -358,7 +359,9 @@ def extract_poses(
     decoding. ``max_pixels`` (width x height) and ``max_duration`` (seconds) bound the decoding work.
     ``smoothing``, ``window``, ``max_gap``, ``no_person``: see the module docstring. ``detector``: a
     name from :func:`engine.detect.available_pose_detectors` (``"auto"``: the first that loads) or a
-    :class:`~engine.detect.PoseDetector`.
+    :class:`~engine.detect.PoseDetector`. ``progress(done, total)`` is called after each sampled
+    frame is detected (``total``: the frames the header promises, at least ``done``); an exception it
+    raises stops the extraction and propagates (how a caller cancels).
 
     Raises :class:`ExtractionError` subclasses (all ``ValueError``) for bad arguments and refused or
     unreadable videos, :class:`NoPersonFound` when nobody is found, and
@@ -388,7 +391,7 @@ def extract_poses(
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        check_header(
+        promised = check_header(
             container, stream, label, Sampling(fps, start, end, max_frames, max_pixels, max_duration)
         )
         duration = declared_duration(container, stream)
@@ -422,6 +425,8 @@ def extract_poses(
                 image = image.resize(canvas[0], Image.Resampling.BILINEAR)
             sampled.append(_detect(owned, image, image.width, image.height))
             times.append(t)
+            if progress is not None:
+                progress(len(sampled), max(promised, len(sampled)))
 
         last_t = 0.0
         canvas: list[tuple[int, int]] = []

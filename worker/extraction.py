@@ -5,10 +5,12 @@ A job's stage runs while the job is still ``queued`` (no job lock, no attempt: t
 GPU run): it reads ``inputs/{job}/driving_video.*``, extracts at the job's fps (``engine.extract``,
 bounded by the job's frame budget and the service's video resolution and duration limits), writes
 ``inputs/{job}/poses.json``, records the real ``num_frames`` and only then sends the job to ``gpu``.
-A job canceled (or deleted) meanwhile is neither extracted further nor sent: every write is
-conditional on the job still being queued. A redelivered message whose job already has its poses
-only sends it on (sending twice is safe: the job lock runs one copy). Extraction refusals fail the
-job as ``invalid_input`` with the extractor's code and message.
+Progress within the stage is written as frames are detected (at most twice a second); a job
+canceled (or deleted) meanwhile is neither extracted further (the next progress write fails and
+stops the decoding) nor sent: every write is conditional on the job still being queued. A
+redelivered message whose job already has its poses only sends it on (sending twice is safe: the
+job lock runs one copy). Extraction refusals fail the job as ``invalid_input`` with the extractor's
+code and message.
 
 PyAV and MediaPipe are imported on first use; one extraction at a time per process (the detector
 is shared and not thread-safe; the io pool runs threads).
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobs.contract import ErrorCode, JobStatus, Stage, WebhookEvent
 from jobs.extractions import ExtractionStore
+from jobs.lifecycle import overall_progress
 from jobs.limits import ServiceLimits, effective_params
 from jobs.queue import QueueClient
 from jobs.settings import Settings
@@ -42,6 +45,8 @@ log = logging.getLogger(__name__)
 
 _LOCK = threading.Lock()
 PREVIEW_MAX_SIDE = 256
+PROGRESS_EVERY_S = 0.5
+"""How often a job's extraction progress is written (and its cancel noticed), at most."""
 """The inline skeleton preview of POST /poses is at most this many pixels on its long side."""
 
 
@@ -132,6 +137,28 @@ def _notify_failed(
         log.exception("webhook emission failed")
 
 
+class _NoLongerQueued(Exception):
+    """Raised from the progress callback to stop an extraction whose job was canceled or deleted."""
+
+
+class _StageProgress:
+    """The extractor's ``progress(done, total)`` as the job's ``extracting_poses`` progress (at most
+    every ``PROGRESS_EVERY_S``, a progress event each time); the write fails once the job is no longer
+    queued, which stops the extraction."""
+
+    def __init__(self, store: JobStore, job_id: str) -> None:
+        self.store, self.job_id, self.last = store, job_id, time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last < PROGRESS_EVERY_S:
+            return
+        self.last = now
+        progress = overall_progress(Stage.EXTRACTING_POSES.value, done / max(total, 1))
+        if not self.store.update_queued(self.job_id, progress=progress):
+            raise _NoLongerQueued
+
+
 def run_job_extraction(
     job_id: str, *, settings: Settings, store: JobStore, storage: Storage, queue: QueueClient
 ) -> str:
@@ -163,7 +190,11 @@ def run_job_extraction(
             start=params.get("video_start"),
             end=params.get("video_end"),
             max_frames=budget,
+            progress=_StageProgress(store, job_id),
         )
+    except _NoLongerQueued:  # canceled (or deleted) while extracting: stop decoding, send nothing
+        log.info("extraction stopped: the job is no longer queued")
+        return "skipped"
     except (ObjectNotFound, StorageUnavailable) as exc:
         code = (
             ErrorCode.STORAGE_UNAVAILABLE if isinstance(exc, StorageUnavailable) else ErrorCode.INTERNAL_ERROR
@@ -186,7 +217,7 @@ def run_job_extraction(
         job_id,
         inputs=[*record.inputs, "poses.json"],
         num_frames=1 + params["transition_frames"] + len(result.poses),
-        progress=0.03,
+        progress=overall_progress(Stage.EXTRACTING_POSES.value, 1.0),
         timings={**record.timings, Stage.EXTRACTING_POSES.value: seconds},
     )
     if not recorded:  # canceled while extracting: never sent to a GPU

@@ -383,3 +383,19 @@ def test_extract_poses_is_exported_lazily_without_torch_av_or_mediapipe():
     top = {a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
     top |= {n.module for n in tree.body if isinstance(n, ast.ImportFrom)}
     assert not {"av", "mediapipe", "torch"} & top
+
+
+def test_progress_counts_detected_frames_against_the_headers_promise_and_can_stop_it(marker_clip):
+    calls = []
+    extract(marker_clip, fps=8, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(k, 4) for k in range(1, 5)]
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_two(done, total):
+        if done == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        extract(marker_clip, progress=stop_at_two)

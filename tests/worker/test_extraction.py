@@ -135,6 +135,48 @@ def test_a_cancel_landing_during_extraction_wins(env, clip, monkeypatch):
     assert store.get(record.id).status is JobStatus.CANCELED and ("gpu", record.id) not in queue.sent
 
 
+def test_the_stage_reports_its_progress_as_frames_are_detected(env, clip, monkeypatch):
+    _, store, _, _, _ = env
+    record = submit_video(env, clip)
+    import worker.extraction as extraction
+
+    monkeypatch.setattr(extraction, "PROGRESS_EVERY_S", 0.0)
+    seen: list[float] = []
+    update = store.update_queued
+
+    def recording(job_id, **fields):
+        seen.append(fields.get("progress"))
+        return update(job_id, **fields)
+
+    monkeypatch.setattr(store, "update_queued", recording)
+    assert run_stage(env, record.id) == "sent"
+    # The stage start, one write per detected frame (8), then the end with the poses.
+    assert seen[0] == 0.0 and len(seen) == 1 + 8 + 1
+    assert seen[1:-1] == sorted(seen[1:-1]) and 0 < seen[1] < seen[-2] == seen[-1] == 0.03
+
+
+def test_a_cancel_during_extraction_stops_the_decoding(env, clip, monkeypatch):
+    _, store, _, queue, _ = env
+    record = submit_video(env, clip)
+    import engine.extract
+    import worker.extraction as extraction
+
+    monkeypatch.setattr(extraction, "PROGRESS_EVERY_S", 0.0)
+    detected = []
+    detect = engine.extract._detect
+
+    def detect_then_cancel(*args):
+        detected.append(1)
+        if len(detected) == 2:
+            store.request_cancel(record.id)
+        return detect(*args)
+
+    monkeypatch.setattr(engine.extract, "_detect", detect_then_cancel)
+    assert run_stage(env, record.id) == "skipped"
+    assert len(detected) == 2  # of the clip's 8 frames: the progress write after the cancel stopped it
+    assert store.get(record.id).status is JobStatus.CANCELED and ("gpu", record.id) not in queue.sent
+
+
 @pytest.mark.parametrize(
     ("mangle", "code"),
     [
