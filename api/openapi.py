@@ -62,6 +62,7 @@ def _multipart_schema() -> dict[str, Any]:
     for name in ("steps", "transition_frames", "fps", "size", "width", "height", "seed"):
         fields[name] = {"type": "integer"}
     fields["guidance"] = {"type": "number"}
+    fields["retarget"] = {"type": "string", "enum": ["scale", "bones"], "description": "default: scale"}
     return {"type": "object", "required": ["image", "prompt"], "properties": fields}
 
 

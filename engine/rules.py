@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -87,6 +87,7 @@ class Defaults:
     size: int = 512
     transition_frames: int = 4
     fps: int = 8
+    retarget: Literal["scale", "bones"] = "scale"
 
 
 LIMITS = Limits()

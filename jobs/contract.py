@@ -122,6 +122,15 @@ class AnimationParams(BaseModel):
     width: int | None = Field(default=None, description="Generation width, pixels; default: size.")
     height: int | None = Field(default=None, description="Generation height, pixels; default: size.")
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    retarget: Literal["scale", "bones"] | None = Field(
+        default=None,
+        description=(
+            "How the driving poses are fitted to the character: `scale` (PATA's one uniform scale and"
+            " shift, the paper's; default) or `bones` (also give every driving bone the character's"
+            " length from the source pose, keeping each bone's direction: for a driving body of other"
+            " proportions)."
+        ),
+    )
     video_start: float | None = Field(
         default=None, ge=0, description="With driving_video: start at this second of the video."
     )

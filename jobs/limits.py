@@ -96,6 +96,7 @@ def defaults() -> dict[str, Any]:
         "transition_frames": DEFAULTS.transition_frames,
         "fps": DEFAULTS.fps,
         "size": DEFAULTS.size,
+        "retarget": DEFAULTS.retarget,
     }
 
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from PIL import Image
 
@@ -97,6 +97,7 @@ class JobInputs:
     width: int = DEFAULTS.size
     height: int = DEFAULTS.size
     seed: int | None = None
+    retarget: Literal["scale", "bones"] = DEFAULTS.retarget
 
 
 @dataclass
@@ -165,7 +166,14 @@ class NoopAnimator:
         try:  # the sequence the engine would condition on: PATA of the given poses (no detector here)
             targets = PoseSequence.from_json(job.poses)
             source = Pose.from_json(job.source_pose) if job.source_pose is not None else targets[0]
-            poses = align_poses(source, targets, job.transition_frames, width=job.width, height=job.height)
+            poses = align_poses(
+                source,
+                targets,
+                job.transition_frames,
+                width=job.width,
+                height=job.height,
+                retarget=job.retarget,
+            )
         except ValueError as exc:
             raise InvalidJobInput(str(exc)) from exc
         count = len(poses)
@@ -222,6 +230,19 @@ def inversion_cache(settings: Settings) -> InversionCache | None:
     return StorageInversionCache(storage_from_settings(settings), memory)
 
 
+def config_overrides(job: JobInputs) -> dict[str, Any]:
+    """The job's knobs as ``engine.AnimateConfig`` fields (the rest keep the engine's defaults)."""
+    return {
+        "height": job.height,
+        "width": job.width,
+        "seed": job.seed,
+        "num_inference_steps": job.steps,
+        "guidance_scale": job.guidance,
+        "transition_frames": job.transition_frames,
+        "retarget": job.retarget,
+    }
+
+
 class EngineAnimator:
     def __init__(self, settings: Settings) -> None:
         # The engine (and torch) load only here, inside the worker process that runs jobs.
@@ -264,18 +285,10 @@ class EngineAnimator:
         from engine.pose import Pose, PoseSequence
 
         torch = self.torch
-        overrides: dict[str, Any] = {
-            "height": job.height,
-            "width": job.width,
-            "seed": job.seed,
-            "num_inference_steps": job.steps,
-            "guidance_scale": job.guidance,
-            "transition_frames": job.transition_frames,
-        }
         try:
             targets = PoseSequence.from_json(job.poses)
             source = Pose.from_json(job.source_pose) if job.source_pose is not None else None
-            config = AnimateConfig(**overrides)
+            config = AnimateConfig(**config_overrides(job))
         except ValueError as exc:
             raise InvalidJobInput(str(exc)) from exc
 

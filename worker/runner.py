@@ -381,6 +381,7 @@ class JobRunner:
             width=params["width"],
             height=params["height"],
             seed=params.get("seed"),
+            retarget=params["retarget"],
         )
 
     def _observe_success(

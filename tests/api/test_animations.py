@@ -52,6 +52,23 @@ def test_multipart_submission_with_files(client):
     assert client.app.state.services.storage.get_bytes(f"inputs/{job['id']}/mask.png").startswith(b"\x89PNG")
 
 
+def test_retarget_is_a_job_parameter_in_json_and_multipart(client):
+    assert client.post("/animations", json=job_body()).json()["params"]["retarget"] == "scale"
+    r = client.post("/animations", json=job_body(retarget="bones"))
+    assert r.status_code == 202 and r.json()["params"]["retarget"] == "bones"
+    files = {
+        "image": ("a.png", png_bytes(), "image/png"),
+        "poses": ("p.json", json.dumps(EXAMPLE_POSES).encode(), "application/json"),
+    }
+    r = client.post("/animations", files=files, data={"prompt": "a dancer", "retarget": "bones"})
+    assert r.status_code == 202 and r.json()["params"]["retarget"] == "bones"
+    bad = client.post("/animations", json=job_body(retarget="stretch"))
+    assert bad.status_code == 422 and bad.json()["code"] == "validation_error"
+    assert "retarget" in json.dumps(bad.json()["errors"])
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["AnimationCreate"]
+    assert "bones" in json.dumps(schema["properties"]["retarget"])
+
+
 def test_get_and_queue_positions(client):
     ids = [client.post("/animations", json=job_body()).json()["id"] for _ in range(3)]
     assert [client.get(f"/animations/{i}").json()["queue_position"] for i in ids] == [1, 2, 3]

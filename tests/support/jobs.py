@@ -25,13 +25,14 @@ def png(color="red", size=64) -> bytes:
     return out.getvalue()
 
 
-def submit(env, steps=3, **params):
+def submit(env, steps=3, source_pose=None, **params):
     _, store, storage, runner = env
     effective = effective_params({"prompt": "a person", "steps": steps, "fps": 8, "size": 64, **params})
     job = ValidatedJob(
         params=effective,
         image_png=png(),
         poses=EXAMPLE_POSES,
+        source_pose=source_pose,
         num_frames=1 + effective["transition_frames"] + len(EXAMPLE_POSES["frames"]),
     )
     return accept_job(

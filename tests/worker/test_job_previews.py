@@ -6,12 +6,15 @@ import io
 import json
 
 import av
+import numpy as np
 import pytest
 
 from engine.pose import PoseSequence
+from engine.retarget import bone_lengths
 from engine.rules import DEFAULTS
 from jobs.contract import EXAMPLE_POSES, JobStatus
 from jobs.views import job_view
+from tests.support import EXAMPLES
 from tests.support.jobs import noop_runner, submit
 
 
@@ -76,3 +79,25 @@ def test_a_job_recorded_before_previews_still_has_a_view(env):
     old.outputs = {k: v for k, v in old.outputs.items() if k in ("video", "poster")}
     view = job_view(old, storage=storage, url_ttl_s=60, base_url="http://api.test/")
     assert view.output.video_url and view.output.poses_url is None
+
+
+@pytest.mark.parametrize("retarget", ["scale", "bones"])
+def test_the_jobs_retarget_shapes_the_sequence_it_runs_on(env, retarget):
+    """``retarget: bones`` gives every target the source pose's bone lengths; ``scale`` (PATA's one
+    uniform scale) keeps the driving body's proportions, which differ from the astronaut's."""
+    _, store, storage, runner = env
+    source = json.loads((EXAMPLES / "astronaut_pose.json").read_text())
+    record = submit(env, source_pose=source, retarget=retarget)
+    assert store.get(record.id).params["retarget"] == retarget
+    assert runner.run(record.id) == "succeeded"
+    doc = json.loads(storage.get_bytes(store.get(record.id).outputs["poses"]))
+    poses = PoseSequence.from_json(doc)
+    start = doc["roles"]["targets"][0]
+    lengths = np.array([bone_lengths(poses[i]) for i in range(start, len(poses))])
+    ref = bone_lengths(poses[0])
+    both = ~np.isnan(lengths) & ~np.isnan(ref)
+    error = np.abs(lengths - ref)[both].max()
+    if retarget == "bones":
+        assert error < 0.01  # pixels: poses.json rounds coordinates
+    else:
+        assert error > 1.0  # pixels on the 64 px canvas

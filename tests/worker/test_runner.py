@@ -268,3 +268,30 @@ def test_storage_down_past_the_retry_budget_fails_the_job_as_storage_unavailable
     assert runner.run(record.id) == "failed"
     failed = store.get(record.id)
     assert failed.error_code == "storage_unavailable" and failed.outputs == {}
+
+
+def test_every_job_knob_reaches_the_engine_config():
+    from dataclasses import fields
+
+    from PIL import Image
+
+    from engine.config import AnimateConfig
+    from worker.animators import JobInputs, config_overrides
+
+    job = JobInputs(
+        image=Image.new("RGB", (8, 8)),
+        poses={},
+        prompt="p",
+        steps=7,
+        guidance=3.5,
+        transition_frames=2,
+        width=96,
+        height=64,
+        seed=11,
+        retarget="bones",
+    )
+    config = AnimateConfig(**config_overrides(job))
+    assert (config.num_inference_steps, config.guidance_scale, config.transition_frames) == (7, 3.5, 2)
+    assert (config.width, config.height, config.seed, config.retarget) == (96, 64, 11, "bones")
+    # Every AnimateConfig field a job can set is one of its knobs (nothing silently dropped).
+    assert set(config_overrides(job)) <= {f.name for f in fields(AnimateConfig)}
