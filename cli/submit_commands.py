@@ -40,6 +40,9 @@ def add_submit_commands(sub: Any) -> None:
     p.add_argument("--fps", type=int)
     p.add_argument("--transition-frames", type=int)
     p.add_argument("--seed", type=int)
+    p.add_argument("--retarget", choices=["scale", "bones"], help="scale (default) or bones")
+    p.add_argument("--video-start", type=float, help="with --video: start at this second")
+    p.add_argument("--video-end", type=float, help="with --video: stop at this second")
     p.add_argument("--webhook-url")
     p.add_argument("--idempotency-key")
     p.add_argument("--out", type=Path, help="save the MP4 here (implies --wait)")
@@ -82,6 +85,9 @@ def _submit(args: argparse.Namespace) -> int:
         "fps": args.fps,
         "transition_frames": args.transition_frames,
         "seed": args.seed,
+        "retarget": args.retarget,
+        "video_start": args.video_start,
+        "video_end": args.video_end,
     }
     try:
         with PoseAnimateClient(args.api, key) as client:

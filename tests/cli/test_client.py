@@ -110,6 +110,25 @@ def test_cli_submit_saves_the_mp4(stack, tmp_path, monkeypatch, capsys):
         assert container.streams.video[0].codec_context.name == "h264"
 
 
+@pytest.mark.integration
+def test_cli_submit_passes_retarget_and_a_refused_video_is_one_line_exit_2(
+    stack, tmp_path, monkeypatch, capsys
+):
+    from tests.support.clips import astronaut_mp4
+
+    monkeypatch.setenv("POSEANIMATE_API_KEY", API_KEY)
+    base = ["submit", "--api", stack.api_url, "--image", str(IMAGE), "--prompt", "an astronaut"]
+    assert main([*base, "--poses", str(POSES), "--retarget", "bones", "--steps", "2"]) == 0
+    job_id = capsys.readouterr().out.strip()
+    with PoseAnimateClient(stack.api_url, API_KEY) as c:
+        assert c.get(job_id).params.retarget == "bones"
+    clip = astronaut_mp4(8, fps=8)
+    (tmp_path / "cut.mp4").write_bytes(clip[: len(clip) // 2])
+    code = main([*base, "--video", str(tmp_path / "cut.mp4"), "--video-end", "0.5"])
+    err = capsys.readouterr().err
+    assert code == 2 and "422 video_unreadable" in err and len(err.strip().splitlines()) == 1
+
+
 def test_cli_submit_without_a_key_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("POSEANIMATE_API_KEY", raising=False)
     monkeypatch.chdir(tmp_path)
