@@ -48,3 +48,26 @@ def test_engine_benchmark_runs_all_comparisons():
     job, expected = report["job"]["unet_evals"], report["expected_evals"]
     assert job["total_forward"] <= expected["total_forward"]  # early stopping can only lower it
     assert job["sampling_forward"] == expected["sampling_forward"]
+
+
+def test_video_probe_benchmark_compares_probe_and_decode_on_both_containers():
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "videoprobe.py"),
+            "--seconds",
+            "0.5",
+            "--size",
+            "64x64",
+            "--repeat",
+            "1",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    rows = [line for line in out.splitlines() if line.startswith("| mp4") or line.startswith("| webm")]
+    assert len(rows) == 2 and all(
+        row.split("|")[3].strip() == "15" for row in rows
+    )  # frames: 0.5 s at 30 fps
