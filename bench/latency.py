@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import importlib.util
 import json
 import math
 import sys
@@ -36,27 +35,14 @@ from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.benchmods import bench_module  # noqa: E402
 
 
 def load_api_load() -> ModuleType:
-    """bench/api_load.py as a module (bench/ is not a package and must not go on sys.path)."""
-    name = "poseanimate_bench_api_load"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "api_load.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile of an ascending list (bench/api_load.py's definition)."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(p / 100.0 * len(sorted_values)))
-    return sorted_values[rank - 1]
+    """bench/api_load.py as a module."""
+    return bench_module("api_load.py")
 
 
 def summarize(seconds: list[float]) -> dict[str, float | int]:
@@ -68,8 +54,8 @@ def summarize(seconds: list[float]) -> dict[str, float | int]:
 
     return {
         "n": len(values),
-        "p50_ms": ms(percentile(values, 50)),
-        "p99_ms": ms(percentile(values, 99)),
+        "p50_ms": ms(load_api_load().percentile(values, 50)),
+        "p99_ms": ms(load_api_load().percentile(values, 99)),
         "max_ms": ms(values[-1]) if values else math.nan,
         "mean_ms": ms(sum(values) / len(values)) if values else math.nan,
         "min_ms": ms(values[0]) if values else math.nan,

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import os
 import platform
@@ -33,21 +32,16 @@ from pathlib import Path
 from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.benchmods import bench_module  # noqa: E402
+
 STAGES = ("inverting", "optimizing", "sampling", "encoding")
 
 
 def load_gpu_bench() -> ModuleType:
-    """bench/gpu.py as a module (bench/ is not a package, and must not go on sys.path: bench/engine.py
-    would shadow the engine package)."""
-    name = "poseanimate_bench_gpu"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "gpu.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    """bench/gpu.py as a module."""
+    return bench_module("gpu.py")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

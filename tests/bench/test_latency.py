@@ -3,7 +3,6 @@ and a 3-job run on the real stack (redis-server, API, noop worker). Its timings 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -12,15 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.benchmods import bench_module
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _latency():
-    spec = importlib.util.spec_from_file_location("bench_latency_under_test", ROOT / "bench" / "latency.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("latency.py")
 
 
 def test_summarize_uses_nearest_rank_percentiles():

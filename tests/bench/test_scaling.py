@@ -3,7 +3,6 @@ engine.cost, and the table and plot from a small report. No full-size run here."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,15 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.benchmods import bench_module
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _scaling():
-    spec = importlib.util.spec_from_file_location("bench_scaling_under_test", ROOT / "bench" / "scaling.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("scaling.py")
 
 
 def test_fit_line_recovers_slope_intercept_and_r2():
