@@ -130,19 +130,85 @@ def _form(
     return data, files
 
 
-def _sse_events(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    event, data = "message", ""
-    for line in lines:
+class _SSEParser:
+    """Server-Sent Events, one line at a time: ``feed`` returns a finished ``(event, data)`` or None;
+    ``close`` returns the last event of a stream that ended without a blank line."""
+
+    def __init__(self) -> None:
+        self.event, self.data = "message", ""
+
+    def feed(self, line: str) -> tuple[str, dict[str, Any]] | None:
         if line == "":
-            if data:
-                yield event, json.loads(data)
-            event, data = "message", ""
-        elif line.startswith("event:"):
-            event = line[6:].strip()
+            return self.close()
+        if line.startswith("event:"):
+            self.event = line[6:].strip()
         elif line.startswith("data:"):
-            data += line[5:].strip()
-    if data:
-        yield event, json.loads(data)
+            self.data += line[5:].strip()
+        return None
+
+    def close(self) -> tuple[str, dict[str, Any]] | None:
+        done = (self.event, json.loads(self.data)) if self.data else None
+        self.event, self.data = "message", ""
+        return done
+
+
+def _event(kind: str, data: dict[str, Any]) -> ProgressEvent | Job:
+    return Job.model_validate(data) if kind == "status" else ProgressEvent.model_validate(data)
+
+
+def _polled(job: Job) -> ProgressEvent:
+    return ProgressEvent(id=job.id, status=job.status, stage=job.stage, progress=job.progress)
+
+
+def _stream_fallback(exc: PoseAnimateError) -> None:
+    """A stream refused for auth or a missing job is final; anything else falls back to polling."""
+    if exc.status in (401, 403, 404):
+        raise exc
+
+
+def _video_files(video: str | Path) -> dict[str, tuple[str, bytes, str]]:
+    name, data = _read(video, "driving_video")
+    return {"video": (name, data, "video/mp4")}
+
+
+def _unsupported(exc: PoseAnimateError) -> PoseAnimateError:
+    if exc.status in (404, 405):
+        return PoseAnimateError(
+            exc.status, "poses_unsupported", "this server does not extract poses from videos"
+        )
+    return exc
+
+
+def _poses_from(reply: httpx.Response) -> dict[str, Any]:
+    body: Any = reply.json()
+    if not isinstance(body, dict):
+        raise PoseAnimateError(reply.status_code, "bad_reply", "the server's pose reply is not a JSON object")
+    poses = body.get("poses", body)
+    return dict(poses) if isinstance(poses, dict) else body
+
+
+def _one_of(poses: object, driving_video: object) -> None:
+    if (poses is None) == (driving_video is None):
+        raise ValueError("give exactly one of poses or driving_video")
+
+
+def _list_query(status: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
+    query: dict[str, Any] = {"limit": limit}
+    if status:
+        query["status"] = status
+    if cursor:
+        query["cursor"] = cursor
+    return query
+
+
+def _output_url(job: Job, what: str) -> str:
+    if job.status is not JobStatus.SUCCEEDED or job.output is None:
+        raise PoseAnimateError(409, "no_output", f"job {job.id} has no output (status {job.status})")
+    return str(getattr(job.output, f"{what}_url"))
+
+
+def _wait_timeout(job_id: str, timeout: float) -> PoseAnimateError:
+    return PoseAnimateError(408, "wait_timeout", f"job {job_id} did not end in {timeout}s")
 
 
 class _Base:
@@ -162,6 +228,21 @@ class _Base:
     def _wait_s(self, response: httpx.Response, attempt: int) -> float:
         after = _retry_after(response)
         return min(after if after is not None else 2.0**attempt * 0.5, self.max_retry_wait_s)
+
+    @staticmethod
+    def _submission(
+        image: FileLike,
+        poses: FileLike | dict[str, Any] | list[Any] | None,
+        source_pose: FileLike | dict[str, Any] | None,
+        idempotency_key: str | None,
+        webhook_url: str | None,
+        webhook_events: list[str] | None,
+        params: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The keyword arguments of the ``POST /animations`` request."""
+        data, files = _form(image, poses, source_pose, webhook_url, webhook_events, params)
+        headers = {"Idempotency-Key": idempotency_key or f"client-{uuid.uuid4()}"}
+        return {"data": data, "files": files, "headers": headers}
 
     def _same_origin(self, url: str) -> bool:
         a, b = urlsplit(url), urlsplit(self.base_url)
@@ -220,42 +301,26 @@ class PoseAnimateClient(_Base):
     ) -> Job:
         """Submit a job (multipart). Give ``poses`` or ``driving_video`` (its poses are extracted
         by the server's ``POST /poses`` first)."""
-        if (poses is None) == (driving_video is None):
-            raise ValueError("give exactly one of poses or driving_video")
+        _one_of(poses, driving_video)
         if driving_video is not None:
             poses = self.extract_poses(driving_video)
-        data, files = _form(image, poses, source_pose, webhook_url, webhook_events, params)
-        headers = {"Idempotency-Key": idempotency_key or f"client-{uuid.uuid4()}"}
-        reply = self._request("POST", "/animations", data=data, files=files, headers=headers)
-        return Job.model_validate(reply.json())
+        request = self._submission(
+            image, poses, source_pose, idempotency_key, webhook_url, webhook_events, params
+        )
+        return Job.model_validate(self._request("POST", "/animations", **request).json())
 
     def extract_poses(self, video: str | Path) -> dict[str, Any]:
-        name, data = _read(video, "driving_video")
+        """The server's pose sequence for a driving video (``POST /poses``)."""
         try:
-            reply = self._request("POST", "/poses", files={"video": (name, data, "video/mp4")})
+            return _poses_from(self._request("POST", "/poses", files=_video_files(video)))
         except PoseAnimateError as exc:
-            if exc.status in (404, 405):
-                raise PoseAnimateError(
-                    exc.status, "poses_unsupported", "this server does not extract poses from videos"
-                ) from exc
-            raise
-        body: Any = reply.json()
-        if not isinstance(body, dict):
-            raise PoseAnimateError(
-                reply.status_code, "bad_reply", "the server's pose reply is not a JSON object"
-            )
-        poses = body.get("poses", body)
-        return dict(poses) if isinstance(poses, dict) else body
+            raise _unsupported(exc) from exc
 
     def get(self, job_id: str) -> Job:
         return Job.model_validate(self._request("GET", f"/animations/{job_id}").json())
 
     def list(self, status: str | None = None, limit: int = 20, cursor: str | None = None) -> JobList:
-        query: dict[str, Any] = {"limit": limit}
-        if status:
-            query["status"] = status
-        if cursor:
-            query["cursor"] = cursor
+        query = _list_query(status, limit, cursor)
         return JobList.model_validate(self._request("GET", "/animations", params=query).json())
 
     def cancel(self, job_id: str) -> Job:
@@ -272,8 +337,12 @@ class PoseAnimateClient(_Base):
             if stream.is_error:
                 stream.read()
                 raise PoseAnimateError.from_response(stream)
-            for kind, data in _sse_events(stream.iter_lines()):
-                yield Job.model_validate(data) if kind == "status" else ProgressEvent.model_validate(data)
+            parser = _SSEParser()
+            for line in stream.iter_lines():
+                if done := parser.feed(line):
+                    yield _event(*done)
+            if done := parser.close():
+                yield _event(*done)
 
     def wait(
         self,
@@ -293,26 +362,21 @@ class PoseAnimateClient(_Base):
         except (httpx.TransportError, ValueError):
             pass  # the stream broke or spoke nonsense: poll instead
         except PoseAnimateError as exc:
-            if exc.status in (401, 403, 404):
-                raise
+            _stream_fallback(exc)
         while True:
             job = self.get(job_id)
             if on_progress:
-                on_progress(
-                    ProgressEvent(id=job.id, status=job.status, stage=job.stage, progress=job.progress)
-                )
+                on_progress(_polled(job))
             if job.status.is_terminal():
                 return job
             if time.monotonic() > deadline:
-                raise PoseAnimateError(408, "wait_timeout", f"job {job_id} did not end in {timeout}s")
+                raise _wait_timeout(job_id, timeout)
             time.sleep(poll_interval)
 
     def download(self, job: Job | str, path: str | Path, what: str = "video") -> Path:
         """Save the job's output (``video`` or ``poster``) to ``path``."""
         job = self.get(job) if isinstance(job, str) else job
-        if job.status is not JobStatus.SUCCEEDED or job.output is None:
-            raise PoseAnimateError(409, "no_output", f"job {job.id} has no output (status {job.status})")
-        url = getattr(job.output, f"{what}_url")
+        url = _output_url(job, what)
         target = Path(path)
         client = self._http if self._same_origin(url) else httpx.Client(timeout=self._http.timeout)
         try:
@@ -379,27 +443,25 @@ class AsyncPoseAnimateClient(_Base):
         webhook_events: list[str] | None = None,
         **params: Any,
     ) -> Job:
-        if (poses is None) == (driving_video is None):
-            raise ValueError("give exactly one of poses or driving_video")
+        _one_of(poses, driving_video)
         if driving_video is not None:
-            name, data = _read(driving_video, "driving_video")
-            reply = await self._request("POST", "/poses", files={"video": (name, data, "video/mp4")})
-            body = reply.json()
-            poses = body.get("poses", body) if isinstance(body, dict) else body
-        form, files = _form(image, poses, source_pose, webhook_url, webhook_events, params)
-        headers = {"Idempotency-Key": idempotency_key or f"client-{uuid.uuid4()}"}
-        reply = await self._request("POST", "/animations", data=form, files=files, headers=headers)
-        return Job.model_validate(reply.json())
+            poses = await self.extract_poses(driving_video)
+        request = self._submission(
+            image, poses, source_pose, idempotency_key, webhook_url, webhook_events, params
+        )
+        return Job.model_validate((await self._request("POST", "/animations", **request)).json())
+
+    async def extract_poses(self, video: str | Path) -> dict[str, Any]:
+        try:
+            return _poses_from(await self._request("POST", "/poses", files=_video_files(video)))
+        except PoseAnimateError as exc:
+            raise _unsupported(exc) from exc
 
     async def get(self, job_id: str) -> Job:
         return Job.model_validate((await self._request("GET", f"/animations/{job_id}")).json())
 
     async def list(self, status: str | None = None, limit: int = 20, cursor: str | None = None) -> JobList:
-        query: dict[str, Any] = {"limit": limit}
-        if status:
-            query["status"] = status
-        if cursor:
-            query["cursor"] = cursor
+        query = _list_query(status, limit, cursor)
         return JobList.model_validate((await self._request("GET", "/animations", params=query)).json())
 
     async def cancel(self, job_id: str) -> Job:
@@ -415,17 +477,12 @@ class AsyncPoseAnimateClient(_Base):
             if stream.is_error:
                 await stream.aread()
                 raise PoseAnimateError.from_response(stream)
-            kind, data = "message", ""
+            parser = _SSEParser()
             async for line in stream.aiter_lines():
-                if line.startswith("event:"):
-                    kind = line[6:].strip()
-                elif line.startswith("data:"):
-                    data += line[5:].strip()
-                elif line == "" and data:
-                    payload = json.loads(data)
-                    event = Job if kind == "status" else ProgressEvent
-                    kind, data = "message", ""
-                    yield event.model_validate(payload)
+                if done := parser.feed(line):
+                    yield _event(*done)
+            if done := parser.close():
+                yield _event(*done)
 
     async def wait(
         self,
@@ -444,32 +501,31 @@ class AsyncPoseAnimateClient(_Base):
         except (httpx.TransportError, ValueError):
             pass
         except PoseAnimateError as exc:
-            if exc.status in (401, 403, 404):
-                raise
+            _stream_fallback(exc)
         while True:
             job = await self.get(job_id)
             if on_progress:
-                on_progress(
-                    ProgressEvent(id=job.id, status=job.status, stage=job.stage, progress=job.progress)
-                )
+                on_progress(_polled(job))
             if job.status.is_terminal():
                 return job
             if time.monotonic() > deadline:
-                raise PoseAnimateError(408, "wait_timeout", f"job {job_id} did not end in {timeout}s")
+                raise _wait_timeout(job_id, timeout)
             await asyncio.sleep(poll_interval)
 
     async def download(self, job: Job | str, path: str | Path, what: str = "video") -> Path:
         job = await self.get(job) if isinstance(job, str) else job
-        if job.status is not JobStatus.SUCCEEDED or job.output is None:
-            raise PoseAnimateError(409, "no_output", f"job {job.id} has no output (status {job.status})")
-        url = getattr(job.output, f"{what}_url")
+        url = _output_url(job, what)
         target = Path(path)
-        if self._same_origin(url):
-            reply = await self._http.get(url)
-        else:
-            async with httpx.AsyncClient(timeout=self._http.timeout) as plain:
-                reply = await plain.get(url)
-        if reply.is_error:
-            raise PoseAnimateError.from_response(reply)
-        target.write_bytes(reply.content)
+        client = self._http if self._same_origin(url) else httpx.AsyncClient(timeout=self._http.timeout)
+        try:
+            async with client.stream("GET", url) as reply:
+                if reply.is_error:
+                    await reply.aread()
+                    raise PoseAnimateError.from_response(reply)
+                with target.open("wb") as out:
+                    async for chunk in reply.aiter_bytes():
+                        out.write(chunk)
+        finally:
+            if client is not self._http:
+                await client.aclose()
         return target

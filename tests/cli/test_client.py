@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,3 +187,81 @@ def test_delete_removes_the_job_and_is_idempotent(client, tmp_path):
         client.get(job.id)
     assert err.value.status == 404 and err.value.code == "not_found"
     assert job.id not in {j.id for j in client.list(limit=100).data}
+
+
+# The sync and async clients must behave alike: each case runs the same call on both against one
+# scripted transport (httpx.MockTransport serves sync and async clients).
+def _on_both(handler, call):
+    """``call(client)`` on the sync client, and awaited on the async one; both results (or errors)."""
+    transport = httpx.MockTransport(handler)
+    outcomes = []
+    for make in (PoseAnimateClient, AsyncPoseAnimateClient):
+        client = make("http://api.test", "k", transport=transport, max_retries=0)
+        try:
+            result = call(client)
+            if asyncio.iscoroutine(result):
+                result = asyncio.run(result)
+            outcomes.append(result)
+        except PoseAnimateError as exc:
+            outcomes.append(("error", exc.status, exc.code))
+    return outcomes
+
+
+def _problem(status: int, code: str) -> httpx.Response:
+    return httpx.Response(status, json={"title": code, "status": status, "code": code})
+
+
+def test_both_clients_say_poses_unsupported_when_the_server_has_no_pose_endpoint(tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    sync, asynchronous = _on_both(
+        lambda r: _problem(404, "not_found"),
+        lambda c: c.create(IMAGE, driving_video=clip, prompt="an astronaut"),
+    )
+    assert sync == asynchronous == ("error", 404, "poses_unsupported")
+
+
+def test_both_clients_refuse_a_pose_reply_that_is_not_an_object(tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    sync, asynchronous = _on_both(
+        lambda r: httpx.Response(200, json=[1, 2, 3]),
+        lambda c: c.create(IMAGE, driving_video=clip, prompt="an astronaut"),
+    )
+    assert sync == asynchronous == ("error", 200, "bad_reply")
+
+
+def _job_json(status: str = "succeeded") -> dict:
+    return {
+        "id": "anim_1",
+        "status": status,
+        "stage": None,
+        "progress": 1.0 if status == "succeeded" else 0.0,
+        "created_at": "2026-12-02T00:00:00Z",
+        "params": {"prompt": "an astronaut"},
+        "num_frames": 3,
+    }
+
+
+def test_both_clients_read_the_last_event_of_a_stream_without_a_closing_blank_line():
+    body = (
+        'event: progress\ndata: {"id": "anim_1", "status": "running", "stage": "sampling", '
+        '"progress": 0.5}\n\nevent: status\ndata: ' + json.dumps(_job_json())
+    )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/animations/anim_1/events"
+        return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+
+    async def collect_async(c):
+        return [type(e).__name__ async for e in c.events("anim_1")]
+
+    def collect(c):
+        return (
+            collect_async(c)
+            if isinstance(c, AsyncPoseAnimateClient)
+            else [type(e).__name__ for e in c.events("anim_1")]
+        )
+
+    sync, asynchronous = _on_both(handler, collect)
+    assert sync == asynchronous == ["ProgressEvent", "Job"]
