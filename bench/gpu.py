@@ -441,14 +441,7 @@ def lever_dtype(animator: PoseAnimator, args, report: dict) -> dict:
     finally:
         animator.inversion_cache = cache
     other = "bfloat16" if args.dtype != "bfloat16" else "float16"
-    second = PoseAnimator.from_pretrained(
-        report["model_dir"],
-        None,
-        device=args.device,
-        dtype=getattr(torch, other),
-        pose_detector="none",
-        segmenter="none",
-    )
+    second = load_animator(report["model_dir"], args.device, other)
     run_job(second, 1, config.replace(num_inference_steps=1))
     b = run_job(second, args.lever_frames, config)
     del second
@@ -675,6 +668,14 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def load_animator(model_dir: str | Path, device: str, dtype: str) -> PoseAnimator:
+    """The benchmark's animator: the model from local disk, no detector or segmenter (the benchmark
+    gives the source pose)."""
+    return PoseAnimator.from_pretrained(
+        model_dir, None, device=device, dtype=getattr(torch, dtype), pose_detector="none", segmenter="none"
+    )
+
+
 def ensure_model(args: argparse.Namespace) -> tuple[Path, float | None]:
     if args.model:
         return Path(args.model), None
@@ -700,14 +701,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter()
     model_dir, build_seconds = ensure_model(args)
     started = time.perf_counter()
-    animator = PoseAnimator.from_pretrained(
-        model_dir,
-        None,
-        device=args.device,
-        dtype=getattr(torch, args.dtype),
-        pose_detector="none",
-        segmenter="none",
-    )
+    animator = load_animator(model_dir, args.device, args.dtype)
     load_seconds = time.perf_counter() - started
     animator.inversion_cache = MemoryInversionCache()
     device = animator.device

@@ -294,21 +294,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from engine import PoseAnimator
-
     if args.threads:
         torch.set_num_threads(args.threads)
     wall = time.perf_counter()
     model_dir, build_seconds = gpu.ensure_model(args)
     started = time.perf_counter()
-    animator = PoseAnimator.from_pretrained(
-        model_dir,
-        None,
-        device=args.device,
-        dtype=getattr(torch, args.dtype),
-        pose_detector="none",
-        segmenter="none",
-    )
+    animator = gpu.load_animator(model_dir, args.device, args.dtype)
     load_seconds = time.perf_counter() - started
     animator.inversion_cache = None  # every job pays its inversion
     config = gpu.main_config(job_args(args))
