@@ -145,6 +145,10 @@ def ablations_command(args: argparse.Namespace) -> int:
         raise ValueError(f"cannot load model {base!r}: {str(exc).splitlines()[0]}") from None
     if animator.model_info.get("random_weights"):
         print("note: tiny RANDOM-WEIGHT model: frames and metrics are meaningless", file=sys.stderr)
+    if animator.device.type == "cpu":
+        from engine.runtime import tune_cpu_allocator
+
+        tune_cpu_allocator()
     config = AnimateConfig(num_inference_steps=args.steps, height=height, width=width)
     args.out.mkdir(parents=True, exist_ok=True)
     fitted = animator.prepare_image(image, config)

@@ -264,6 +264,10 @@ class EngineAnimator:
             dtype=dtype[settings.dtype],
             inversion_cache=inversion_cache(settings),
         )
+        if self.animator.device.type == "cpu" and settings.cpu_allocator_tuning:
+            from engine.runtime import tune_cpu_allocator
+
+            tune_cpu_allocator()
         self.random_weights = bool(self.animator.model_info.get("random_weights"))
         name = "tiny" if spec == "tiny" else spec
         self.name = f"{name} (random weights)" if self.random_weights else name

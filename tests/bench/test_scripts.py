@@ -71,3 +71,21 @@ def test_video_probe_benchmark_compares_probe_and_decode_on_both_containers():
     assert len(rows) == 2 and all(
         row.split("|")[3].strip() == "15" for row in rows
     )  # frames: 0.5 s at 30 fps
+
+
+def test_allocator_benchmark_runs_each_configuration_under_its_own_allocator(tiny_model_dir):
+    report = _run(
+        "allocator.py",
+        *("--model", str(tiny_model_dir), "--size", "64", "--steps", "1", "--inner", "1"),
+        *("--rounds", "1"),
+    )
+    results = report["results"]
+    assert {"glibc", "glibc-tuned"} <= set(results)
+    assert set(results) | set(report["skipped"]) == {"glibc", "glibc-tuned", "jemalloc", "tcmalloc"}
+    for name, r in results.items():
+        assert r["evals_match"], name
+        # the child saw exactly the configuration's environment, and a preloaded allocator is mapped
+        assert r["child_env"] == r["env"], name
+        assert r["loaded"] == (name if name in ("jemalloc", "tcmalloc") else "glibc"), name
+        assert r["tuned"] is (True if name == "glibc-tuned" else None), name  # the engine's own tuning
+    assert results["glibc"]["speedup_vs_glibc"] == 1.0

@@ -197,3 +197,22 @@ def test_machine_and_model_mistakes_print_one_line_with_a_way_out(tmp_path, extr
     lines = [line for line in done.stderr.splitlines() if line.startswith("poseanimate: error:")]
     assert len(lines) == 1 and message in lines[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("flag", [(), ("--no-allocator-tuning",)])
+def test_animate_on_a_cpu_tunes_the_allocator_unless_told_not_to(cli_model, tmp_path, monkeypatch, flag):
+    from cli.main import main
+    from engine import runtime
+
+    calls: list[bool] = []
+    monkeypatch.setattr(runtime, "tune_cpu_allocator", lambda: calls.append(True) or True)
+    code = main([
+        "animate", "--model", str(cli_model), "--device", "cpu",
+        "--image", str(EXAMPLES / "astronaut.jpg"),
+        "--poses", str(EXAMPLES / "raise_arms.json"),
+        "--source-pose", str(EXAMPLES / "astronaut_pose.json"),
+        "--prompt", "an astronaut", "--out", str(tmp_path / "a.mp4"),
+        "--steps", "1", "--size", "64", "--transition-frames", "1", *flag,
+    ])  # fmt: skip
+    assert code == 0 and (tmp_path / "a.mp4").stat().st_size > 0
+    assert calls == ([] if flag else [True])
