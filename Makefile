@@ -28,19 +28,23 @@ $(STAMP):
 
 setup: $(STAMP)
 
-# Tests start their own redis-server on a free port; make sure the binary is there.
+# $(call debian_pkg,COMMAND,PACKAGE,WHAT FOR,ON FAILURE): install a Debian package when COMMAND is
+# missing and we are root; otherwise say how, then run ON FAILURE (e.g. exit 1).
+define debian_pkg
+	@command -v $(1) >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing $(2) (Debian package, $(3))"; \
+	    apt-get install -y -q $(2) >/dev/null || (apt-get update -q && apt-get install -y -q $(2)); \
+	  else echo "$(1) not found, $(3): install it ('sudo apt-get install $(2)')"; $(4) fi; }
+endef
+
+# Tests start their own redis-server on a free port; the playground's browser tests drive Debian's
+# chromium (never a downloaded browser; they skip without it); the API load benchmark's test drives
+# hey (it skips without it).
 services:
-	@command -v redis-server >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing redis-server (Debian package)"; \
-	    apt-get install -y -q redis-server >/dev/null || (apt-get update -q && apt-get install -y -q redis-server); \
-	  else echo "redis-server not found: install it (e.g. 'sudo apt-get install redis-server')"; exit 1; fi; }
-	@# The playground's browser tests drive Debian's chromium (never a downloaded browser); they skip without it.
-	@test -x /usr/bin/chromium || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing chromium (Debian package, for tests/browser)"; \
-	    apt-get install -y -q chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium); \
-	  else echo "chromium not found: tests/browser will skip (install it: 'sudo apt-get install chromium')"; fi; }
+	$(call debian_pkg,redis-server,redis-server,for the tests and make up,exit 1;)
+	$(call debian_pkg,/usr/bin/chromium,chromium,for tests/browser,)
+	$(call debian_pkg,hey,hey,for tests/bench/test_api_load.py,)
 
 test: setup services
 	$(PY) -m pytest -q

@@ -136,7 +136,9 @@ def lpips_distance(
     net: LPIPS, frames: Sequence[np.ndarray], source: np.ndarray, *, disco_compat: bool
 ) -> float:
     def tensor(a: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 255.0
+        t = (
+            torch.as_tensor(np.array(a, dtype=np.float32)).permute(2, 0, 1) / 255.0
+        )  # a copy: frames may be read-only
         return t if disco_compat else t * 2 - 1
 
     x = torch.stack([tensor(f) for f in frames])
