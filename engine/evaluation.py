@@ -136,9 +136,8 @@ def lpips_distance(
     net: LPIPS, frames: Sequence[np.ndarray], source: np.ndarray, *, disco_compat: bool
 ) -> float:
     def tensor(a: np.ndarray) -> torch.Tensor:
-        t = (
-            torch.as_tensor(np.array(a, dtype=np.float32)).permute(2, 0, 1) / 255.0
-        )  # a copy: frames may be read-only
+        # a float copy: torch warns on (and must not write through) read-only arrays
+        t = torch.as_tensor(np.array(a, dtype=np.float32)).permute(2, 0, 1) / 255.0
         return t if disco_compat else t * 2 - 1
 
     x = torch.stack([tensor(f) for f in frames])

@@ -20,17 +20,13 @@ from __future__ import annotations
 import ctypes
 import sys
 
-__all__ = ["CPU_ALLOCATOR_SETTINGS", "tune_cpu_allocator"]
+__all__ = ["tune_cpu_allocator"]
 
-# mallopt parameters (glibc's malloc.h)
-_M_TRIM_THRESHOLD = -1
-_M_TOP_PAD = -2
-_M_MMAP_MAX = -4
-
-CPU_ALLOCATOR_SETTINGS = {
-    "mmap_max": 0,  # no per-allocation mmap: every block comes from the heap and is reused
-    "trim_threshold": 1 << 30,  # give the heap's free top back only above 1 GiB
-    "top_pad": 64 << 20,  # grow the heap 64 MiB at a time
+# mallopt parameter (glibc's malloc.h) -> value
+_MALLOPT = {
+    -4: 0,  # M_MMAP_MAX: no per-allocation mmap, every block comes from the heap and is reused
+    -1: 1 << 30,  # M_TRIM_THRESHOLD: give the heap's free top back only above 1 GiB
+    -2: 64 << 20,  # M_TOP_PAD: grow the heap 64 MiB at a time
 }
 
 _applied = False
@@ -48,19 +44,14 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 def tune_cpu_allocator() -> bool:
-    """Apply :data:`CPU_ALLOCATOR_SETTINGS` to this process; True when glibc took them (idempotent)."""
+    """Apply the settings above to this process; True when glibc took them (idempotent)."""
     global _applied
     if _applied:
         return True
     libc = _glibc()
     if libc is None:
         return False
-    values = {
-        _M_MMAP_MAX: CPU_ALLOCATOR_SETTINGS["mmap_max"],
-        _M_TRIM_THRESHOLD: CPU_ALLOCATOR_SETTINGS["trim_threshold"],
-        _M_TOP_PAD: CPU_ALLOCATOR_SETTINGS["top_pad"],
-    }
     _applied = all(
-        libc.mallopt(ctypes.c_int(param), ctypes.c_int(value)) == 1 for param, value in values.items()
+        libc.mallopt(ctypes.c_int(param), ctypes.c_int(value)) == 1 for param, value in _MALLOPT.items()
     )
     return _applied
