@@ -17,8 +17,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.errors import InvalidInput
-from engine.poseformat import PoseError
+from engine.inputs.errors import InvalidInput
+from engine.inputs.poseformat import PoseError
 from jobs.images import ImageValidationError
 from jobs.logs import request_id_var
 from jobs.ssrf import FetchError, UnsafeURLError

@@ -20,8 +20,8 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from api.errors import ApiError, validate_body
-from engine.poseformat import normalize_poses, normalize_source_pose, parse_pose_json
-from engine.rules import check_output_frames
+from engine.inputs.poseformat import normalize_poses, normalize_source_pose, parse_pose_json
+from engine.inputs.rules import check_output_frames
 from jobs.contract import AnimationCreate, AnimationParams
 from jobs.images import CheckedImage, check_image, check_mask, decode_data_uri
 from jobs.limits import ServiceLimits, check_params
@@ -162,7 +162,7 @@ def validate_submission(
     sub: Submission, settings: Settings, resolver: Resolver = system_resolver
 ) -> ValidatedJob:
     """Everything that can refuse the job, in cheap-to-expensive order, with the engine's own rules
-    (``engine.poseformat``, ``engine.rules``) and the service's limits table (``jobs.limits``), so a
+    (``engine.inputs.poseformat``, ``engine.inputs.rules``) and the service's limits table (``jobs.limits``), so a
     job accepted here is one the engine runs. Blocking: run in a thread."""
     req = sub.request
     check_motion(req)

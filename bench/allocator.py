@@ -1,5 +1,5 @@
 """The CPU memory allocator as a lever: the same full-size job under glibc's malloc (default, and
-tuned by ``engine.runtime.tune_cpu_allocator`` as the CLI and the worker do on a CPU), jemalloc and
+tuned by ``engine.weights.runtime.tune_cpu_allocator`` as the CLI and the worker do on a CPU), jemalloc and
 tcmalloc.
 
 Why: on the full-size CPU run `/usr/bin/time` counted 13.5 % of the CPU time as system time and
@@ -115,7 +115,7 @@ def child(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     tuned = None
     if args.tune:
-        from engine.runtime import tune_cpu_allocator
+        from engine.weights.runtime import tune_cpu_allocator
 
         tuned = tune_cpu_allocator()
     gargs = gpu.parse_args(_gpu_args(args))

@@ -4,7 +4,7 @@ FLOPs are counted, not guessed: the SD-1.5 U-Net, the OpenPose ControlNet and th
 PyTorch's ``meta`` device (shapes only, no weights, no memory) and run under
 ``torch.utils.flop_counter.FlopCounterMode`` at the job's resolution; backward passes count input
 gradients only (the method never needs weight gradients). Evaluation counts come from
-``engine.cost.expected_evaluations`` — the same formula the pipeline is tested against.
+``engine.method.cost.expected_evaluations`` — the same formula the pipeline is tested against.
 
     .venv/bin/python bench/cost_model.py                         # paper setting: 512², T=50, n=5, 16 frames
     .venv/bin/python bench/cost_model.py --frames 120 --json
@@ -24,8 +24,8 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.config import AnimateConfig  # noqa: E402
-from engine.cost import expected_evaluations  # noqa: E402
+from engine.method.config import AnimateConfig  # noqa: E402
+from engine.method.cost import expected_evaluations  # noqa: E402
 
 # stable-diffusion-v1-5/stable-diffusion-v1-5: unet/config.json and vae/config.json (architecture keys).
 SD15_UNET = {

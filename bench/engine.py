@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine import AnimateConfig, MemoryInversionCache, Pose, PoseAnimator, PoseSequence  # noqa: E402
-from engine.cost import expected_evaluations  # noqa: E402
-from engine.loading import resolve_model  # noqa: E402
+from engine.method.cost import expected_evaluations  # noqa: E402
+from engine.weights.loading import resolve_model  # noqa: E402
 
 
 def _peak_memory(device: torch.device) -> int:

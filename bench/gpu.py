@@ -8,10 +8,10 @@ measured side by side in the same process.
     python bench/gpu.py --dry-run                         # the plan only (settings, predicted evaluations)
 
 Without ``--model`` the full-size random-weight model is built once into
-``$TMPDIR/poseanimate-bench-sd15`` (``engine.random_model``, ~35 s, ~2.8 GB float16).
+``$TMPDIR/poseanimate-bench-sd15`` (``engine.weights.random_model``, ~35 s, ~2.8 GB float16).
 
 Prints, and writes as ``gpu.json`` and ``gpu.md`` under ``--out``: seconds per job and per stage,
-U-Net evaluations against ``engine.cost``, achieved TFLOP/s and the percentage of the GPU's dense
+U-Net evaluations against ``engine.method.cost``, achieved TFLOP/s and the percentage of the GPU's dense
 peak (FLOPs from ``bench/cost_model.py``), peak memory, parameters per component, and the levers:
 
   dtype            float16 vs bfloat16 job (CUDA)
@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine import AnimateConfig, MemoryInversionCache, Pose, PoseAnimator, PoseSequence  # noqa: E402
-from engine.cost import expected_evaluations  # noqa: E402
+from engine.method.cost import expected_evaluations  # noqa: E402
 
 LEVERS = (
     "cold_start",
@@ -246,8 +246,8 @@ def _best_time(fn, repeat: int, device: torch.device) -> float:
 
 
 def _denoiser_inputs(animator: PoseAnimator, size: int, batch: int):
-    from engine.ddim import DDIMSchedule
-    from engine.denoiser import ControlledDenoiser
+    from engine.method.ddim import DDIMSchedule
+    from engine.method.denoiser import ControlledDenoiser
 
     gen = torch.Generator().manual_seed(0)
     h = size // animator.vae_scale_factor
@@ -637,7 +637,7 @@ def markdown(report: dict) -> str:
     )
     lines += [
         "",
-        f"evaluations equal engine.cost's prediction: **{'yes' if m['evals_match'] else 'NO'}**",
+        f"evaluations equal engine.method.cost's prediction: **{'yes' if m['evals_match'] else 'NO'}**",
         f"job FLOPs (cost model, actual counts): {report['job_pflop']:.3f} PFLOP; achieved {report['achieved_tflops']:.2f} TFLOP/s"
         + (
             f" = **{report['percent_of_peak']:.1f} %** of {report['peak_tflops']:.0f} TFLOP/s peak"
@@ -679,8 +679,8 @@ def load_animator(model_dir: str | Path, device: str, dtype: str) -> PoseAnimato
 def ensure_model(args: argparse.Namespace) -> tuple[Path, float | None]:
     if args.model:
         return Path(args.model), None
-    from engine.models import RANDOM_WEIGHTS_MARKER
-    from engine.random_model import build_random_model
+    from engine.inputs.models import RANDOM_WEIGHTS_MARKER
+    from engine.weights.random_model import build_random_model
 
     target = DEFAULT_MODEL_DIR
     if (target / RANDOM_WEIGHTS_MARKER).is_file() and (target / "controlnet").is_dir():

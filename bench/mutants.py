@@ -52,14 +52,14 @@ MUTANTS = [
     M(
         "a-opt-targets-Zt+time-reversed",
         "per-frame optimisation targets Z_t, generation reads Otilde time-reversed",
-        ("engine/pacm.py", "target = source.latents[t - 1 : t]", "target = source.latents[t : t + 1]"),
-        ("engine/pipeline.py", "frame_embeddings[T - t, f - 1]", "frame_embeddings[t - 1, f - 1]"),
+        ("engine/method/pacm.py", "target = source.latents[t - 1 : t]", "target = source.latents[t : t + 1]"),
+        ("engine/method/pipeline.py", "frame_embeddings[T - t, f - 1]", "frame_embeddings[t - 1, f - 1]"),
     ),
     M(
         "b-cfg-wrong-base",
         "CFG = eps_c + w(eps_c - eps_u)",
         (
-            "engine/denoiser.py",
+            "engine/method/denoiser.py",
             "return eps_uncond + scale * (eps_cond - eps_uncond)",
             "return eps_cond + scale * (eps_cond - eps_uncond)",
         ),
@@ -68,7 +68,7 @@ MUTANTS = [
         "c-opt-under-source-pose",
         "per-frame optimisation conditioned on p_s instead of p_i",
         (
-            "engine/pipeline.py",
+            "engine/method/pipeline.py",
             "                self._to_device(pose_pixels[chunk]),\n",
             "                self._to_device(pose_pixels[[0] * len(chunk)]),\n",
         ),
@@ -77,18 +77,22 @@ MUTANTS = [
     M(
         "alphas-prev-two-steps",
         "alpha_{t-1} read two steps away",
-        ("engine/ddim.py", "prev = timesteps - step", "prev = timesteps - 2 * step"),
+        ("engine/method/ddim.py", "prev = timesteps - step", "prev = timesteps - 2 * step"),
     ),
     M(
         "alphas-off-by-one-timestep",
         "alpha_t read at timestep - 1",
-        ("engine/ddim.py", "alphas = cumprod[timesteps]", "alphas = cumprod[(timesteps - 1).clamp(min=0)]"),
+        (
+            "engine/method/ddim.py",
+            "alphas = cumprod[timesteps]",
+            "alphas = cumprod[(timesteps - 1).clamp(min=0)]",
+        ),
     ),
     M(
         "ddim-step-wrong-noise-coef",
         "DDIM step re-noises with sqrt(1 - a_t) instead of sqrt(1 - a_{t-1})",
         (
-            "engine/ddim.py",
+            "engine/method/ddim.py",
             "return a_prev**0.5 * x0 + (1 - a_prev) ** 0.5 * eps",
             "return a_prev**0.5 * x0 + (1 - a_t) ** 0.5 * eps",
         ),
@@ -97,7 +101,7 @@ MUTANTS = [
         "inversion-eps-previous-timestep",
         "DDIM inversion evaluates eps at the previous step's timestep",
         (
-            "engine/pacm.py",
+            "engine/method/pacm.py",
             "eps = denoiser(z, t, text, pose)",
             "eps = denoiser(z, max(t - 1, 1), text, pose)",
         ),
@@ -106,7 +110,7 @@ MUTANTS = [
         "guidance-in-ddim-inversion",
         "DDIM inversion with CFG 7.5 instead of guidance 1",
         (
-            "engine/pacm.py",
+            "engine/method/pacm.py",
             "eps = denoiser(z, t, text, pose)",
             "eps = guided(denoiser(z, t, torch.zeros_like(text), pose), denoiser(z, t, text, pose), 7.5)",
         ),
@@ -115,7 +119,7 @@ MUTANTS = [
         "null-text-in-ddim-inversion",
         "DDIM inversion conditioned on the null text",
         (
-            "engine/pipeline.py",
+            "engine/method/pipeline.py",
             "latents = ddim_inversion(denoiser, z0, cond, pose, tracker)",
             "latents = ddim_inversion(denoiser, z0, uncond, pose, tracker)",
         ),
@@ -124,7 +128,7 @@ MUTANTS = [
         "inversion-under-target-pose",
         "source and target poses swapped in inversion (inverts under the last target pose)",
         (
-            "engine/pipeline.py",
+            "engine/method/pipeline.py",
             "source_pose_image = self._to_device(pose_pixels[:1])",
             "source_pose_image = self._to_device(pose_pixels[-1:])",
         ),
@@ -134,7 +138,7 @@ MUTANTS = [
         "inversion-no-progressive-init",
         "O_{s,t} restarts from the prompt embedding every step",
         (
-            "engine/pacm.py",
+            "engine/method/pacm.py",
             "master = master.detach().clone().requires_grad_(True)",
             "master = cond.detach().float().clone().requires_grad_(True)",
         ),
@@ -143,7 +147,7 @@ MUTANTS = [
         "inversion-advances-with-prompt",
         "Zbar advanced with the prompt embedding instead of the optimised one",
         (
-            "engine/pacm.py",
+            "engine/method/pacm.py",
             "embeddings[T - t : T - t + 1]]),",
             "cond.to(denoiser.dtype)]),",
         ),
@@ -151,13 +155,13 @@ MUTANTS = [
     M(
         "inversion-targets-Zt",
         "pose-aware inversion loss against Z_t instead of Z_{t-1}",
-        ("engine/pacm.py", "target = latents[t - 1 : t]", "target = latents[t : t + 1]"),
+        ("engine/method/pacm.py", "target = latents[t - 1 : t]", "target = latents[t : t + 1]"),
     ),
     M(
         "opt-init-time-reversed",
         "Otilde_{i,t} initialised from O_{s,T+1-t}",
         (
-            "engine/pacm.py",
+            "engine/method/pacm.py",
             "emb = source.embeddings[T - t].float()",
             "emb = source.embeddings[t - 1].float()",
         ),
@@ -165,24 +169,24 @@ MUTANTS = [
     M(
         "opt-mean-over-frames",
         "per-frame losses averaged over the batch instead of summed",
-        ("engine/pacm.py", ".flatten(1).mean(1).sum()", ".flatten(1).mean(1).mean()"),
+        ("engine/method/pacm.py", ".flatten(1).mean(1).sum()", ".flatten(1).mean(1).mean()"),
     ),
     M(
         "opt-trajectory-from-target",
         "per-frame trajectory continues from Z_{t-1} instead of its own sample",
-        ("engine/pacm.py", "z = z_prev.detach()", "z = target.expand_as(z_prev).clone()"),
+        ("engine/method/pacm.py", "z = z_prev.detach()", "z = target.expand_as(z_prev).clone()"),
     ),
     # --- generation ---------------------------------------------------------------------------------
     M(
         "frame0-prompt-embedding",
         "generation's frame 0 uses the prompt embedding instead of O_{s,t}",
-        ("engine/pipeline.py", "source.embeddings[T - t] if f == 0", "cond[0] if f == 0"),
+        ("engine/method/pipeline.py", "source.embeddings[T - t] if f == 0", "cond[0] if f == 0"),
     ),
     M(
         "sampling-no-guidance",
         "generation at guidance 1 instead of w",
         (
-            "engine/pipeline.py",
+            "engine/method/pipeline.py",
             "guided(eps_uncond, eps_cond, config.guidance_scale)",
             "guided(eps_uncond, eps_cond, 1.0)",
         ),
@@ -190,19 +194,27 @@ MUTANTS = [
     M(
         "sampling-halves-swapped",
         "generation reads the conditional half as unconditional",
-        ("engine/pipeline.py", "eps_uncond, eps_cond = eps.chunk(2)", "eps_cond, eps_uncond = eps.chunk(2)"),
+        (
+            "engine/method/pipeline.py",
+            "eps_uncond, eps_cond = eps.chunk(2)",
+            "eps_cond, eps_uncond = eps.chunk(2)",
+        ),
     ),
     M(
         "controlnet-off",
         "ControlNet residuals scaled to 0 (the pose never enters)",
-        ("engine/denoiser.py", "conditioning_scale=self.conditioning_scale,", "conditioning_scale=0.0,"),
+        (
+            "engine/method/denoiser.py",
+            "conditioning_scale=self.conditioning_scale,",
+            "conditioning_scale=0.0,",
+        ),
     ),
     # --- DCAM / MGDM --------------------------------------------------------------------------------
     M(
         "lambdas-prev-current-swapped",
         "l2 applied to the current frame and l3 to the previous",
         (
-            "engine/attention.py",
+            "engine/method/attention.py",
             "[[position[0], position[frame_ids[i] - 1], i] for i in targets]",
             "[[position[0], i, position[frame_ids[i] - 1]] for i in targets]",
         ),
@@ -211,7 +223,7 @@ MUTANTS = [
         "lambdas-first-prev-swapped",
         "l1 applied to the previous frame and l2 to frame 0",
         (
-            "engine/attention.py",
+            "engine/method/attention.py",
             "[[position[0], position[frame_ids[i] - 1], i] for i in targets]",
             "[[position[frame_ids[i] - 1], position[0], i] for i in targets]",
         ),
@@ -220,7 +232,7 @@ MUTANTS = [
         "dcam-in-every-block",
         "DCAM installed in down/mid blocks too",
         (
-            "engine/attention.py",
+            "engine/method/attention.py",
             'return name.startswith("up_blocks.") and ".attn1." in name',
             'return ".attn1." in name',
         ),
@@ -229,7 +241,7 @@ MUTANTS = [
         "dcam-in-down-blocks",
         "DCAM installed in the down-blocks instead of the up-blocks",
         (
-            "engine/attention.py",
+            "engine/method/attention.py",
             'return name.startswith("up_blocks.") and ".attn1." in name',
             'return name.startswith("down_blocks.") and ".attn1." in name',
         ),
@@ -238,7 +250,7 @@ MUTANTS = [
         "mask-polarity-output",
         "M_i selects the background branch (Eq. 10 swapped)",
         (
-            "engine/attention.py",
+            "engine/method/attention.py",
             "return m * dca[:, :, 0] + (1 - m) * dca[:, :, 1]",
             "return m * dca[:, :, 1] + (1 - m) * dca[:, :, 0]",
         ),
@@ -247,7 +259,7 @@ MUTANTS = [
         "mask-polarity-keys",
         "character attention over the background keys and vice versa",
         (
-            "engine/attention.py",
+            "engine/method/attention.py",
             "allowed = torch.stack([inside, ~inside], dim=2)",
             "allowed = torch.stack([~inside, inside], dim=2)",
         ),
@@ -256,7 +268,7 @@ MUTANTS = [
         "mask-threshold-inverted",
         "frame masks keep the pixels BELOW the threshold",
         (
-            "engine/masks.py",
+            "engine/method/masks.py",
             "return (normalise(subject) >= threshold).float()",
             "return (normalise(subject) < threshold).float()",
         ),
@@ -265,7 +277,7 @@ MUTANTS = [
         "masks-not-refreshed",
         "refreshed masks never handed to DCAM (stale grid masks)",
         (
-            "engine/pipeline.py",
+            "engine/method/pipeline.py",
             "                    masks.update(maps)\n                    controller.set_masks(masks.masks)\n",
             "                    masks.update(maps)\n",
         ),
@@ -273,9 +285,9 @@ MUTANTS = [
     M(
         "maps-from-uncond-group",
         "cross-attention maps recorded from the unconditional group",
-        ("engine/attention.py", "cond_hidden = hidden_states[-n:]", "cond_hidden = hidden_states[:n]"),
+        ("engine/method/attention.py", "cond_hidden = hidden_states[-n:]", "cond_hidden = hidden_states[:n]"),
         (
-            "engine/attention.py",
+            "engine/method/attention.py",
             "cond_text = encoder_hidden_states[-n:]",
             "cond_text = encoder_hidden_states[:n]",
         ),

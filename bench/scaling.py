@@ -15,7 +15,7 @@ after each job is in the JSON.
 Writes ``--json`` (default docs/scaling.json) and ``--png`` (default docs/scaling.png; matplotlib,
 ``pip install -e '.[bench]'``, imported only to draw). Jobs run with the inversion cache off (every
 job pays its inversion, as a new avatar does) and with early stopping off, so the evaluation counts
-are exactly ``engine.cost``'s and linear in the frame count; the fit is made on the generated frames
+are exactly ``engine.method.cost``'s and linear in the frame count; the fit is made on the generated frames
 N = targets + transition frames (``--transition``, default 0, so N = targets).
 """
 
@@ -136,7 +136,7 @@ def table(report: dict) -> str:
         f"transition {s['transition']}, {s['dtype']} on {s['device']} ({s['threads']} threads); "
         f"inversion cache off, early stop off. Stage seconds {kind}.",
         "",
-        "| targets | frames N | fastest job s | every job s | inverting | optimizing | sampling | encoding | other | stage sum | U-Net fwd | bwd | = engine.cost |",
+        "| targets | frames N | fastest job s | every job s | inverting | optimizing | sampling | encoding | other | stage sum | U-Net fwd | bwd | = engine.method.cost |",
         "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for p in report["points"]:
@@ -258,7 +258,7 @@ def job_args(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def the_plan(args: argparse.Namespace, gpu: ModuleType) -> dict:
-    from engine.cost import expected_evaluations
+    from engine.method.cost import expected_evaluations
 
     config = gpu.main_config(job_args(args))
     return {

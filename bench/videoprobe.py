@@ -1,4 +1,4 @@
-"""What probing a driving video at submission costs next to decoding it: ``engine.videoprobe``
+"""What probing a driving video at submission costs next to decoding it: ``engine.inputs.videoprobe``
 (header, every packet demuxed, the first frame decoded) against decoding every frame with PyAV, on
 clips made here (H.264 MP4 and VP9 WebM of moving noise, so the encoder cannot shrink the frames).
 
@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.videoprobe import probe_video
+from engine.inputs.videoprobe import probe_video
 
 
 def make_clip(fmt: str, codec: str, seconds: float, fps: int, width: int, height: int) -> bytes:

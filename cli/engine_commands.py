@@ -92,7 +92,7 @@ def add_engine_commands(subparsers: Any) -> None:
 
 
 def make_tiny_model_command(args: argparse.Namespace) -> int:
-    from engine.tiny import build_tiny_model
+    from engine.weights.tiny import build_tiny_model
 
     path = build_tiny_model(args.directory, seed=args.seed)
     print(f"tiny RANDOM-WEIGHT model written to {path} (for smoke tests; outputs are not meaningful)")
@@ -140,11 +140,11 @@ def animate_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from engine import AnimateConfig, Pose, PoseAnimator, PoseSequence, rules
-    from engine.loading import resolve_model
-    from engine.masks import fit_mask
-    from engine.models import DEFAULT_BASE
-    from engine.runtime import tune_cpu_allocator
-    from engine.video import Mp4Writer, save_poster
+    from engine.inputs.models import DEFAULT_BASE
+    from engine.method.masks import fit_mask
+    from engine.poses.video import Mp4Writer, save_poster
+    from engine.weights.loading import resolve_model
+    from engine.weights.runtime import tune_cpu_allocator
 
     width, height = _parse_size(args.size)
     config = AnimateConfig(
@@ -168,7 +168,7 @@ def animate_command(args: argparse.Namespace) -> int:
     image = _open_image(args.image, "image")
     rules.check_image_size(*image.size)
     if args.video is not None:
-        from engine.extract import extract_poses
+        from engine.poses.extract import extract_poses
 
         # Room for the source frame and the transition within the output frame cap.
         room = config.max_frames - 1 - (config.transition_frames if config.use_pata else 0)
@@ -257,7 +257,7 @@ def animate_command(args: argparse.Namespace) -> int:
     if args.poster and poster:
         save_poster(poster[0], args.poster)
     if args.previews:
-        from engine.previews import write_previews
+        from engine.poses.previews import write_previews
 
         written = write_previews(
             result,

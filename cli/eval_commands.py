@@ -127,8 +127,8 @@ def ablations_command(args: argparse.Namespace) -> int:
 
     from engine import AnimateConfig, Pose, PoseAnimator, PoseSequence
     from engine.evaluation import evaluate
-    from engine.loading import resolve_model
-    from engine.video import encode_mp4
+    from engine.poses.video import encode_mp4
+    from engine.weights.loading import resolve_model
 
     missing = [f"--{n}" for n in ("image", "poses", "out") if getattr(args, n) is None]
     if missing:
@@ -146,7 +146,7 @@ def ablations_command(args: argparse.Namespace) -> int:
     if animator.model_info.get("random_weights"):
         print("note: tiny RANDOM-WEIGHT model: frames and metrics are meaningless", file=sys.stderr)
     if animator.device.type == "cpu":
-        from engine.runtime import tune_cpu_allocator
+        from engine.weights.runtime import tune_cpu_allocator
 
         tune_cpu_allocator()
     config = AnimateConfig(num_inference_steps=args.steps, height=height, width=width)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 # numpy + PIL (the engine extra): without them cli.main registers a stub that names the extra.
-from engine.extract import DEFAULT_MAX_GAP, DEFAULT_WINDOW
+from engine.poses.extract import DEFAULT_MAX_GAP, DEFAULT_WINDOW
 
 # The skeleton preview of a full-HD clip need not be full HD to be read.
 PREVIEW_MAX_SIDE = 768
@@ -83,7 +83,7 @@ def extraction_options(args: argparse.Namespace, prefix: str = "") -> dict[str, 
 
 
 def describe(result: Any) -> str:
-    """One line about an :class:`engine.extract.ExtractionResult`."""
+    """One line about an :class:`engine.poses.extract.ExtractionResult`."""
     missing = len(result.frames_without_person)
     text = (
         f"{len(result.poses)} poses at {result.fps:g} fps from {result.frames_sampled} sampled "
@@ -105,9 +105,9 @@ def preview_size(width: int, height: int, max_side: int = PREVIEW_MAX_SIDE) -> t
 
 
 def extract_command(args: argparse.Namespace) -> int:
-    from engine.extract import extract_poses
-    from engine.pose import DEFAULT_MAX_FRAMES
-    from engine.previews import poses_document, write_poses_json, write_skeleton_video
+    from engine.poses.extract import extract_poses
+    from engine.poses.pose import DEFAULT_MAX_FRAMES
+    from engine.poses.previews import poses_document, write_poses_json, write_skeleton_video
 
     if args.out.suffix.lower() != ".json":
         raise ValueError("--out must end in .json")

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-ARCHES = ("sd15",)  # engine.random_model.ARCHES, repeated so the parser is built without torch
+ARCHES = ("sd15",)  # engine.weights.random_model.ARCHES, repeated so the parser is built without torch
 
 
 def add_random_model_commands(subparsers: Any) -> None:
@@ -31,7 +31,7 @@ def add_random_model_commands(subparsers: Any) -> None:
 def make_random_model_command(args: argparse.Namespace) -> int:
     import torch
 
-    from engine.random_model import build_random_model
+    from engine.weights.random_model import build_random_model
 
     if args.directory.exists() and not args.directory.is_dir():
         raise ValueError(f"{args.directory} exists and is not a directory")

@@ -6,9 +6,14 @@ Pure: torch, diffusers, numpy and PIL only. No HTTP, queues, Redis, object stora
     animator = PoseAnimator.from_pretrained()            # hub ids or local directories
     result = animator.animate(image, PoseSequence.from_json(path), "a person on the road")
 
-Names are resolved lazily, so ``import engine.pose`` (numpy + PIL) does not pay for torch/diffusers,
-and the torch-free leaves ``engine.poseformat``, ``engine.rules``, ``engine.models`` and
-``engine.errors`` can be imported by the service.
+Names are resolved lazily, so ``import engine.poses.pose`` (numpy + PIL) does not pay for
+torch/diffusers. The wings:
+
+    engine/inputs/   torch-free: pose format, input rules, refusals, model names, video probe
+                     (the only part ``api`` and ``jobs`` may import)
+    engine/method/   the method: pipeline, PACM, DCAM/MGDM attention, masks, DDIM, batching, cache
+    engine/poses/    pose types, PATA + retargeting, rendering, detection, extraction, video
+    engine/weights/  loading, tiny and random models, runtime tuning
 """
 
 from __future__ import annotations
@@ -17,18 +22,22 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "engine.alignment": ("SimilarityTransform", "align_poses", "fit_similarity", "interpolate_poses"),
-    "engine.attention": ("AttentionController", "CrossAttentionMapProcessor", "DualConsistencyAttnProcessor"),
-    "engine.cache": ("InversionCache", "MemoryInversionCache", "inversion_cache_key"),
-    "engine.config": ("AnimateConfig",),
-    "engine.errors": ("AnimationCancelled", "InvalidInput"),
-    "engine.extract": ("ExtractionError", "ExtractionResult", "extract_poses"),
-    "engine.models": ("DEFAULT_BASE", "DEFAULT_CONTROLNET"),
-    "engine.pipeline": ("AnimationResult", "PoseAnimator"),
-    "engine.masks": ("pose_mask",),
-    "engine.pose": ("Pose", "PoseError", "PoseSequence"),
-    "engine.render": ("render_pose",),
-    "engine.tiny": ("build_tiny_model",),
+    "engine.poses.alignment": ("SimilarityTransform", "align_poses", "fit_similarity", "interpolate_poses"),
+    "engine.method.attention": (
+        "AttentionController",
+        "CrossAttentionMapProcessor",
+        "DualConsistencyAttnProcessor",
+    ),
+    "engine.method.cache": ("InversionCache", "MemoryInversionCache", "inversion_cache_key"),
+    "engine.method.config": ("AnimateConfig",),
+    "engine.inputs.errors": ("AnimationCancelled", "InvalidInput"),
+    "engine.poses.extract": ("ExtractionError", "ExtractionResult", "extract_poses"),
+    "engine.inputs.models": ("DEFAULT_BASE", "DEFAULT_CONTROLNET"),
+    "engine.method.pipeline": ("AnimationResult", "PoseAnimator"),
+    "engine.method.masks": ("pose_mask",),
+    "engine.poses.pose": ("Pose", "PoseError", "PoseSequence"),
+    "engine.poses.render": ("render_pose",),
+    "engine.weights.tiny": ("build_tiny_model",),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [
@@ -75,15 +84,19 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from engine.alignment import SimilarityTransform, align_poses, fit_similarity, interpolate_poses
-    from engine.attention import AttentionController, CrossAttentionMapProcessor, DualConsistencyAttnProcessor
-    from engine.cache import InversionCache, MemoryInversionCache, inversion_cache_key
-    from engine.config import AnimateConfig
-    from engine.errors import AnimationCancelled, InvalidInput
-    from engine.extract import ExtractionError, ExtractionResult, extract_poses
-    from engine.masks import pose_mask
-    from engine.models import DEFAULT_BASE, DEFAULT_CONTROLNET
-    from engine.pipeline import AnimationResult, PoseAnimator
-    from engine.pose import Pose, PoseError, PoseSequence
-    from engine.render import render_pose
-    from engine.tiny import build_tiny_model
+    from engine.inputs.errors import AnimationCancelled, InvalidInput
+    from engine.inputs.models import DEFAULT_BASE, DEFAULT_CONTROLNET
+    from engine.method.attention import (
+        AttentionController,
+        CrossAttentionMapProcessor,
+        DualConsistencyAttnProcessor,
+    )
+    from engine.method.cache import InversionCache, MemoryInversionCache, inversion_cache_key
+    from engine.method.config import AnimateConfig
+    from engine.method.masks import pose_mask
+    from engine.method.pipeline import AnimationResult, PoseAnimator
+    from engine.poses.alignment import SimilarityTransform, align_poses, fit_similarity, interpolate_poses
+    from engine.poses.extract import ExtractionError, ExtractionResult, extract_poses
+    from engine.poses.pose import Pose, PoseError, PoseSequence
+    from engine.poses.render import render_pose
+    from engine.weights.tiny import build_tiny_model

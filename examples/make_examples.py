@@ -21,8 +21,8 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from engine.pose import KEYPOINT_NAMES, NUM_KEYPOINTS, PoseSequence  # noqa: E402
-from engine.render import render_pose  # noqa: E402
+from engine.poses.pose import KEYPOINT_NAMES, NUM_KEYPOINTS, PoseSequence  # noqa: E402
+from engine.poses.render import render_pose  # noqa: E402
 
 IDX = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
 
@@ -121,7 +121,7 @@ def wave(frames: int = 8) -> list[dict]:
 
 
 def astronaut_pose() -> dict:
-    from engine.detect import MediaPipePoseDetector
+    from engine.poses.detect import MediaPipePoseDetector
 
     image = Image.open(HERE / "astronaut.jpg")
     pose = MediaPipePoseDetector().detect(image)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from engine import rules
-from engine.errors import InvalidInput
+from engine.inputs import rules
+from engine.inputs.errors import InvalidInput
 
 _FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 # zlib level of the re-encoded PNG. It runs inside every submission: on a 512x512 photo level 1 takes

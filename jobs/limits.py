@@ -1,11 +1,11 @@
 """The service's limits table: what ``POST /animations`` accepts, in one place.
 
-Each bound is the engine's own (``engine.rules.LIMITS``: what the method can run) narrowed by the
+Each bound is the engine's own (``engine.inputs.rules.LIMITS``: what the method can run) narrowed by the
 operator's settings where there is one (``POSEANIMATE_MAX_STEPS``, ``_MAX_SIZE``, ``_MAX_FRAMES``,
 ``_MAX_PROMPT_CHARS``, ``_MAX_IMAGE_PIXELS``). The API enforces exactly these numbers and publishes
 them in its OpenAPI schema (``minimum``/``maximum``/``multipleOf`` of each parameter), so a client
 reads what the server enforces; every violation of a parameter bound is ``parameter_out_of_range``.
-Defaults are the engine's (``engine.rules.DEFAULTS``): a job records the values it runs with.
+Defaults are the engine's (``engine.inputs.rules.DEFAULTS``): a job records the values it runs with.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.rules import DEFAULTS, LIMITS
+from engine.inputs.rules import DEFAULTS, LIMITS
 from jobs.settings import Settings
 
 
@@ -117,8 +117,8 @@ def check_params(params: dict[str, Any], limits: ServiceLimits) -> dict[str, Any
     """The effective parameters, or ``InvalidInput(code="parameter_out_of_range")`` naming the first
     knob outside its bound (or ``prompt_too_long``/``subject_not_in_prompt``/... from the engine's
     rules, which the prompt and the subject words are checked with)."""
-    from engine.errors import InvalidInput
-    from engine.rules import check_prompt, check_subject_words
+    from engine.inputs.errors import InvalidInput
+    from engine.inputs.rules import check_prompt, check_subject_words
 
     check_prompt(params.get("prompt"))
     if len(params["prompt"]) > limits.max_prompt_chars:

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from engine.models import DEFAULT_BASE, DEFAULT_CONTROLNET
+from engine.inputs.models import DEFAULT_BASE, DEFAULT_CONTROLNET
 
 
 def _split_csv(value: object) -> object:
@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     # A driving video (POST /animations driving_video, POST /poses), upload or fetched URL; an
     # upload is also bound by max_body_bytes.
     max_video_bytes: int = Field(default=50 * 1000 * 1000, ge=1024)
-    # Checked from the clip's header and packets at submission (engine.videoprobe), again while the
+    # Checked from the clip's header and packets at submission (engine.inputs.videoprobe), again while the
     # io worker decodes: 413 video_too_large (pixels per frame) / video_too_long (seconds).
     max_video_seconds: float = Field(default=120.0, gt=0, le=3600)
     max_video_pixels: int = Field(default=3840 * 2160, ge=64 * 64)
@@ -148,7 +148,7 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
     cpu_allocator_tuning: bool = Field(
         default=True,
-        description="On a CPU device, tune glibc's malloc for large tensors (engine.runtime; 1.31x "
+        description="On a CPU device, tune glibc's malloc for large tensors (engine.weights.runtime; 1.31x "
         "on the full-size job, bench/allocator.py).",
     )
     model_cache_dir: Path = Path.home() / ".cache" / "poseanimate"

@@ -1,9 +1,9 @@
 """Driving videos at intake: bytes loaded (upload, data URI or URL through the SSRF guard) under
 ``POSEANIMATE_MAX_VIDEO_BYTES``, the container sniffed from its magic bytes, then the header and
-packets probed without decoding (:func:`check_video`, ``engine.videoprobe``: resolution, duration,
+packets probed without decoding (:func:`check_video`, ``engine.inputs.videoprobe``: resolution, duration,
 the frames the job's sampling gives, truncation, a first frame that decodes), all before anything
 is stored or queued. Pose extraction (the decoding) happens on an io worker (``worker.extraction``
-with ``engine.extract``), which checks the same limits again while decoding.
+with ``engine.poses.extract``), which checks the same limits again while decoding.
 
 Codes: ``video_too_large`` (413: bytes or pixels per frame), ``video_too_long`` (413: seconds or
 sampled frames), ``video_type_unsupported`` (415), ``video_unreadable`` (422: not a video, damaged,
@@ -13,8 +13,8 @@ truncated), ``video_invalid`` (422: e.g. a start past the end), ``video_referenc
 
 from __future__ import annotations
 
-from engine.errors import InvalidInput
-from engine.videoprobe import ExtractionError, VideoInfo, probe_video
+from engine.inputs.errors import InvalidInput
+from engine.inputs.videoprobe import ExtractionError, VideoInfo, probe_video
 from jobs.images import ImageValidationError, decode_data_uri
 from jobs.limits import ServiceLimits
 from jobs.ssrf import FetchError, Resolver, fetch_bytes

@@ -2,7 +2,7 @@
 
 ``load_animator(settings)`` returns a backend with one method, ``render(job, out_dir, on_progress,
 should_cancel) -> Rendered`` that writes ``animation.mp4`` and ``poster.png`` into ``out_dir``, and
-the previews (``engine.previews``): ``poses.json`` (the whole pose sequence used, on the output
+the previews (``engine.poses.previews``): ``poses.json`` (the whole pose sequence used, on the output
 canvas), ``skeleton.mp4`` (the ControlNet conditioning frames) and ``side_by_side.mp4``
 ([source | pose | result]):
 
@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from PIL import Image
 
-from engine.models import DEFAULT_CONTROLNET
-from engine.rules import DEFAULTS
+from engine.inputs.models import DEFAULT_CONTROLNET
+from engine.inputs.rules import DEFAULTS
 from jobs.contract import ErrorCode
 from jobs.settings import Settings
 from worker import metrics
 
 if TYPE_CHECKING:  # the worker-engine seam, checked by mypy; imported at run time inside methods
-    from engine.cache import InversionCache
-    from engine.pipeline import PoseAnimator
+    from engine.method.cache import InversionCache
+    from engine.method.pipeline import PoseAnimator
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +158,10 @@ class NoopAnimator:
         started = time.perf_counter()
         on_progress("encoding", 0.0)
         # PyAV, PIL and numpy only: none of these imports loads torch.
-        from engine import video
-        from engine.alignment import align_poses
-        from engine.pose import Pose, PoseSequence
-        from engine.previews import write_previews
+        from engine.poses import video
+        from engine.poses.alignment import align_poses
+        from engine.poses.pose import Pose, PoseSequence
+        from engine.poses.previews import write_previews
 
         try:  # the sequence the engine would condition on: PATA of the given poses (no detector here)
             targets = PoseSequence.from_json(job.poses)
@@ -199,7 +199,7 @@ class NoopAnimator:
 
 @dataclass
 class _Frames:
-    """What ``engine.previews.write_previews`` reads of an ``AnimationResult``."""
+    """What ``engine.poses.previews.write_previews`` reads of an ``AnimationResult``."""
 
     frames: list[Image.Image]
     poses: Any
@@ -219,7 +219,7 @@ def inversion_cache(settings: Settings) -> InversionCache | None:
     image, prompt, source pose, model, sampling settings)."""
     if settings.inversion_cache == "off":
         return None
-    from engine.cache import MemoryInversionCache
+    from engine.method.cache import MemoryInversionCache
 
     memory = MemoryInversionCache(max_entries=settings.inversion_cache_entries)
     if settings.inversion_cache == "memory":
@@ -248,8 +248,8 @@ class EngineAnimator:
         # The engine (and torch) load only here, inside the worker process that runs jobs.
         import torch
 
-        from engine.loading import resolve_model
-        from engine.pipeline import PoseAnimator
+        from engine.method.pipeline import PoseAnimator
+        from engine.weights.loading import resolve_model
 
         spec, controlnet_override = model_spec(settings)
         base, controlnet = resolve_model(
@@ -265,7 +265,7 @@ class EngineAnimator:
             inversion_cache=inversion_cache(settings),
         )
         if self.animator.device.type == "cpu" and settings.cpu_allocator_tuning:
-            from engine.runtime import tune_cpu_allocator
+            from engine.weights.runtime import tune_cpu_allocator
 
             tune_cpu_allocator()
         self.random_weights = bool(self.animator.model_info.get("random_weights"))
@@ -283,10 +283,10 @@ class EngineAnimator:
     def render(
         self, job: JobInputs, out_dir: Path, on_progress: ProgressCallback, should_cancel: CancelCheck
     ) -> Rendered:
-        from engine import video
-        from engine.config import AnimateConfig
-        from engine.errors import AnimationCancelled
-        from engine.pose import Pose, PoseSequence
+        from engine.inputs.errors import AnimationCancelled
+        from engine.method.config import AnimateConfig
+        from engine.poses import video
+        from engine.poses.pose import Pose, PoseSequence
 
         torch = self.torch
         try:
@@ -345,7 +345,7 @@ class EngineAnimator:
         if cuda:
             info["gpu_memory_allocated_bytes"] = torch.cuda.memory_allocated()
             info["gpu_memory_peak_bytes"] = torch.cuda.max_memory_allocated()
-        from engine.previews import write_previews
+        from engine.poses.previews import write_previews
 
         started = time.perf_counter()
         try:  # the frames are decoded back from the MP4 (keep_frames=False holds none in memory)

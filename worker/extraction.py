@@ -2,7 +2,7 @@
 stage of jobs submitted with a driving video. A GPU worker never decodes video.
 
 A job's stage runs while the job is still ``queued`` (no job lock, no attempt: those belong to the
-GPU run): it reads ``inputs/{job}/driving_video.*``, extracts at the job's fps (``engine.extract``,
+GPU run): it reads ``inputs/{job}/driving_video.*``, extracts at the job's fps (``engine.poses.extract``,
 bounded by the job's frame budget and the service's video resolution and duration limits), writes
 ``inputs/{job}/poses.json``, records the real ``num_frames`` and only then sends the job to ``gpu``.
 Progress within the stage is written as frames are detected (at most twice a second); a job
@@ -39,7 +39,7 @@ from jobs.videos import video_frame_budget
 from jobs.views import emit_webhook
 
 if TYPE_CHECKING:
-    from engine.extract import ExtractionResult
+    from engine.poses.extract import ExtractionResult
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ PROGRESS_EVERY_S = 0.5
 
 
 def _extract(data: bytes, limits: ServiceLimits, **options: Any) -> ExtractionResult:
-    from engine.extract import extract_poses
+    from engine.poses.extract import extract_poses
 
     with _LOCK:
         return extract_poses(
@@ -70,7 +70,7 @@ def _refusal(exc: ValueError) -> tuple[str, str]:
 
 def skeleton_data_uri(result: ExtractionResult, tmp_dir: str | None = None) -> str:
     """The skeleton frames of ``result`` as a small H.264 MP4 in a base64 data URI."""
-    from engine.previews import write_skeleton_video
+    from engine.poses.previews import write_skeleton_video
 
     w, h = result.poses.width, result.poses.height
     scale = min(1.0, PREVIEW_MAX_SIDE / max(w, h))

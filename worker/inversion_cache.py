@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from engine.cache import MemoryInversionCache, dumps_inversion, loads_inversion
+from engine.method.cache import MemoryInversionCache, dumps_inversion, loads_inversion
 from jobs.deletion import record_cache_key
 from jobs.storage import ObjectNotFound, Storage, StorageUnavailable
 

@@ -1,11 +1,11 @@
 // Pose helpers for the playground: parse the accepted pose JSON shapes, map them onto a canvas the
-// way the engine does (engine.pose.fit_transform), align them with PATA (engine.alignment: one
+// way the engine does (engine.poses.pose.fit_transform), align them with PATA (engine.poses.alignment: one
 // similarity fitted on torso lengths + neck anchor, then a linear transition), and draw COCO-18
 // skeletons with the OpenPose annotator's colours. No dependencies.
 "use strict";
 
 const Poses = (() => {
-  // engine.pose.LIMBS (0-indexed COCO-18), in drawing order; limb i is drawn in COLORS[i].
+  // engine.poses.pose.LIMBS (0-indexed COCO-18), in drawing order; limb i is drawn in COLORS[i].
   const LIMBS = [
     [1, 2], [1, 5], [2, 3], [3, 4], [5, 6], [6, 7], [1, 8], [8, 9], [9, 10],
     [1, 11], [11, 12], [12, 13], [1, 0], [0, 14], [14, 16], [0, 15], [15, 17],
@@ -77,7 +77,7 @@ const Poses = (() => {
     };
   }
 
-  // engine.pose.fit_transform: the geometry of ImageOps.fit (cover, then centre-crop).
+  // engine.poses.pose.fit_transform: the geometry of ImageOps.fit (cover, then centre-crop).
   function fitTransform(srcW, srcH, dstW, dstH) {
     const srcRatio = srcW / srcH, dstRatio = dstW / dstH;
     let cropW, cropH;
@@ -118,7 +118,7 @@ const Poses = (() => {
     return out;
   }
 
-  // engine.alignment.fit_similarity
+  // engine.poses.alignment.fit_similarity
   function fitSimilarity(source, target) {
     const src = points(source), tgt = points(target);
     const common = Object.keys(src).filter((k) => k !== "mid" && tgt[k] !== undefined);
@@ -165,7 +165,7 @@ const Poses = (() => {
     return out;
   }
 
-  // engine.alignment.align_poses on a width x height canvas: [p_s, t transition poses, M aligned targets].
+  // engine.poses.alignment.align_poses on a width x height canvas: [p_s, t transition poses, M aligned targets].
   // `source` is a parsed one-frame sequence in image pixels (imageW x imageH).
   function align(source, targets, transitionFrames, width, height, imageW, imageH) {
     const src = toCanvas(source.frames[0], imageW || source.width, imageH || source.height, width, height);

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine import random_model
-from engine.random_model import build_clip_sized_tokenizer_files, parameter_counts, sd15_modules
+from engine.weights import random_model
+from engine.weights.random_model import build_clip_sized_tokenizer_files, parameter_counts, sd15_modules
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,7 +110,7 @@ def test_gpu_benchmark_dry_run_plans_the_paper_setting_and_skips_cuda_levers_on_
     import sys
 
     from engine import AnimateConfig
-    from engine.cost import expected_evaluations
+    from engine.method.cost import expected_evaluations
 
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "gpu.py"), "--device", "cpu", "--dry-run"],

@@ -1,5 +1,5 @@
 """bench/scaling.py checked cheaply: the line fit on given numbers, the plan (--dry-run) against
-engine.cost, and the table and plot from a small report. No full-size run here."""
+engine.method.cost, and the table and plot from a small report. No full-size run here."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def test_fit_line_recovers_slope_intercept_and_r2():
 
 def _point(targets: int, seconds: float) -> dict:
     from engine import AnimateConfig
-    from engine.cost import expected_evaluations
+    from engine.method.cost import expected_evaluations
 
     config = AnimateConfig(num_inference_steps=1, transition_frames=0, inversion_early_stop=0.0)
     evals = expected_evaluations(config, targets)
@@ -51,7 +51,7 @@ def test_evaluation_counts_are_linear_in_frames_and_the_report_renders(tmp_path)
     points = [_point(m, 5.1 + 3.5 * m) for m in (1, 2, 4)]
     fits = scaling.fits(points)
     assert fits["job"]["slope"] == pytest.approx(3.5) and fits["inverting"]["slope"] == pytest.approx(0.0)
-    # engine.cost at T=1, k=1: 2 optimisation forwards + 2 sampling forwards, 1 backward per frame
+    # engine.method.cost at T=1, k=1: 2 optimisation forwards + 2 sampling forwards, 1 backward per frame
     assert fits["forward_evals"]["slope"] == pytest.approx(4.0) and fits["forward_evals"]["r2"] == 1.0
     assert fits["backward_evals"]["slope"] == pytest.approx(1.0)
     report = {
@@ -78,7 +78,7 @@ def test_evaluation_counts_are_linear_in_frames_and_the_report_renders(tmp_path)
 
 def test_dry_run_plans_one_job_per_target_count():
     from engine import AnimateConfig
-    from engine.cost import expected_evaluations
+    from engine.method.cost import expected_evaluations
 
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "scaling.py"), "--dry-run", "--targets", "4,1,2"],

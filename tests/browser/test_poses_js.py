@@ -1,5 +1,5 @@
 """The playground's client-side PATA (api/static/poses.js) gives the engine's aligned poses
-(engine.alignment.align_poses), so the preview shows what the job will run. Run with node."""
+(engine.poses.alignment.align_poses), so the preview shows what the job will run. Run with node."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.alignment import align_poses
-from engine.pose import Pose, PoseSequence
+from engine.poses.alignment import align_poses
+from engine.poses.pose import Pose, PoseSequence
 
 REPO = Path(__file__).resolve().parents[2]
 NODE = shutil.which("node")

@@ -43,7 +43,7 @@ def _animate(model: Path, out: Path, *extra: str) -> subprocess.CompletedProcess
 
 
 def test_animate_writes_an_mp4_with_one_plus_transition_plus_target_frames(cli_model, tmp_path):
-    from engine.video import probe_mp4
+    from engine.poses.video import probe_mp4
 
     out, poster = tmp_path / "a.mp4", tmp_path / "poster.png"
     done = _animate(cli_model, out, "--poster", str(poster), "--fps", "12")
@@ -202,7 +202,7 @@ def test_machine_and_model_mistakes_print_one_line_with_a_way_out(tmp_path, extr
 @pytest.mark.parametrize("flag", [(), ("--no-allocator-tuning",)])
 def test_animate_on_a_cpu_tunes_the_allocator_unless_told_not_to(cli_model, tmp_path, monkeypatch, flag):
     from cli.main import main
-    from engine import runtime
+    from engine.weights import runtime
 
     calls: list[bool] = []
     monkeypatch.setattr(runtime, "tune_cpu_allocator", lambda: calls.append(True) or True)

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from cli.main import main
-from engine.pose import PoseSequence
-from engine.video import encode_mp4, probe_mp4
+from engine.poses.pose import PoseSequence
+from engine.poses.video import encode_mp4, probe_mp4
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CLIP_FRAMES, CLIP_FPS = 10, 24  # 0.417 s

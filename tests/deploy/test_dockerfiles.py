@@ -86,7 +86,7 @@ def test_api_image_installs_the_base_package_only() -> None:
     names = {d.split(">")[0].split("=")[0].split("[")[0] for d in base}
     heavy = names & {"torch", "diffusers", "transformers", "mediapipe"}
     assert not heavy, "the engine's source is copied for its torch-free leaves; its heavy deps stay out"
-    # PyAV (a self-contained wheel) is in: the API probes driving videos (engine.videoprobe).
+    # PyAV (a self-contained wheel) is in: the API probes driving videos (engine.inputs.videoprobe).
     assert "av" in names
     assert "! pip show torch" in runs  # the build itself fails if torch slipped in
 

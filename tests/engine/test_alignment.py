@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.alignment import (
+from engine.poses.alignment import (
     SCALE_RANGE,
     AlignmentError,
     SimilarityTransform,
@@ -13,7 +13,7 @@ from engine.alignment import (
     fit_similarity,
     interpolate_poses,
 )
-from engine.pose import KEYPOINT_NAMES, Pose, PoseSequence
+from engine.poses.pose import KEYPOINT_NAMES, Pose, PoseSequence
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 KP = {name: i for i, name in enumerate(KEYPOINT_NAMES)}

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-from engine.attention import (
+from engine.method.attention import (
     AttentionController,
     CrossAttentionMapProcessor,
     DualConsistencyAttnProcessor,
@@ -271,7 +271,7 @@ def test_attention_mask_is_excluded_not_zeroed_reference_helper():
 
 
 def test_token_grids_follow_the_unets_ceil_down_sampling():
-    from engine.attention import downsampled_grid, token_grids
+    from engine.method.attention import downsampled_grid, token_grids
 
     assert token_grids((64, 64))[32 * 32] == (32, 32)
     # 72 px -> 9x9 latent -> 5x5, 3x3, 2x2, 1x1 (a whole-factor division would give 4x4 and fail)

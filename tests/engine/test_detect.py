@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import detect
-from engine.detect import (
+from engine.poses import detect
+from engine.poses.detect import (
     SOURCE_POSE_HINT,
     DetectorUnavailable,
     MediaPipePoseDetector,
@@ -21,7 +21,7 @@ from engine.detect import (
     register_pose_detector,
     register_segmenter,
 )
-from engine.pose import KEYPOINT_NAMES, Pose, PoseError
+from engine.poses.pose import KEYPOINT_NAMES, Pose, PoseError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 KP = {name: i for i, name in enumerate(KEYPOINT_NAMES)}

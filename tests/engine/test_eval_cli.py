@@ -16,7 +16,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
-    from engine.video import encode_mp4
+    from engine.poses.video import encode_mp4
 
     root = tmp_path_factory.mktemp("videos")
     photo = np.asarray(Image.open(EXAMPLES / "astronaut.jpg").convert("RGB").resize((160, 160)))

@@ -135,7 +135,7 @@ def test_reference_metrics_in_float64(photo):
 
 
 def test_videos_are_read_with_pyav(tmp_path, photo):
-    from engine.video import encode_mp4
+    from engine.poses.video import encode_mp4
 
     video = _moving(photo, n=4)
     path = tmp_path / "v.mp4"

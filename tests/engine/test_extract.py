@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.detect import MediaPipePoseDetector
-from engine.extract import (
+from engine.poses.detect import MediaPipePoseDetector
+from engine.poses.extract import (
     ExtractionError,
     NoPersonFound,
     VideoTooLarge,
@@ -21,7 +21,7 @@ from engine.extract import (
     extract_poses,
     smooth_track,
 )
-from engine.pose import KEYPOINT_NAMES, Pose
+from engine.poses.pose import KEYPOINT_NAMES, Pose
 from tests.support.clips import blank_mp4
 from tests.support.clips import encode_clip as encode
 
@@ -376,7 +376,7 @@ def test_extract_poses_is_exported_lazily_without_torch_av_or_mediapipe():
     import ast
 
     import engine
-    from engine import extract as module
+    from engine.poses import extract as module
 
     assert engine.extract_poses is extract_poses
     tree = ast.parse(Path(module.__file__).read_text())

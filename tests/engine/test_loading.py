@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.models import DEFAULT_CONTROLNET
-from engine.pipeline import PoseAnimator
+from engine.inputs.models import DEFAULT_CONTROLNET
+from engine.method.pipeline import PoseAnimator
 
 
 def test_a_local_model_dir_uses_its_own_controlnet_by_default(tiny_model_dir, monkeypatch):

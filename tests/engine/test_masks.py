@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.errors import InvalidInput
-from engine.masks import (
+from engine.inputs.errors import InvalidInput
+from engine.method.masks import (
     MaskTracker,
     alpha_mask,
     candidate_tokens,

@@ -17,12 +17,12 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 
 from engine import AnimateConfig, PoseAnimator
-from engine.attention import AttentionController, DualConsistencyAttnProcessor
-from engine.batching import FrameBatcher
-from engine.ddim import DDIMSchedule
-from engine.denoiser import ControlledDenoiser, guided
-from engine.pacm import SourceInversion, ddim_inversion, optimise_pose_embeddings, pose_aware_inversion
-from engine.progress import StageTracker
+from engine.method.attention import AttentionController, DualConsistencyAttnProcessor
+from engine.method.batching import FrameBatcher
+from engine.method.ddim import DDIMSchedule
+from engine.method.denoiser import ControlledDenoiser, guided
+from engine.method.pacm import SourceInversion, ddim_inversion, optimise_pose_embeddings, pose_aware_inversion
+from engine.method.progress import StageTracker
 from tests.support.engine import FAST as ENGINE_FAST
 from tests.support.engine import astronaut_example, tiny_animator
 
@@ -509,7 +509,7 @@ def test_mgdm_frame_masks_start_from_the_pose_and_the_source_mask(animator, exam
     image, source, targets = example
     seq = animator.build_pose_sequence(source.to_canvas(*image.size).to_canvas(64, 64), targets, FAST)
     masks = animator.initial_masks(seq, None, (8, 8), FAST)
-    from engine.masks import pose_mask
+    from engine.method.masks import pose_mask
 
     drawn = np.stack([pose_mask(p, 64, 64) for p in seq])
     assert masks.shape == (len(seq), 8, 8)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.ddim import DDIMSchedule
-from engine.denoiser import ControlledDenoiser, guided
-from engine.pacm import ddim_inversion, optimise_pose_embeddings, pose_aware_inversion
+from engine.method.ddim import DDIMSchedule
+from engine.method.denoiser import ControlledDenoiser, guided
+from engine.method.pacm import ddim_inversion, optimise_pose_embeddings, pose_aware_inversion
 
 
 @pytest.fixture(scope="module")

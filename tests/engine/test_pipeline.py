@@ -17,8 +17,8 @@ from engine import (
     PoseAnimator,
     PoseSequence,
 )
-from engine.cost import expected_evaluations
-from engine.pose import PoseError
+from engine.method.cost import expected_evaluations
+from engine.poses.pose import PoseError
 from tests.support.engine import FAST as ENGINE_FAST
 from tests.support.engine import astronaut_example, tiny_animator
 
@@ -332,7 +332,7 @@ def _degenerate_targets():
 )
 def test_late_refusals_come_before_any_model_call_with_a_stable_code(animator, example, change, code):
     """Issue 9: inputs the engine used to refuse late (or crash on) are refused up front, by
-    engine.rules, with the code the API uses."""
+    engine.inputs.rules, with the code the API uses."""
     image, source, targets = example
     spy = UNetSpy(animator.unet)
     try:

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from engine import pose as pose_module
-from engine.masks import pose_mask
-from engine.pose import (
+from engine.method.masks import pose_mask
+from engine.poses import pose as pose_module
+from engine.poses.pose import (
     KEYPOINT_NAMES,
     LIMBS,
     NUM_KEYPOINTS,
@@ -18,7 +18,7 @@ from engine.pose import (
     PoseSequence,
     fit_transform,
 )
-from engine.render import KEYPOINT_COLORS, LIMB_COLORS, render_pose
+from engine.poses.render import KEYPOINT_COLORS, LIMB_COLORS, render_pose
 from tests.support.payloads import STANDING as STANDING_FRAME
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -224,7 +224,7 @@ def test_xy_pairs_read_as_confident_keypoints():
 
 
 def test_from_json_reads_exactly_what_the_pose_format_normalises():
-    from engine.poseformat import normalize_poses
+    from engine.inputs.poseformat import normalize_poses
 
     data = {
         "width": 640,
@@ -507,7 +507,7 @@ def test_pose_module_imports_only_numpy_pil_stdlib_and_the_pose_format():
         elif isinstance(node, ast.ImportFrom) and node.module:
             roots.add(node.module if node.module.startswith("engine.") else node.module.split(".")[0])
     assert roots <= {
-        "engine.poseformat",
+        "engine.inputs.poseformat",
         "__future__",
         "json",
         "math",
@@ -523,5 +523,5 @@ def test_importing_poses_does_not_load_torch():
     import subprocess
     import sys
 
-    code = "import sys, engine.pose, engine.alignment; assert 'torch' not in sys.modules, 'torch loaded'"
+    code = "import sys, engine.poses.pose, engine.poses.alignment; assert 'torch' not in sys.modules, 'torch loaded'"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,4 +1,4 @@
-"""The one pose-format parser (engine/poseformat.py): every accepted form, every rule, every code.
+"""The one pose-format parser (engine/inputs/poseformat.py): every accepted form, every rule, every code.
 
 Includes the cases where the API's and the engine's parsers used to drift (issue 9): canvas limit,
 out-of-bounds margin, ``{"people": []}``, all-zero frames, ``[x, y]`` pairs, degenerate poses.
@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import pose as pose_module
-from engine.poseformat import (
+from engine.inputs.poseformat import (
     KEYPOINT_NAMES,
     NUM_KEYPOINTS,
     POSE_ERROR_CODES,
@@ -26,6 +25,7 @@ from engine.poseformat import (
     normalize_source_pose,
     parse_pose_json,
 )
+from engine.poses import pose as pose_module
 from tests.support.payloads import STANDING
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -334,7 +334,7 @@ def test_bundled_examples_are_accepted(name):
 
 def test_importing_the_pose_format_loads_neither_torch_nor_pil():
     code = (
-        "import sys, engine.poseformat; "
+        "import sys, engine.inputs.poseformat; "
         "assert 'torch' not in sys.modules and 'PIL' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.alignment import align_poses
-from engine.pose import Pose, PoseSequence
-from engine.previews import (
+from engine.poses.alignment import align_poses
+from engine.poses.pose import Pose, PoseSequence
+from engine.poses.previews import (
     poses_document,
     preview_paths,
     read_frames,
@@ -20,8 +20,8 @@ from engine.previews import (
     write_side_by_side,
     write_skeleton_video,
 )
-from engine.render import render_pose
-from engine.video import VideoError, encode_mp4, probe_mp4
+from engine.poses.render import render_pose
+from engine.poses.video import VideoError, encode_mp4, probe_mp4
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import AnimationCancelled
-from engine.progress import StageTracker
+from engine.inputs.errors import AnimationCancelled
+from engine.method.progress import StageTracker
 
 
 def test_steps_are_reported_in_units_of_work_alongside_the_fraction():

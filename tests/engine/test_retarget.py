@@ -5,11 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.alignment import align_poses, fit_similarity
-from engine.config import AnimateConfig
-from engine.errors import InvalidInput
-from engine.pose import KEYPOINT_NAMES, LIMBS, Pose, PoseSequence
-from engine.retarget import bone_lengths, retarget_bones
+from engine.inputs.errors import InvalidInput
+from engine.method.config import AnimateConfig
+from engine.poses.alignment import align_poses, bone_lengths, fit_similarity, retarget_bones
+from engine.poses.pose import KEYPOINT_NAMES, LIMBS, Pose, PoseSequence
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 KP = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
@@ -170,7 +169,7 @@ def test_the_scale_path_is_unchanged_and_the_default(source):
 
 
 def test_config_retarget_option_drives_build_pose_sequence(source):
-    from engine.pipeline import PoseAnimator
+    from engine.method.pipeline import PoseAnimator
 
     assert AnimateConfig().retarget == "scale"
     driving = driving_clip()

@@ -1,4 +1,4 @@
-"""engine/rules.py and engine/models.py: the engine's torch-free input rules, limits and defaults."""
+"""engine/inputs/rules.py and engine/inputs/models.py: the engine's torch-free input rules, limits and defaults."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from engine.config import AnimateConfig
-from engine.errors import InvalidInput
-from engine.models import DEFAULT_BASE, DEFAULT_CONTROLNET, RANDOM_WEIGHTS_MARKER, is_random_weights
-from engine.rules import (
+from engine.inputs.errors import InvalidInput
+from engine.inputs.models import DEFAULT_BASE, DEFAULT_CONTROLNET, RANDOM_WEIGHTS_MARKER, is_random_weights
+from engine.inputs.rules import (
     DEFAULTS,
     LIMITS,
     RULE_CODES,
@@ -24,6 +23,7 @@ from engine.rules import (
     check_prompt,
     check_subject_words,
 )
+from engine.method.config import AnimateConfig
 
 STANDING = [[256 + 10 * (i % 3), 96 + 20 * i, 1.0] for i in range(18)]
 
@@ -185,7 +185,7 @@ def test_model_defaults_and_the_random_weights_marker(tmp_path):
 
 def test_rules_models_and_errors_are_torch_free_leaves():
     code = (
-        "import sys, engine, engine.rules, engine.models, engine.errors, engine.poseformat; "
+        "import sys, engine, engine.inputs.rules, engine.inputs.models, engine.inputs.errors, engine.inputs.poseformat; "
         "engine.DEFAULT_BASE; "
         "assert 'torch' not in sys.modules and 'PIL' not in sys.modules, 'torch/PIL loaded'"
     )

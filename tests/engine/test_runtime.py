@@ -1,4 +1,4 @@
-"""``engine.runtime.tune_cpu_allocator``: after it, a freed large tensor's pages stay mapped for the
+"""``engine.weights.runtime.tune_cpu_allocator``: after it, a freed large tensor's pages stay mapped for the
 next one, so allocating again does not fault them in again (what costs the full-size CPU job a third
 of its time in the kernel; ``bench/allocator.py`` measures the job)."""
 
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from engine import runtime
+from engine.weights import runtime
 
 pytestmark = pytest.mark.skipif(runtime._glibc() is None, reason="glibc's malloc only")
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(runtime._glibc() is None, reason="glibc's malloc
 SCRIPT = """
 import json, resource, sys
 import torch
-from engine.runtime import tune_cpu_allocator
+from engine.weights.runtime import tune_cpu_allocator
 applied = tune_cpu_allocator() if sys.argv[1] == "tuned" else None
 for _ in range(20):
     torch.empty(16 << 20).fill_(1.0)
@@ -49,6 +49,6 @@ def test_tuned_allocator_keeps_freed_tensor_pages_mapped():
 
 def test_tuning_is_idempotent_in_one_process():
     # in a child: tuning this test process would change the allocator under the rest of the suite
-    code = "from engine.runtime import tune_cpu_allocator as t; print(t(), t())"
+    code = "from engine.weights.runtime import tune_cpu_allocator as t; print(t(), t())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "True"]

@@ -2,7 +2,7 @@ import json
 
 import torch
 
-from engine.models import RANDOM_WEIGHTS_MARKER, is_random_weights
+from engine.inputs.models import RANDOM_WEIGHTS_MARKER, is_random_weights
 
 
 def test_tiny_model_is_saved_in_diffusers_layout_and_labelled(tiny_model_dir):

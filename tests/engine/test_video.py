@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import video
-from engine.video import Mp4Writer, VideoError, encode_mp4, probe_mp4, save_poster
+from engine.poses import video
+from engine.poses.video import Mp4Writer, VideoError, encode_mp4, probe_mp4, save_poster
 
 
 def frames(count: int, size=(64, 48)) -> list[Image.Image]:

@@ -1,4 +1,4 @@
-"""The video probe (``engine.videoprobe``): what the API runs on a driving video at submission, with
+"""The video probe (``engine.inputs.videoprobe``): what the API runs on a driving video at submission, with
 no decoding beyond the first frame. It must refuse what extraction would refuse for the clip itself
 (truncated or damaged files, not a video, a still image, too many pixels, too long) and count the
 frames extraction samples, on MP4/H.264, WebM/VP9 and animated GIF."""
@@ -9,15 +9,15 @@ import time
 
 import pytest
 
-from engine.extract import extract_poses
-from engine.pose import Pose
-from engine.videoprobe import (
+from engine.inputs.videoprobe import (
     ExtractionError,
     VideoTooLarge,
     VideoTooLong,
     VideoUnreadable,
     probe_video,
 )
+from engine.poses.extract import extract_poses
+from engine.poses.pose import Pose
 from tests.support.clips import astronaut_gif, astronaut_mp4, astronaut_webm, blank_mp4
 from tests.support.payloads import png_bytes
 

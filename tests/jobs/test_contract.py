@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from engine.errors import InvalidInput
+from engine.inputs.errors import InvalidInput
 from jobs.contract import (
     EXAMPLE_POSES,
     AnimationCreate,
@@ -103,7 +103,7 @@ def test_the_limits_table_refuses_out_of_bounds_parameters_with_one_code(field, 
 
 
 def test_service_limits_never_exceed_the_engines():
-    from engine.rules import LIMITS
+    from engine.inputs.rules import LIMITS
 
     limits = ServiceLimits.from_settings(Settings(_env_file=None, max_steps=10**6, max_size=10**6))
     assert (

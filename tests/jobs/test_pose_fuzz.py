@@ -1,5 +1,5 @@
 """Property-based fuzzing of the two pose parsers (issue 6): the API's (``jobs.poses``, which keeps
-bad poses off the GPU) and the engine's (``engine.pose``, which runs on the GPU worker).
+bad poses off the GPU) and the engine's (``engine.poses.pose``, which runs on the GPU worker).
 
 Inputs are near-valid poses with one or more fields mutated (hostile numbers, wrong shapes, wrong
 types), where parser bugs hide, besides arbitrary JSON. Properties: the API parser refuses with a
@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.pose import PoseError, PoseSequence
-from engine.poseformat import PoseError as PoseValidationError
-from engine.poseformat import normalize_poses, parse_pose_json
+from engine.inputs.poseformat import PoseError as PoseValidationError
+from engine.inputs.poseformat import normalize_poses, parse_pose_json
+from engine.poses.pose import PoseError, PoseSequence
 from tests.support.strategies import json_values
 
 HOSTILE_NUMBERS = st.one_of(

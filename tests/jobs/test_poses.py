@@ -5,8 +5,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from engine.poseformat import PoseError as PoseValidationError
-from engine.poseformat import normalize_poses, normalize_source_pose, parse_pose_json
+from engine.inputs.poseformat import PoseError as PoseValidationError
+from engine.inputs.poseformat import normalize_poses, normalize_source_pose, parse_pose_json
 from jobs.contract import EXAMPLE_POSES
 from tests.support.strategies import json_values
 
@@ -171,7 +171,7 @@ def test_a_pose_collapsed_to_one_point_is_degenerate():
     ],
 )
 def test_empty_frames_are_refused_by_the_one_parser_the_engine_uses_too(obj):
-    from engine.pose import PoseSequence
+    from engine.poses.pose import PoseSequence
 
     with pytest.raises(PoseValidationError) as info:
         normalize_poses(obj, max_frames=1)

@@ -27,7 +27,7 @@ def astronaut_frames(
 
 def astronaut_mp4(count: int = 8, fps: int = 8, **kwargs) -> bytes:
     """An H.264 MP4 of :func:`astronaut_frames` (``count`` frames at ``fps``)."""
-    from engine.video import encode_mp4
+    from engine.poses.video import encode_mp4
 
     with tempfile.TemporaryDirectory() as tmp:
         path = encode_mp4(astronaut_frames(count, **kwargs), Path(tmp) / "clip.mp4", fps=fps)
@@ -64,7 +64,7 @@ def encode_clip(
     import av
 
     if fmt == "mp4":
-        from engine.video import encode_mp4
+        from engine.poses.video import encode_mp4
 
         return encode_mp4(frames, path, fps=fps)
     with av.open(str(path), "w", format=fmt) as container:

@@ -19,7 +19,7 @@ def engine_leaves() -> frozenset[str]:
         if c["source_modules"] and all(m.startswith("engine.") for m in c["source_modules"])
         for m in c["source_modules"]
     }
-    assert {"engine.poseformat", "engine.videoprobe"} <= leaves, leaves
+    assert {"engine.inputs.poseformat", "engine.inputs.videoprobe"} <= leaves, leaves
     return frozenset({"engine", *leaves})
 
 

@@ -12,7 +12,7 @@ from jobs.settings import Settings
 def test_engine_worker_on_a_cpu_tunes_the_allocator_unless_turned_off(
     tiny_model_dir, monkeypatch, tmp_path, tuning
 ):
-    from engine import runtime
+    from engine.weights import runtime
     from worker.animators import load_animator
 
     calls: list[bool] = []

@@ -10,7 +10,7 @@ import json
 import av
 import pytest
 
-from engine.rules import DEFAULTS
+from engine.inputs.rules import DEFAULTS
 from jobs.contract import JobStatus
 from jobs.extractions import ExtractionStore, new_extraction_id, video_key
 from jobs.limits import effective_params
@@ -158,12 +158,12 @@ def test_the_stage_reports_its_progress_as_frames_are_detected(env, clip, monkey
 def test_a_cancel_during_extraction_stops_the_decoding(env, clip, monkeypatch):
     _, store, _, queue, _ = env
     record = submit_video(env, clip)
-    import engine.extract
+    import engine.poses.extract
     import worker.extraction as extraction
 
     monkeypatch.setattr(extraction, "PROGRESS_EVERY_S", 0.0)
     detected = []
-    detect = engine.extract._detect
+    detect = engine.poses.extract._detect
 
     def detect_then_cancel(*args):
         detected.append(1)
@@ -171,7 +171,7 @@ def test_a_cancel_during_extraction_stops_the_decoding(env, clip, monkeypatch):
             store.request_cancel(record.id)
         return detect(*args)
 
-    monkeypatch.setattr(engine.extract, "_detect", detect_then_cancel)
+    monkeypatch.setattr(engine.poses.extract, "_detect", detect_then_cancel)
     assert run_stage(env, record.id) == "skipped"
     assert len(detected) == 2  # of the clip's 8 frames: the progress write after the cancel stopped it
     assert store.get(record.id).status is JobStatus.CANCELED and ("gpu", record.id) not in queue.sent

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine import AnimateConfig, MemoryInversionCache
-from engine.pacm import SourceInversion
+from engine.method.pacm import SourceInversion
 from jobs.storage import LocalStorage, StorageUnavailable
 from tests.support.engine import astronaut_example, tiny_animator
 from worker.inversion_cache import StorageInversionCache

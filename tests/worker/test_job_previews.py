@@ -9,9 +9,9 @@ import av
 import numpy as np
 import pytest
 
-from engine.pose import PoseSequence
-from engine.retarget import bone_lengths
-from engine.rules import DEFAULTS
+from engine.inputs.rules import DEFAULTS
+from engine.poses.alignment import bone_lengths
+from engine.poses.pose import PoseSequence
 from jobs.contract import EXAMPLE_POSES, JobStatus
 from jobs.views import job_view
 from tests.support import EXAMPLES

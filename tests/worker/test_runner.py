@@ -10,7 +10,7 @@ import time
 import av
 import pytest
 
-from engine.rules import DEFAULTS
+from engine.inputs.rules import DEFAULTS
 from jobs.contract import EXAMPLE_POSES, JobStatus
 from jobs.storage import ObjectNotFound, StorageUnavailable
 from jobs.store import new_job_id
@@ -275,7 +275,7 @@ def test_every_job_knob_reaches_the_engine_config():
 
     from PIL import Image
 
-    from engine.config import AnimateConfig
+    from engine.method.config import AnimateConfig
     from worker.animators import JobInputs, config_overrides
 
     job = JobInputs(

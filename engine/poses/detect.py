@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from engine.pose import NUM_KEYPOINTS, Pose, PoseError
+from engine.poses.pose import NUM_KEYPOINTS, Pose, PoseError
 
 __all__ = [
     "SOURCE_POSE_HINT",

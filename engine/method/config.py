@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-from engine.errors import InvalidInput
-from engine.rules import (
+from engine.inputs.errors import InvalidInput
+from engine.inputs.rules import (
     DEFAULTS,
     LIMITS,
     check_generation_size,
@@ -87,7 +87,7 @@ class AnimateConfig:
     retarget: Literal["scale", "bones"] = "scale"
     """How the driving skeleton meets the character. ``"scale"`` (default, the paper's PATA): one
     uniform scale + translation, the driving proportions kept. ``"bones"``: each bone also gets the
-    character's length, its direction kept per frame (UniAnimate-style; engine.retarget)."""
+    character's length, its direction kept per frame (UniAnimate-style; engine.poses.alignment)."""
 
     # --- Limits ---------------------------------------------------------------------------------
     max_frames: int = LIMITS.max_output_frames
@@ -100,7 +100,7 @@ class AnimateConfig:
         def bad(msg: str) -> None:
             raise InvalidInput(msg)
 
-        # Bounds shared with the service: engine.rules.LIMITS (one table).
+        # Bounds shared with the service: engine.inputs.rules.LIMITS (one table).
         check_steps(self.num_inference_steps)
         check_guidance(self.guidance_scale)
         check_generation_size(self.width, self.height)

@@ -8,7 +8,7 @@ and never for users.
 Configs are those of ``stable-diffusion-v1-5/stable-diffusion-v1-5`` (``unet/``, ``vae/``,
 ``text_encoder/``, ``scheduler/``) and ``lllyasviel/control_v11p_sd15_openpose``, written out here
 because nothing may be downloaded. The tokenizer is a self-built byte-level BPE (as in
-``engine.tiny``) padded with filler merges to CLIP's 49,408 tokens, so the embedding table has the
+``engine.weights.tiny``) padded with filler merges to CLIP's 49,408 tokens, so the embedding table has the
 real size. The directory is a diffusers pipeline layout with a ``controlnet/`` subfolder and the
 random-weights marker file, so ``PoseAnimator.from_pretrained(dir)`` loads it and reports
 ``model_info["random_weights"] = True``.
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from engine.models import RANDOM_WEIGHTS_MARKER
-from engine.tiny import _bytes_to_unicode, build_tiny_tokenizer_files
+from engine.inputs.models import RANDOM_WEIGHTS_MARKER
+from engine.weights.tiny import _bytes_to_unicode, build_tiny_tokenizer_files
 
 ARCHES = ("sd15",)
 

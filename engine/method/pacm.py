@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from engine.denoiser import ControlledDenoiser, guided
-from engine.progress import StageTracker
+from engine.method.denoiser import ControlledDenoiser, guided
+from engine.method.progress import StageTracker
 
 
 def _loss_scale(denoiser: ControlledDenoiser) -> float:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from engine.models import RANDOM_WEIGHTS_MARKER
+from engine.inputs.models import RANDOM_WEIGHTS_MARKER
 
 # Words the tiny BPE vocabulary knows as whole tokens; anything else falls back to characters.
 _WORDS = [

@@ -11,7 +11,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from engine.pose import LIMBS, Pose
+from engine.poses.pose import LIMBS, Pose
 
 __all__ = ["KEYPOINT_COLORS", "LIMB_COLORS", "render_pose"]
 

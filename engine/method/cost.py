@@ -17,7 +17,7 @@ inversion's count. Evaluations are counted per sample: a batch of 16 frames coun
 
 from __future__ import annotations
 
-from engine.config import AnimateConfig
+from engine.method.config import AnimateConfig
 
 
 def expected_evaluations(

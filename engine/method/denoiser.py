@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from engine.ddim import DDIMSchedule
+from engine.method.ddim import DDIMSchedule
 
 
 @dataclass

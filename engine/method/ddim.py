@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.errors import InvalidInput
+from engine.inputs.errors import InvalidInput
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,11 @@
 - ``poses.json``: :func:`poses_document`, the whole sequence used (source pose, transition, aligned
   targets) on the output canvas, in the compact form ``PoseSequence.from_json`` reads back.
 - ``skeleton.mp4``: :func:`write_skeleton_video`, the OpenPose ControlNet conditioning frames
-  (:func:`engine.render.render_pose`), exactly what the model was conditioned on.
+  (:func:`engine.poses.render.render_pose`), exactly what the model was conditioned on.
 - ``side_by_side.mp4``: :func:`write_side_by_side`, columns side by side, each a still image or a
   frame sequence, e.g. the character image, the skeleton and the result.
 
-Frames are streamed into the encoder one at a time (:class:`engine.video.Mp4Writer`).
+Frames are streamed into the encoder one at a time (:class:`engine.poses.video.Mp4Writer`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-from engine.pose import PoseSequence
-from engine.render import render_pose
-from engine.video import Mp4Writer, VideoError
+from engine.poses.pose import PoseSequence
+from engine.poses.render import render_pose
+from engine.poses.video import Mp4Writer, VideoError
 
 __all__ = [
     "poses_document",
@@ -180,7 +180,7 @@ def write_previews(
 ) -> dict[str, Path]:
     """Write the three previews of an animation.
 
-    ``result``: an :class:`engine.pipeline.AnimationResult` (its ``poses`` and, when kept, ``frames``;
+    ``result``: an :class:`engine.method.pipeline.AnimationResult` (its ``poses`` and, when kept, ``frames``;
     otherwise the frames are decoded back from the MP4 at ``out``). ``image``: the character image,
     shown fitted to the output canvas as the pipeline sees it. ``paths``: where to write (default
     :func:`preview_paths` of ``out``). Returns the paths by kind (``poses``, ``skeleton``,

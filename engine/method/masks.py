@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageOps
 
-from engine.errors import InvalidInput
-from engine.pose import LIMBS, Pose, PoseError
-from engine.rules import check_mask
+from engine.inputs.errors import InvalidInput
+from engine.inputs.rules import check_mask
+from engine.poses.pose import LIMBS, Pose, PoseError
 
 # Function words never chosen as the subject automatically.
 _STOPWORDS = frozenset(

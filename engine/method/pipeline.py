@@ -16,16 +16,23 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from engine.alignment import align_poses
-from engine.attention import AttentionController, downsampled_grid, install_processors
-from engine.batching import FrameBatcher, auto_frame_batch
-from engine.cache import InversionCache, inversion_cache_key
-from engine.config import AnimateConfig
-from engine.ddim import DDIMSchedule
-from engine.denoiser import ControlledDenoiser, guided
-from engine.detect import SOURCE_POSE_HINT, get_pose_detector, get_segmenter
-from engine.errors import InvalidInput
-from engine.masks import (
+from engine.inputs.errors import InvalidInput
+from engine.inputs.models import DEFAULT_BASE, DEFAULT_CONTROLNET, is_random_weights
+from engine.inputs.rules import (
+    check_image_size,
+    check_mask,
+    check_output_frames,
+    check_poses_not_degenerate,
+    check_prompt,
+    check_subject_words,
+)
+from engine.method.attention import AttentionController, downsampled_grid, install_processors
+from engine.method.batching import FrameBatcher, auto_frame_batch
+from engine.method.cache import InversionCache, inversion_cache_key
+from engine.method.config import AnimateConfig
+from engine.method.ddim import DDIMSchedule
+from engine.method.denoiser import ControlledDenoiser, guided
+from engine.method.masks import (
     MaskTracker,
     alpha_mask,
     candidate_tokens,
@@ -35,19 +42,12 @@ from engine.masks import (
     subject_token_indices,
     to_latent,
 )
-from engine.models import DEFAULT_BASE, DEFAULT_CONTROLNET, is_random_weights
-from engine.pacm import SourceInversion, ddim_inversion, optimise_pose_embeddings, pose_aware_inversion
-from engine.pose import Pose, PoseSequence
-from engine.progress import CancelCheck, ProgressCallback, StageTracker, StepCallback
-from engine.render import render_pose
-from engine.rules import (
-    check_image_size,
-    check_mask,
-    check_output_frames,
-    check_poses_not_degenerate,
-    check_prompt,
-    check_subject_words,
-)
+from engine.method.pacm import SourceInversion, ddim_inversion, optimise_pose_embeddings, pose_aware_inversion
+from engine.method.progress import CancelCheck, ProgressCallback, StageTracker, StepCallback
+from engine.poses.alignment import align_poses
+from engine.poses.detect import SOURCE_POSE_HINT, get_pose_detector, get_segmenter
+from engine.poses.pose import Pose, PoseSequence
+from engine.poses.render import render_pose
 
 __all__ = ["DEFAULT_BASE", "DEFAULT_CONTROLNET", "AnimationResult", "PoseAnimator"]
 
@@ -225,7 +225,7 @@ class PoseAnimator:
         subject_words: Sequence[str] | None = None,
     ) -> None:
         """Everything that can be refused before a model runs (the torch-free rules of
-        ``engine.rules``, then what needs the tokenizer and scheduler)."""
+        ``engine.inputs.rules``, then what needs the tokenizer and scheduler)."""
         if not isinstance(image, Image.Image):
             raise InvalidInput("image must be a PIL image")
         check_image_size(*image.size)

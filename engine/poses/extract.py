@@ -2,8 +2,8 @@
 
 ``extract_poses(video, fps=8)`` decodes a clip with PyAV (MP4/H.264, WebM/VP9, MOV, animated GIF),
 samples it at the requested frame rate by timestamps, finds one body per sampled frame with a
-registered pose detector (:mod:`engine.detect`, MediaPipe BlazePose mapped to COCO-18 by
-:func:`engine.detect.blazepose_to_coco`), then cleans the track:
+registered pose detector (:mod:`engine.poses.detect`, MediaPipe BlazePose mapped to COCO-18 by
+:func:`engine.poses.detect.blazepose_to_coco`), then cleans the track:
 
 1. **Gaps**: a keypoint missing for at most ``max_gap`` consecutive frames between two frames where it
    is seen is bridged by linear interpolation (confidence: the lower of the two ends). Longer gaps,
@@ -16,7 +16,7 @@ registered pose detector (:mod:`engine.detect`, MediaPipe BlazePose mapped to CO
    people) or ``"error"``. A clip in which nobody is ever found raises :class:`NoPersonFound`.
 
 Limits are checked from the container header before anything is decoded (resolution, duration, the
-number of frames the clip would give; :mod:`engine.videoprobe`, which the API also runs at
+number of frames the clip would give; :mod:`engine.inputs.videoprobe`, which the API also runs at
 submission) and again while decoding, since headers can lie. Every refusal is an
 :class:`ExtractionError` (a ``ValueError``) with a stable ``code``.
 
@@ -36,9 +36,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from engine.detect import SOURCE_POSE_HINT, DetectorUnavailable, PoseDetector, get_pose_detector
-from engine.pose import DEFAULT_MAX_FRAMES, NUM_KEYPOINTS, Pose, PoseSequence
-from engine.videoprobe import (
+from engine.inputs.videoprobe import (
     DEFAULT_MAX_DURATION_S,
     DEFAULT_MAX_PIXELS,
     EPS,
@@ -55,6 +53,8 @@ from engine.videoprobe import (
     source_rate,
     why,
 )
+from engine.poses.detect import SOURCE_POSE_HINT, DetectorUnavailable, PoseDetector, get_pose_detector
+from engine.poses.pose import DEFAULT_MAX_FRAMES, NUM_KEYPOINTS, Pose, PoseSequence
 
 __all__ = [
     "DEFAULT_MAX_DURATION_S",
@@ -358,14 +358,14 @@ def extract_poses(
     ``max_frames``: cap on sampled frames, checked from the header before decoding and enforced while
     decoding. ``max_pixels`` (width x height) and ``max_duration`` (seconds) bound the decoding work.
     ``smoothing``, ``window``, ``max_gap``, ``no_person``: see the module docstring. ``detector``: a
-    name from :func:`engine.detect.available_pose_detectors` (``"auto"``: the first that loads) or a
-    :class:`~engine.detect.PoseDetector`. ``progress(done, total)`` is called after each sampled
+    name from :func:`engine.poses.detect.available_pose_detectors` (``"auto"``: the first that loads) or a
+    :class:`~engine.poses.detect.PoseDetector`. ``progress(done, total)`` is called after each sampled
     frame is detected (``total``: the frames the header promises, at least ``done``); an exception it
     raises stops the extraction and propagates (how a caller cancels).
 
     Raises :class:`ExtractionError` subclasses (all ``ValueError``) for bad arguments and refused or
     unreadable videos, :class:`NoPersonFound` when nobody is found, and
-    :class:`~engine.detect.DetectorUnavailable` when no detector can load.
+    :class:`~engine.poses.detect.DetectorUnavailable` when no detector can load.
     """
     # 1. Check arguments
     fps = _positive(fps, "fps", allow_none=True)

@@ -1,5 +1,5 @@
 """A driving video's header and packets checked without decoding it: what the API runs at submission
-(``jobs.videos.check_video``) and what :func:`engine.extract.extract_poses` runs before decoding.
+(``jobs.videos.check_video``) and what :func:`engine.poses.extract.extract_poses` runs before decoding.
 
 :func:`probe_video` opens the container (PyAV), checks the declared resolution, duration and the
 number of frames the requested sampling gives, then *demuxes* every packet of the video stream
@@ -245,7 +245,7 @@ def probe_video(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_duration: float = DEFAULT_MAX_DURATION_S,
 ) -> VideoInfo:
-    """Check ``video`` (a path or bytes) for what :func:`engine.extract.extract_poses` would refuse
+    """Check ``video`` (a path or bytes) for what :func:`engine.poses.extract.extract_poses` would refuse
     before detecting anything, without decoding it: not a video, a still image, damaged or truncated
     (``video_unreadable``), frames over ``max_pixels`` (``video_too_large``), longer than
     ``max_duration`` or more than ``max_frames`` sampled frames at ``fps`` between ``start`` and

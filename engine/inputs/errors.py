@@ -6,7 +6,7 @@ from __future__ import annotations
 class InvalidInput(ValueError):
     """Bad input (image, prompt, poses, settings), raised before any model call.
 
-    ``code`` is a stable machine-readable reason (``engine.rules`` documents the codes it uses);
+    ``code`` is a stable machine-readable reason (``engine.inputs.rules`` documents the codes it uses);
     ``message`` is the human-readable one (also ``str(exc)``).
     """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from engine.errors import AnimationCancelled
+from engine.inputs.errors import AnimationCancelled
 
 STAGES = ("inverting", "optimizing", "sampling", "encoding")
 

@@ -2,9 +2,9 @@
 
 A :class:`Pose` holds 18 keypoints ``(x, y, confidence)`` in *pixel* coordinates of a
 ``width`` x ``height`` canvas; confidence 0 means the keypoint is missing. Parsing is
-:mod:`engine.poseformat`'s (the one pose-format parser, shared with the API): ``from_json`` reads
-its canonical compact pixel form. The ControlNet rendering is :mod:`engine.render`, the drawn body
-mask :func:`engine.masks.pose_mask`. Only numpy is imported (no torch, no PIL).
+:mod:`engine.inputs.poseformat`'s (the one pose-format parser, shared with the API): ``from_json`` reads
+its canonical compact pixel form. The ControlNet rendering is :mod:`engine.poses.render`, the drawn body
+mask :func:`engine.method.masks.pose_mask`. Only numpy is imported (no torch, no PIL).
 """
 
 from __future__ import annotations
@@ -17,7 +17,13 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
-from engine.poseformat import KEYPOINT_NAMES, NUM_KEYPOINTS, PoseError, normalize_poses, normalize_source_pose
+from engine.inputs.poseformat import (
+    KEYPOINT_NAMES,
+    NUM_KEYPOINTS,
+    PoseError,
+    normalize_poses,
+    normalize_source_pose,
+)
 
 __all__ = [
     "KEYPOINT_NAMES",
@@ -30,7 +36,7 @@ __all__ = [
 ]
 
 # The annotator's limbSeq (1-indexed there), in its drawing order: limb i is drawn in
-# engine.render.LIMB_COLORS[i].
+# engine.poses.render.LIMB_COLORS[i].
 LIMBS: tuple[tuple[int, int], ...] = (
     (1, 2),
     (1, 5),
@@ -176,7 +182,7 @@ class Pose:
     def from_json(cls, data: Any) -> Pose:
         """Parse a single pose (e.g. the source pose ``p_s``): any form :meth:`PoseSequence.from_json`
         accepts holding exactly one frame, e.g. ``{"width", "height", "keypoints": [[x, y, c]] * 18}``
-        (:func:`engine.poseformat.normalize_source_pose`)."""
+        (:func:`engine.inputs.poseformat.normalize_source_pose`)."""
         return PoseSequence.from_compact(normalize_source_pose(data))[0]
 
     def __eq__(self, other: object) -> bool:
@@ -278,7 +284,7 @@ class PoseSequence(Sequence[Pose]):
 
     @classmethod
     def from_json(cls, data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES) -> PoseSequence:
-        """Parse any accepted pose form with :func:`engine.poseformat.normalize_poses`.
+        """Parse any accepted pose form with :func:`engine.inputs.poseformat.normalize_poses`.
 
         ``data``: parsed JSON (``dict``/``list``), JSON text (``str``/``bytes``) or a ``Path``: OpenPose
         frames, the compact form or the single-pose form, pixel or normalised coordinates. The rules

@@ -7,8 +7,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from engine.models import DEFAULT_BASE, DEFAULT_CONTROLNET, is_random_weights
-from engine.tiny import build_tiny_model
+from engine.inputs.models import DEFAULT_BASE, DEFAULT_CONTROLNET, is_random_weights
+from engine.weights.tiny import build_tiny_model
 
 TINY = "tiny"
 

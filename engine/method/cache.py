@@ -20,9 +20,9 @@ from PIL import Image
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from engine.config import AnimateConfig
-from engine.pacm import SourceInversion
-from engine.pose import Pose
+from engine.method.config import AnimateConfig
+from engine.method.pacm import SourceInversion
+from engine.poses.pose import Pose
 
 CACHE_VERSION = "1"
 

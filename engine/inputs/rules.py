@@ -1,9 +1,9 @@
 """The engine's input rules and the ONE limits table of the method, torch-free.
 
-A leaf (stdlib + numpy, plus the leaves ``engine.poseformat`` and ``engine.errors``), so the API,
+A leaf (stdlib + numpy, plus the leaves ``engine.inputs.poseformat`` and ``engine.inputs.errors``), so the API,
 the job core and the CLI refuse exactly what the engine would refuse, before anything is queued.
 ``AnimateConfig`` takes its bounds from :data:`LIMITS` and ``PoseAnimator.check_inputs`` calls these
-functions. Every refusal is an :class:`~engine.errors.InvalidInput` with a stable ``code``:
+functions. Every refusal is an :class:`~engine.inputs.errors.InvalidInput` with a stable ``code``:
 
 ========================  ===================================================================
 ``image_too_small``       an image side below ``LIMITS.min_image_side``
@@ -28,8 +28,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from engine.errors import InvalidInput
-from engine.poseformat import POSE_LIMITS, frame_span
+from engine.inputs.errors import InvalidInput
+from engine.inputs.poseformat import POSE_LIMITS, frame_span
 
 __all__ = [
     "DEFAULTS",
@@ -233,7 +233,7 @@ def check_poses_not_degenerate(compact: Mapping[str, Any]) -> None:
     """Every frame of a compact pixel pose has a confident keypoint (``pose_empty_frame``) and spans
     at least 2 px (``pose_degenerate``).
 
-    ``engine.poseformat.normalize_poses`` already refuses such input; this checks poses built some
+    ``engine.inputs.poseformat.normalize_poses`` already refuses such input; this checks poses built some
     other way (a detector, code) with the same rule.
     """
     for i, frame in enumerate(compact["frames"]):
