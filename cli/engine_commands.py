@@ -139,7 +139,8 @@ def animate_command(args: argparse.Namespace) -> int:
     from PIL import Image
     from tqdm import tqdm
 
-    from engine import AnimateConfig, Pose, PoseAnimator, PoseSequence, rules
+    from engine import AnimateConfig, Pose, PoseAnimator, PoseSequence
+    from engine.inputs import rules
     from engine.inputs.models import DEFAULT_BASE
     from engine.method.masks import fit_mask
     from engine.poses.video import Mp4Writer, save_poster
