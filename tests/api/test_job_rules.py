@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from jobs.contract import EXAMPLE_POSES
-from jobs.limits import ServiceLimits
+from jobs.intake.limits import ServiceLimits
 from tests.support.api import assert_problem, nothing_enqueued
 from tests.support.payloads import data_uri, job_body, png_bytes
 

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from jobs import ssrf
-from jobs.ssrf import FetchError, UnsafeURLError, fetch_bytes, is_public_address, vet_url
+from jobs.intake import ssrf
+from jobs.intake.ssrf import FetchError, UnsafeURLError, fetch_bytes, is_public_address, vet_url
 
 
 def resolver_for(mapping):
