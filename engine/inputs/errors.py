@@ -63,6 +63,13 @@ class Refusal(ValueError):
         return status_of(self.code)
 
 
+class CodedRefusal(Refusal):
+    """A refusal built code first, ``Cls(code, message)`` (the pose format's, the intake's)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message, code=code)
+
+
 class InvalidInput(Refusal):
     """Bad input (image, prompt, poses, settings), raised before any model call.
 

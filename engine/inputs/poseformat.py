@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.inputs.errors import Refusal, declare_codes
+from engine.inputs.errors import CodedRefusal, declare_codes
 
 __all__ = [
     "KEYPOINT_NAMES",
@@ -118,11 +118,8 @@ POSE_ERROR_CODES = frozenset(
 declare_codes(dict.fromkeys(POSE_ERROR_CODES, 422), owner="engine.inputs.poseformat")
 
 
-class PoseError(Refusal):
+class PoseError(CodedRefusal):
     """A pose input that is refused; ``code`` is stable (one of :data:`POSE_ERROR_CODES`)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message, code=code)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.inputs import rules
-from engine.inputs.errors import InvalidInput, Refusal, declare_codes
+from engine.inputs.errors import CodedRefusal, InvalidInput, Refusal, declare_codes
 
 _FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 # zlib level of the re-encoded PNG. It runs inside every submission: on a 512x512 photo level 1 takes
@@ -43,11 +43,8 @@ IMAGE_CODES = declare_codes(
 """The engine's rules add ``image_too_small``, ``image_too_many_pixels`` and ``mask_empty``."""
 
 
-class ImageValidationError(Refusal):
+class ImageValidationError(CodedRefusal):
     """An image (or mask) refused at intake."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message, code=code)
 
 
 RefusalFactory = Callable[[str, str], Refusal]

@@ -22,7 +22,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from engine.inputs.errors import Refusal, declare_codes
+from engine.inputs.errors import CodedRefusal, declare_codes
 
 Resolver = Callable[[str, int], list[str]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -74,18 +74,12 @@ URL_CODES = declare_codes(
 )
 
 
-class UnsafeURLError(Refusal):
+class UnsafeURLError(CodedRefusal):
     """The URL is not allowed; ``code`` is the API problem code."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message, code=code)
 
-
-class FetchError(Refusal):
+class FetchError(CodedRefusal):
     """Fetching a vetted URL failed, timed out, or brought more than the size cap."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message, code=code)
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:

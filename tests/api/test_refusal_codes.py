@@ -49,6 +49,7 @@ EXPECTED_CODES = {code: status for status, codes in EXPECTED.items() for code in
 # The refusal classes, and where each takes its code: a positional index, or the ``code`` keyword.
 CODE_ARG = {
     "Refusal": "code",
+    "CodedRefusal": 0,
     "InvalidInput": "code",
     "ExtractionError": "code",
     "VideoRefused": "code",
