@@ -21,9 +21,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+import jobs.intake.animation  # noqa: F401  (declares the intake's codes, all known before a first request)
 from engine.inputs.errors import Refusal, declare_codes, status_of
 from jobs.intake.acceptance import QueueUnavailable
-from jobs.intake.animation import ANIMATION_CODES
 from jobs.logs import request_id_var
 from jobs.storage import StorageUnavailable
 
@@ -77,7 +77,6 @@ API_CODES = declare_codes(
     owner="api.errors",
 )
 """The HTTP layer's codes (the job core's and the engine's are declared next to their refusals)."""
-INTAKE_CODES = ANIMATION_CODES  # importing the intake declares all its codes before the first request
 
 
 class ApiError(Refusal):

@@ -5,6 +5,7 @@ outcome counted once (``poseanimate_submissions_total{outcome}``)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 from fastapi import Request
@@ -66,11 +67,11 @@ async def _submit(
     job_request, digest, job_id = validate_body(AnimationCreate, body.fields), body.digest(), new_job_id()
     if key and (existing := await _claim(services, owner, key, job_id, digest)) is not None:
         return await _wait_for_record(services, existing), True
+    accept = functools.partial(
+        _accept_animation, services, intake, owner, job_id, job_request, body.files, digest
+    )
     try:
-        accept = _accept_animation
-        return await run_in_threadpool(
-            accept, services, intake, owner, job_id, job_request, body.files, digest
-        ), False
+        return await run_in_threadpool(accept), False
     except BaseException:
         if key:
             await run_in_threadpool(services.store.release_idempotency, owner, key, job_id)

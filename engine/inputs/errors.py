@@ -6,7 +6,7 @@ HTTP request) is a :class:`Refusal`: a stable machine-readable ``code``, a human
 chosen where a refusal is raised: each code is declared once, with its status, in a code table
 (:func:`declare_codes`), and :func:`status_of` reads it. The tables are declared next to the refusals
 they name: the engine's input rules here (:data:`INPUT_CODES`), the pose format's and the video
-probe's in their modules, the job intake's in ``jobs.intake.codes``, the HTTP layer's in
+probe's in their modules, the job intake's in the ``jobs.intake`` modules, the HTTP layer's in
 ``api.errors``; declaring a code a second time is an error at import.
 """
 
