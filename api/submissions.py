@@ -51,27 +51,31 @@ async def submit_animation(
     """Rate limit, read, (idempotent) check and accept one submission; counts its outcome. Returns
     the job and whether it is an Idempotency-Key replay."""
     try:
-        record, replayed = await _submit(request, services, intake, owner, idempotency_key)
+        accepted = await _submit(request, services, intake, owner, idempotency_key)
     except BaseException as exc:
         services.metrics.submitted.labels(_outcome(exc)).inc()
         raise
-    services.metrics.submitted.labels("replayed" if replayed else "accepted").inc()
-    return record, replayed
+    if isinstance(accepted, JobRecord):
+        services.metrics.submitted.labels("accepted").inc()
+        return accepted, False
+    services.metrics.submitted.labels("replayed").inc()  # counted before the wait, which may time out
+    return await _wait_for_record(services, accepted), True
 
 
 async def _submit(
     request: Request, services: Services, intake: Intake, owner: str, key: str | None
-) -> tuple[JobRecord, bool]:
+) -> JobRecord | str:
+    """The accepted job, or the id of the job an earlier request with this Idempotency-Key made."""
     await limit_submissions(services, owner)
     body = await read_body(request, animation_form(intake))
     job_request, digest, job_id = validate_body(AnimationCreate, body.fields), body.digest(), new_job_id()
     if key and (existing := await _claim(services, owner, key, job_id, digest)) is not None:
-        return await _wait_for_record(services, existing), True
+        return existing
     accept = functools.partial(
         _accept_animation, services, intake, owner, job_id, job_request, body.files, digest
     )
     try:
-        return await run_in_threadpool(accept), False
+        return await run_in_threadpool(accept)
     except BaseException:
         if key:
             await run_in_threadpool(services.store.release_idempotency, owner, key, job_id)
