@@ -7,16 +7,18 @@ import logging
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError, retry_after
 from api.metrics import ApiMetrics
+from jobs.intake.policy import Intake
+from jobs.intake.ssrf import Resolver, system_resolver
 from jobs.queue import QueueClient
 from jobs.settings import Settings
-from jobs.ssrf import Resolver, system_resolver
 from jobs.storage import Storage
-from jobs.store import JobStore, RateDecision, key_digest
+from jobs.store import JobRecord, JobStore, RateDecision, key_digest
 from jobs.store.ids import owner_for_digest
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,6 @@ def identify(services: Services, credentials: HTTPAuthorizationCredentials | Non
     owner = services.owner_for(credentials.credentials) if credentials else None
     if owner is None:
         raise ApiError(
-            401,
             "unauthorized",
             "a valid API key is required: Authorization: Bearer <key>",
             headers={"WWW-Authenticate": "Bearer"},
@@ -85,12 +86,12 @@ def identify(services: Services, credentials: HTTPAuthorizationCredentials | Non
     return owner
 
 
-def enforce_rate_limit(decision: RateDecision) -> None:
+def enforce_rate_limit(decision: RateDecision, what: str = "requests") -> None:
+    """The one 429 ``rate_limited`` of the per-key limits (``what``: requests or submissions)."""
     if not decision.allowed:
         raise ApiError(
-            429,
             "rate_limited",
-            "too many requests for this API key",
+            f"too many {what} for this API key",
             headers=retry_after(decision.retry_after_s),
         )
 
@@ -104,3 +105,33 @@ def authenticate(services: ServicesDep, credentials: BearerCredentials) -> str:
 
 
 Owner = Annotated[str, Depends(authenticate)]
+
+
+async def limit_submissions(services: Services, owner: str) -> None:
+    """The per-key submission rate limit (``POST /animations``, ``POST /poses``), or 429."""
+    per_minute = services.settings.rate_limit_submissions_per_minute
+    enforce_rate_limit(
+        await run_in_threadpool(services.store.rate_limit, "submit", owner, per_minute), "submissions"
+    )
+
+
+async def get_intake(request: Request) -> Intake:
+    """The process's intake (settings, limits, URL fetching), built once by ``create_app``."""
+    intake: Intake = request.app.state.intake
+    return intake
+
+
+IntakeDep = Annotated[Intake, Depends(get_intake)]
+
+JOB_ID_PATTERN = r"^anim_[0-9A-Z]{26}$"
+JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, examples=["anim_01JD8X3K4M5N6P7Q8R9S0T1V2W"])]
+
+
+def owned_job(job_id: JobId, services: ServicesDep, owner: Owner) -> JobRecord:
+    record = services.store.get_owned(job_id, owner)
+    if record is None:  # another key's job is indistinguishable from a missing one
+        raise ApiError("not_found", "no such animation")
+    return record
+
+
+OwnedJob = Annotated[JobRecord, Depends(owned_job)]

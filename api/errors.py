@@ -1,5 +1,9 @@
 """RFC 9457 problem details for every error, each with a stable machine-readable ``code``.
 
+Every refusal is an ``engine.inputs.errors.Refusal`` (``ApiError`` is the HTTP layer's), and ONE
+handler turns any of them into problem+json with its code's status from the code tables
+(``engine.inputs.errors.status_of``); the HTTP layer's own codes are declared here (:data:`API_CODES`).
+
 No stack traces or internal paths ever reach a client: unexpected exceptions become
 ``internal_error`` with the request id to quote, and are logged server-side.
 """
@@ -17,13 +21,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.inputs.errors import InvalidInput
-from engine.inputs.poseformat import PoseError
-from jobs.images import ImageValidationError
+import jobs.intake.animation  # noqa: F401  (declares the intake's codes, all known before a first request)
+from engine.inputs.errors import Refusal, declare_codes, status_of
+from jobs.intake.acceptance import QueueUnavailable
 from jobs.logs import request_id_var
-from jobs.ssrf import FetchError, UnsafeURLError
 from jobs.storage import StorageUnavailable
-from jobs.submission import QueueUnavailable
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -47,12 +49,42 @@ _TITLES = {
 }
 
 
-class ApiError(Exception):
-    """An error with an HTTP status, a stable code and a client-safe detail."""
+API_CODES = declare_codes(
+    {
+        "bad_request": 400,
+        "malformed_json": 400,
+        "malformed_multipart": 400,
+        "unauthorized": 401,
+        "link_invalid": 403,
+        "not_found": 404,
+        "method_not_allowed": 405,
+        "job_already_finished": 409,
+        "idempotency_in_progress": 409,
+        "body_too_large": 413,
+        "unsupported_media_type": 415,
+        "validation_error": 422,
+        "idempotency_key_reused": 422,
+        "rate_limited": 429,
+        "quota_exceeded": 429,
+        "too_many_streams": 429,
+        "internal_error": 500,
+        "service_unavailable": 503,
+        "storage_unavailable": 503,
+        "queue_unavailable": 503,
+        "not_ready": 503,
+        "extraction_lost": 503,
+    },
+    owner="api.errors",
+)
+"""The HTTP layer's codes (the job core's and the engine's are declared next to their refusals)."""
+
+
+class ApiError(Refusal):
+    """A refusal of the HTTP layer: a stable code (its status is the code's), a client-safe detail,
+    and optionally headers (``Retry-After``, ``WWW-Authenticate``), field errors and a title."""
 
     def __init__(
         self,
-        status: int,
         code: str,
         detail: str | None = None,
         *,
@@ -60,8 +92,8 @@ class ApiError(Exception):
         errors: list[dict[str, Any]] | None = None,
         title: str | None = None,
     ) -> None:
-        super().__init__(detail or code)
-        self.status, self.code, self.detail = status, code, detail
+        super().__init__(detail or code, code=code)
+        self.detail = detail
         self.headers = headers or {}
         self.errors = errors
         self.title = title
@@ -72,7 +104,6 @@ def retry_after(seconds: float) -> dict[str, str]:
 
 
 def problem_response(
-    status: int,
     code: str,
     detail: str | None = None,
     *,
@@ -80,7 +111,11 @@ def problem_response(
     errors: list[dict[str, Any]] | None = None,
     title: str | None = None,
     instance: str | None = None,
+    status: int | None = None,
 ) -> JSONResponse:
+    """The problem+json reply of ``code``, with the code's status (``status`` only for an HTTP
+    error the framework raised, whose status is given)."""
+    status = status or status_of(code)
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + code,
         "title": title or _TITLES.get(status, "Error"),
@@ -114,7 +149,6 @@ def validate_body(model: type[M], fields: dict[str, Any]) -> M:
         return model.model_validate(fields)
     except ValidationError as exc:
         raise ApiError(
-            422,
             "validation_error",
             "the request does not match the schema",
             errors=_clean_errors(exc.errors()),
@@ -122,22 +156,22 @@ def validate_body(model: type[M], fields: dict[str, Any]) -> M:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def api_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ApiError)
-        return problem_response(
-            exc.status,
-            exc.code,
-            exc.detail,
-            headers=exc.headers,
-            errors=exc.errors,
-            title=exc.title,
-            instance=request.url.path,
-        )
+    async def refusal(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Refusal)
+        if isinstance(exc, ApiError):
+            return problem_response(
+                exc.code,
+                exc.detail,
+                headers=exc.headers,
+                errors=exc.errors,
+                title=exc.title,
+                instance=request.url.path,
+            )
+        return problem_response(exc.code, exc.message, instance=request.url.path)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         return problem_response(
-            422,
             "validation_error",
             "the request does not match the schema",
             errors=_clean_errors(exc.errors()),
@@ -150,44 +184,32 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code, f"http_{exc.status_code}"
         )
         detail = exc.detail if isinstance(exc.detail, str) and exc.status_code != 404 else None
-        return problem_response(exc.status_code, code, detail, headers=dict(exc.headers or {}))
-
-    async def input_error(request: Request, exc: Exception) -> JSONResponse:
-        # The engine's own rules (poses, prompt, subject words, frames, parameters): 422, except
-        # pixel counts, which are 413 like every other size limit.
-        status = getattr(exc, "status", 413 if getattr(exc, "code", "") == "image_too_many_pixels" else 422)
-        if isinstance(exc, FetchError):
-            status = 413 if exc.code == "image_too_large" else 422
-        return problem_response(status, exc.code, exc.message, instance=request.url.path)  # type: ignore[attr-defined]
+        return problem_response(code, detail, headers=dict(exc.headers or {}), status=exc.status_code)
 
     async def redis_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("redis unavailable", extra={"error": type(exc).__name__})
         return problem_response(
-            503, "service_unavailable", "the job store is unavailable; retry", headers=retry_after(5)
+            "service_unavailable", "the job store is unavailable; retry", headers=retry_after(5)
         )
 
     async def storage_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("storage unavailable", extra={"error": str(exc)})
         return problem_response(
-            503, "storage_unavailable", "object storage is unavailable; retry", headers=retry_after(5)
+            "storage_unavailable", "object storage is unavailable; retry", headers=retry_after(5)
         )
 
     async def queue_down(request: Request, exc: Exception) -> JSONResponse:
         return problem_response(
-            503, "queue_unavailable", "the job queue is unavailable; retry", headers=retry_after(5)
+            "queue_unavailable", "the job queue is unavailable; retry", headers=retry_after(5)
         )
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=exc)
-        return problem_response(
-            500, "internal_error", "unexpected error; quote the request_id when reporting it"
-        )
+        return problem_response("internal_error", "unexpected error; quote the request_id when reporting it")
 
-    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(Refusal, refusal)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    for cls in (PoseError, InvalidInput, ImageValidationError, UnsafeURLError, FetchError):
-        app.add_exception_handler(cls, input_error)
     app.add_exception_handler(redis.exceptions.ConnectionError, redis_down)
     app.add_exception_handler(redis.exceptions.TimeoutError, redis_down)
     app.add_exception_handler(StorageUnavailable, storage_down)

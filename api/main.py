@@ -23,10 +23,10 @@ from api.openapi import install_openapi
 from api.routes import animations, deletion, files, playground, poses, system
 from api.sweeper import lifespan as sweeper_lifespan
 from api.waiting import close_brokers
-from jobs.limits import ServiceLimits
+from jobs.intake.policy import Intake
+from jobs.intake.ssrf import Resolver, system_resolver
 from jobs.queue import QueueClient, create_celery
 from jobs.settings import Settings, get_settings
-from jobs.ssrf import Resolver, system_resolver
 from jobs.storage import LinkSecretMissing, storage_from_settings
 from jobs.store import JobStore, async_redis
 
@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = system_
         keys=key_hashes(settings.api_keys),
         resolver=resolver,
     )
+    app.state.intake = intake = Intake.from_settings(settings, resolver)  # limits built once
     install_error_handlers(app)
     app.include_router(animations.router)
     app.include_router(poses.router)
@@ -107,7 +108,7 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = system_
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Prefer"],
         )
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
-    install_openapi(app, ServiceLimits.from_settings(settings))
+    install_openapi(app, intake.limits)
     return app
 
 

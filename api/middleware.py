@@ -20,7 +20,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 class BodyTooLarge(ApiError):
     def __init__(self, limit: int) -> None:
-        super().__init__(413, "body_too_large", f"the request body is larger than {limit} bytes")
+        super().__init__("body_too_large", f"the request body is larger than {limit} bytes")
 
 
 class RequestContextMiddleware:
@@ -67,7 +67,7 @@ class RequestContextMiddleware:
             declared = headers.get(b"content-length", b"")
             if declared.isdigit() and int(declared) > limit:
                 response = problem_response(
-                    413, "body_too_large", f"the request body is larger than {limit} bytes"
+                    "body_too_large", f"the request body is larger than {limit} bytes"
                 )
                 await response(scope, receive, send_with_id)
             else:
@@ -79,7 +79,7 @@ class RequestContextMiddleware:
             if started_response:
                 raise
             response = problem_response(
-                500, "internal_error", "unexpected error; quote the request_id when reporting it"
+                "internal_error", "unexpected error; quote the request_id when reporting it"
             )
             await response(scope, receive, send_with_id)
         finally:

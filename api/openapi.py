@@ -2,7 +2,7 @@
 multipart), and the service's limits written into the parameter schemas.
 
 ``POST /animations`` reads its body itself (it takes JSON and multipart), so its request schema is
-declared here. Every numeric bound a client may hit is published from ``jobs.limits`` — the same
+declared here. Every numeric bound a client may hit is published from ``jobs.intake.limits`` — the same
 table the server enforces — so the schema's ``minimum``/``maximum`` are exactly what is accepted.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 from fastapi import FastAPI
 
 from api.errors import PROBLEM_JSON
-from jobs.contract import AnimationCreate, AnimationParams, Problem
-from jobs.limits import ServiceLimits
+from jobs.contract import AnimationCreate, AnimationParams, PosesCreate, Problem
+from jobs.intake.limits import ServiceLimits
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -24,6 +24,29 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         s: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Problem details"}
         for s in statuses
     }
+
+
+POSES_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": PosesCreate.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["video"],
+                    "properties": {
+                        "video": {"type": "string", "format": "binary", "description": "the clip"},
+                        "fps": {"type": "number"},
+                        "start": {"type": "number"},
+                        "end": {"type": "number"},
+                        "max_frames": {"type": "integer"},
+                    },
+                }
+            },
+        },
+    }
+}
 
 
 def _multipart_schema() -> dict[str, Any]:

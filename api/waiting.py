@@ -154,7 +154,6 @@ def stream_slot(services: ServicesDep, owner: Owner) -> tuple[str, str]:
     ok = store.r.eval(_ACQUIRE_STREAM, 1, key, time.time(), settings.max_streams_per_key, lease_s, token)
     if not int(ok):
         raise ApiError(
-            429,
             "too_many_streams",
             f"this API key already follows {settings.max_streams_per_key} event streams",
             headers=retry_after(5),

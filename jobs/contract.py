@@ -97,7 +97,7 @@ EXAMPLE_POSES: dict[str, Any] = {"width": 512, "height": 512, "frames": [_EXAMPL
 
 class AnimationParams(BaseModel):
     """Generation knobs. Left out, a knob takes the engine's paper default; a job's view shows the
-    value it runs with. Numeric bounds are the service's limits table (``jobs.limits``): the API
+    value it runs with. Numeric bounds are the service's limits table (``jobs.intake.limits``): the API
     enforces them and writes them into this schema's OpenAPI ``minimum``/``maximum``."""
 
     model_config = ConfigDict(extra="forbid")

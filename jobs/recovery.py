@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 
 from jobs.contract import JobStatus
+from jobs.intake.acceptance import send_first_message
 from jobs.queue import QueueClient
 from jobs.store import JobStore
-from jobs.submission import send_first_message
 
 log = logging.getLogger(__name__)
 

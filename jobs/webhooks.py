@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from jobs.ssrf import FetchError, Resolver, UnsafeURLError, guarded_stream, system_resolver
+from jobs.intake.ssrf import FetchError, Resolver, UnsafeURLError, guarded_stream, system_resolver
 
 TOLERANCE_S = 5 * 60
 

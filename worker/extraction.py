@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 from jobs.contract import ErrorCode, JobStatus, Stage, WebhookEvent
 from jobs.extractions import ExtractionStore
+from jobs.intake.limits import ServiceLimits, effective_params
+from jobs.intake.videos import video_frame_budget
 from jobs.lifecycle import overall_progress
-from jobs.limits import ServiceLimits, effective_params
 from jobs.queue import QueueClient
 from jobs.settings import Settings
 from jobs.storage import ObjectNotFound, Storage, StorageUnavailable, input_key
 from jobs.store import JobStore
-from jobs.videos import video_frame_budget
 from jobs.views import emit_webhook
 
 if TYPE_CHECKING:

@@ -28,8 +28,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from PIL import Image
 
 from jobs.contract import ErrorCode, JobStatus, Stage, WebhookEvent
+from jobs.intake.limits import effective_params
 from jobs.lifecycle import overall_progress
-from jobs.limits import effective_params
 from jobs.queue import QueueClient
 from jobs.settings import Settings
 from jobs.storage import ObjectNotFound, Storage, StorageUnavailable, input_key, output_key

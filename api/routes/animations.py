@@ -1,44 +1,42 @@
-"""``/animations``: submit, read, list, cancel, follow. Thin: parsing and policy live elsewhere."""
+"""``/animations``: submit, read, list, cancel, follow. Thin: the body is read by ``api.body``, the
+submission run by ``api.submissions``, judged by ``jobs.intake``; views come from ``jobs.views``."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import re
-import time
 from collections.abc import AsyncIterable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import (
+    JOB_ID_PATTERN,
     BearerCredentials,
+    IntakeDep,
+    OwnedJob,
     Owner,
     Services,
     ServicesDep,
     enforce_rate_limit,
     identify,
 )
-from api.errors import ApiError, retry_after
-from api.intake import read_submission, validate_submission
+from api.errors import ApiError
 from api.openapi import CREATE_BODY, problems
+from api.submissions import submit_animation
 from api.waiting import StreamSlot, follow, wait_for_terminal
 from jobs.contract import Job, JobList, JobStatus, WebhookEvent
 from jobs.storage import LocalStorage
-from jobs.store import CancelOutcome, JobRecord, JobSnapshot, new_job_id
-from jobs.submission import QuotaExceeded, accept_job
+from jobs.store import CancelOutcome, JobRecord, JobSnapshot
 from jobs.views import emit_webhook, job_view
 
 router = APIRouter(prefix="/animations", tags=["animations"])
 
-JOB_ID_PATTERN = r"^anim_[0-9A-Z]{26}$"
-JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, examples=["anim_01JD8X3K4M5N6P7Q8R9S0T1V2W"])]
 _JOB_ID = re.compile(JOB_ID_PATTERN)
 MAX_PREFER_WAIT_S = 60
-IDEMPOTENCY_WAIT_S = 10.0
 _WAIT = re.compile(r"(?:^|[\s,;])wait=(\d+)")
 
 
@@ -86,92 +84,6 @@ def _prefer_wait(prefer: str | None) -> int:
     return min(int(match.group(1)), MAX_PREFER_WAIT_S) if match else 0
 
 
-async def _wait_for_record(services: Services, job_id: str) -> JobRecord:
-    """A concurrent request with the same Idempotency-Key is still creating the job: wait for it."""
-    deadline = time.monotonic() + IDEMPOTENCY_WAIT_S
-    while time.monotonic() < deadline:
-        record = await run_in_threadpool(services.store.get, job_id)
-        if record is not None:
-            return record
-        await asyncio.sleep(0.05)
-    raise ApiError(
-        409, "idempotency_in_progress", "a request with this Idempotency-Key is still being processed"
-    )
-
-
-async def submit(
-    request: Request, services: Services, owner: str, idempotency_key: str | None
-) -> tuple[JobRecord, bool]:
-    """Rate limit, read, (idempotent) validate and accept one submission; counts each outcome.
-    Returns the job and whether it is an Idempotency-Key replay."""
-    settings, store, metrics = services.settings, services.store, services.metrics
-    decision = await run_in_threadpool(
-        store.rate_limit, "submit", owner, settings.rate_limit_submissions_per_minute
-    )
-    if not decision.allowed:
-        metrics.submitted.labels("rate_limited").inc()
-        raise ApiError(
-            429,
-            "rate_limited",
-            "too many submissions for this API key",
-            headers=retry_after(decision.retry_after_s),
-        )
-    try:
-        submission = await read_submission(request, settings)
-    except ApiError:
-        metrics.submitted.labels("invalid").inc()
-        raise
-    job_id = new_job_id()
-    if idempotency_key:
-        existing = await run_in_threadpool(
-            store.claim_idempotency,
-            owner,
-            idempotency_key,
-            job_id,
-            submission.request_hash,
-            settings.idempotency_ttl_s,
-            settings.interrupted_submission_s,
-        )
-        if existing is not None:
-            if existing["hash"] != submission.request_hash:
-                metrics.submitted.labels("invalid").inc()
-                raise ApiError(
-                    422, "idempotency_key_reused", "this Idempotency-Key was used with a different body"
-                )
-            metrics.submitted.labels("replayed").inc()
-            return await _wait_for_record(services, existing["job_id"]), True
-    try:
-        validated = await run_in_threadpool(validate_submission, submission, settings, services.resolver)
-        record = await run_in_threadpool(
-            lambda: accept_job(
-                job_id,
-                owner,
-                validated,
-                store=store,
-                storage=services.storage,
-                queue=services.queue,
-                max_active=settings.max_active_jobs,
-                interrupted_after_s=settings.interrupted_submission_s,
-                request_hash=submission.request_hash,
-            )
-        )
-    except BaseException as exc:
-        if idempotency_key:
-            await run_in_threadpool(store.release_idempotency, owner, idempotency_key, job_id)
-        if isinstance(exc, QuotaExceeded):
-            metrics.submitted.labels("quota_exceeded").inc()
-            raise ApiError(
-                429,
-                "quota_exceeded",
-                f"this API key already has {settings.max_active_jobs} active jobs",
-                headers=retry_after(30),
-            ) from exc
-        metrics.submitted.labels("invalid" if isinstance(exc, ValueError | ApiError) else "unavailable").inc()
-        raise
-    metrics.submitted.labels("accepted").inc()
-    return record, False
-
-
 @router.post(
     "",
     status_code=202,
@@ -187,6 +99,7 @@ async def create_animation(
     request: Request,
     response: Response,
     services: ServicesDep,
+    intake: IntakeDep,
     owner: Owner,
     idempotency_key: Annotated[
         str | None, Header(max_length=255, description="Same key + same body = same job")
@@ -197,7 +110,7 @@ async def create_animation(
 ) -> Job:
     """JSON (image as URL or data URI, poses inline) or multipart (files). Returns the queued job
     with `Location: /animations/{id}`; poll it, follow `/events`, or receive a webhook."""
-    record, replayed = await submit(request, services, owner, idempotency_key)
+    record, replayed = await submit_animation(request, services, intake, owner, idempotency_key)
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return await _reply(services, request, response, record, prefer)
@@ -218,24 +131,11 @@ async def _reply(
     return await run_in_threadpool(view_of, services, request, record)
 
 
-def owned_job(job_id: JobId, services: ServicesDep, owner: Owner) -> JobRecord:
-    record = services.store.get_owned(job_id, owner)
-    if record is None:  # another key's job is indistinguishable from a missing one
-        raise ApiError(404, "not_found", "no such animation")
-    return record
-
-
-OwnedJob = Annotated[JobRecord, Depends(owned_job)]
-
-
 async def read_status(request: Request, services: Services, credentials: Any, job_id: str) -> Job:
     """The status poll: auth (401), then the per-key rate limit (429) and the job with its queue
-    position and deliveries in ONE Redis pipeline, then the id's shape (422), 404, the view.
-
-    The pipeline is awaited on the event loop (asyncio client, while the app is served) rather than
-    handed to a thread; local-file links are an HMAC, built inline; other storage may do I/O to
-    presign (credential refresh), so that view is built in the threadpool.
-    """
+    position and deliveries in ONE Redis pipeline (awaited on the event loop while the app is
+    served), then the id's shape (422), 404, the view (in the threadpool unless its links are local
+    HMACs: other storage may do I/O to presign)."""
     owner = identify(services, credentials)
     wanted = job_id if _JOB_ID.fullmatch(job_id) else None
     store, per_minute = services.store, services.settings.rate_limit_requests_per_minute
@@ -249,22 +149,20 @@ async def read_status(request: Request, services: Services, credentials: Any, jo
         )
     enforce_rate_limit(decision)
     if wanted is None:
-        raise ApiError(
-            422,
-            "validation_error",
-            "the request does not match the schema",
-            errors=[
-                {
-                    "loc": ["path", "job_id"],
-                    "msg": f"must match {JOB_ID_PATTERN}",
-                    "type": "string_pattern_mismatch",
-                }
-            ],
-        )
+        raise _job_id_mismatch()
     if snapshot is None:  # another key's job is indistinguishable from a missing one
-        raise ApiError(404, "not_found", "no such animation")
+        raise ApiError("not_found", "no such animation")
     build = functools.partial(view, services, request, snapshot)
     return build() if isinstance(services.storage, LocalStorage) else await run_in_threadpool(build)
+
+
+def _job_id_mismatch() -> ApiError:
+    error = {
+        "loc": ["path", "job_id"],
+        "msg": f"must match {JOB_ID_PATTERN}",
+        "type": "string_pattern_mismatch",
+    }
+    return ApiError("validation_error", "the request does not match the schema", errors=[error])
 
 
 @router.get("/{job_id}", response_model=Job, summary="Get a job", responses=problems(401, 404, 422, 429, 503))
@@ -303,7 +201,7 @@ def cancel_animation(request: Request, response: Response, services: ServicesDep
     if outcome is CancelOutcome.TERMINAL and record.status is not JobStatus.CANCELED:
         current = services.store.get(record.id) or record
         if current.status is not JobStatus.CANCELED:
-            raise ApiError(409, "job_already_finished", f"the job already {current.status.value}")
+            raise ApiError("job_already_finished", f"the job already {current.status.value}")
     if outcome is CancelOutcome.CANCELED:
         emit_webhook(
             record.id,

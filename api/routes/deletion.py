@@ -5,10 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Owner, ServicesDep
+from api.deps import JobId, Owner, ServicesDep
 from api.errors import ApiError
 from api.openapi import problems
-from api.routes.animations import JobId
 from jobs.deletion import delete_job, was_deleted_by
 
 router = APIRouter(prefix="/animations", tags=["animations"])
@@ -30,7 +29,7 @@ async def delete_animation(job_id: JobId, services: ServicesDep, owner: Owner) -
     if record is None:
         if await run_in_threadpool(was_deleted_by, store, job_id, owner):
             return Response(status_code=204)
-        raise ApiError(404, "not_found", "no such animation")
+        raise ApiError("not_found", "no such animation")
     await run_in_threadpool(
         lambda: delete_job(
             record, store=store, storage=services.storage, settings=services.settings, queue=services.queue

@@ -40,11 +40,11 @@ def get_file(
     # link (403 link_invalid), never a 422 or a 500.
     storage = services.storage
     if not isinstance(storage, LocalStorage) or not key.startswith("outputs/"):
-        raise ApiError(404, "not_found", "no such file")
+        raise ApiError("not_found", "no such file")
     try:
         path = storage.open_path(key)
     except ValueError as exc:
-        raise ApiError(404, "not_found", "no such file") from exc
+        raise ApiError("not_found", "no such file") from exc
     valid = (
         expires is not None
         and sig is not None
@@ -53,8 +53,8 @@ def get_file(
         and storage.verify(key, int(expires), sig)
     )
     if not valid:
-        raise ApiError(403, "link_invalid", "the link is invalid or has expired")
+        raise ApiError("link_invalid", "the link is invalid or has expired")
     if not path.is_file():
-        raise ApiError(404, "not_found", "no such file")
+        raise ApiError("not_found", "no such file")
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=media_type, filename=path.name)

@@ -41,7 +41,7 @@ def static_file(path: str) -> FileResponse:
     root = STATIC_DIR.resolve()
     target = (root / path).resolve()
     if not target.is_relative_to(root) or not target.is_file():
-        raise ApiError(404, "not_found", "no such file")
+        raise ApiError("not_found", "no such file")
     media_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
     if target.suffix == ".js":
         media_type = "text/javascript"

@@ -36,7 +36,7 @@ def readyz(services: ServicesDep) -> Any:
     except Exception as exc:
         checks["storage"] = f"unavailable: {type(exc).__name__}"
     if any(v != "ok" for v in checks.values()):
-        response = problem_response(503, "not_ready", ", ".join(f"{k}: {v}" for k, v in checks.items()))
+        response = problem_response("not_ready", ", ".join(f"{k}: {v}" for k, v in checks.items()))
         response.headers["Retry-After"] = "5"
         return response
     return {"status": "ready", "checks": checks}

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.inputs.errors import CodedRefusal, declare_codes
+
 __all__ = [
     "KEYPOINT_NAMES",
     "NUM_KEYPOINTS",
@@ -113,13 +115,11 @@ POSE_ERROR_CODES = frozenset(
 )
 
 
-class PoseError(ValueError):
-    """A pose input that is refused; ``code`` is stable (one of :data:`POSE_ERROR_CODES`)."""
+declare_codes(dict.fromkeys(POSE_ERROR_CODES, 422), owner="engine.inputs.poseformat")
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+
+class PoseError(CodedRefusal):
+    """A pose input that is refused; ``code`` is stable (one of :data:`POSE_ERROR_CODES`)."""
 
 
 # --------------------------------------------------------------------------------------------------

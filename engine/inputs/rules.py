@@ -49,6 +49,7 @@ __all__ = [
     "check_steps",
     "check_subject_words",
     "check_transition_frames",
+    "check_trim",
 ]
 
 
@@ -190,14 +191,23 @@ def check_mask(mask: np.ndarray | None) -> None:
         )
 
 
-def check_prompt(prompt: Any) -> None:
-    """A non-blank string (``prompt_blank``) of at most 500 characters (``prompt_too_long``)."""
+def check_prompt(prompt: Any, max_chars: int = LIMITS.max_prompt_chars) -> None:
+    """A non-blank string (``prompt_blank``) of at most ``max_chars`` characters (the method's 500
+    unless a service is stricter; ``prompt_too_long``)."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidInput("prompt must be a non-empty string", code="prompt_blank")
-    if len(prompt) > LIMITS.max_prompt_chars:
+    if len(prompt) > max_chars:
         raise InvalidInput(
-            f"prompt is {len(prompt)} characters; at most {LIMITS.max_prompt_chars} are allowed",
-            code="prompt_too_long",
+            f"prompt is {len(prompt)} characters; at most {max_chars} are allowed", code="prompt_too_long"
+        )
+
+
+def check_trim(start: float | None, end: float | None, *, names: tuple[str, str] = ("start", "end")) -> None:
+    """A clip's ``end`` second after its ``start`` (0 when left out), else ``parameter_out_of_range``."""
+    start = start or 0.0
+    if end is not None and end <= start:
+        raise InvalidInput(
+            f"{names[1]} ({end:g} s) must be after {names[0]} ({start:g} s)", code="parameter_out_of_range"
         )
 
 

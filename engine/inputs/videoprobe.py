@@ -1,5 +1,5 @@
 """A driving video's header and packets checked without decoding it: what the API runs at submission
-(``jobs.videos.check_video``) and what :func:`engine.poses.extract.extract_poses` runs before decoding.
+(``jobs.intake.videos.check_video``) and what :func:`engine.poses.extract.extract_poses` runs before decoding.
 
 :func:`probe_video` opens the container (PyAV), checks the declared resolution, duration and the
 number of frames the requested sampling gives, then *demuxes* every packet of the video stream
@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from engine.inputs.errors import Refusal, declare_codes
 
 __all__ = [
     "DEFAULT_MAX_DURATION_S",
@@ -48,7 +50,21 @@ EPS = 1e-6
 VideoSource = str | Path | bytes | bytearray | memoryview
 
 
-class ExtractionError(ValueError):
+EXTRACTION_CODES = declare_codes(
+    {
+        "video_invalid": 422,
+        "video_unreadable": 422,
+        "video_too_large": 413,
+        "video_too_long": 413,
+        "no_person": 422,
+    },
+    owner="engine.inputs.videoprobe",
+)
+"""A video refused by the probe or the extractor (``engine.poses.extract``: ``no_person``): the
+size limits are 413, the rest 422."""
+
+
+class ExtractionError(Refusal):
     """The video cannot be turned into poses; ``code`` is stable for clients."""
 
     code = "video_invalid"

@@ -216,3 +216,19 @@ def test_another_keys_extraction_is_not_found(client, make_client, monkeypatch):
 def test_poses_still_work_alone(client):
     r = client.post("/animations", json=job_body(poses=EXAMPLE_POSES))
     assert r.status_code == 202 and broker(client).llen("gpu") == 1 and broker(client).llen("io") == 0
+
+
+def test_both_submission_endpoints_read_bodies_with_the_one_reader(client):
+    """The same malformed multipart and non-object JSON answers from POST /animations and /poses."""
+    broken = {"content": b"--b\r\nnot a part", "headers": {"content-type": "multipart/form-data; boundary=b"}}
+    for path in ("/animations", "/poses"):
+        r = client.post(path, **broken)
+        assert_problem(r, 400, "malformed_multipart")
+        assert r.json()["detail"].startswith("the multipart body does not parse")
+        assert_problem(client.post(path, json=[1, 2]), 422, "validation_error")
+        assert_problem(
+            client.post(path, content=b"{", headers={"content-type": "application/json"}),
+            400,
+            "malformed_json",
+        )
+    assert broker(client).llen("io") == 0 and broker(client).llen("gpu") == 0

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 import pytest
 from PIL import Image
 
-from jobs import ssrf
 from jobs.contract import EXAMPLE_POSES
+from jobs.intake import ssrf
 from tests.support.api import assert_problem, fake_dns, nothing_enqueued
 from tests.support.payloads import data_uri, job_body, png_bomb, png_bytes
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from jobs.contract import EXAMPLE_POSES
-from jobs.limits import ServiceLimits
+from jobs.intake.limits import ServiceLimits
 from tests.support.api import assert_problem, nothing_enqueued
 from tests.support.payloads import data_uri, job_body, png_bytes
 
@@ -163,3 +163,25 @@ def test_error_texts_say_what_is_wrong(client):
         and "POSEANIMATE_ALLOW_PRIVATE_URLS" in r.json()["detail"]
     )
     nothing_enqueued(client)
+
+
+def test_the_limits_are_built_once_per_app(make_settings, make_client, monkeypatch):
+    """One limits table per process: built with the app, not per request (nor twice per request)."""
+    built = []
+    original = ServiceLimits.from_settings.__func__  # type: ignore[attr-defined]
+
+    def counting(cls, settings):
+        built.append(settings)
+        return original(cls, settings)
+
+    monkeypatch.setattr(ServiceLimits, "from_settings", classmethod(counting))
+    client = make_client(make_settings())
+    assert len(built) == 1
+    for _ in range(2):
+        assert client.post("/animations", json=job_body()).status_code == 202
+        assert_problem(
+            client.post("/poses", json={"video": "ftp://x", "max_frames": 10**6}),
+            422,
+            "parameter_out_of_range",
+        )
+    assert client.get("/openapi.json").status_code == 200 and len(built) == 1

@@ -13,8 +13,8 @@ from jobs.contract import (
     ProgressEvent,
     WebhookEvent,
 )
+from jobs.intake.limits import ServiceLimits, check_params, effective_params
 from jobs.lifecycle import TRANSITIONS, can_transition, overall_progress, sources_of
-from jobs.limits import ServiceLimits, check_params, effective_params
 from jobs.settings import Settings
 
 

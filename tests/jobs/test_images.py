@@ -4,7 +4,7 @@ import io
 import pytest
 from PIL import Image
 
-from jobs.images import ImageValidationError, check_image, check_mask, decode_data_uri, sniff_format
+from jobs.intake.images import ImageValidationError, check_image, check_mask, decode_data_uri, sniff_format
 from tests.support.payloads import png_bomb
 
 LIMITS = {"max_bytes": 1_000_000, "max_pixels": 512 * 512}

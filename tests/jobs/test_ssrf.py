@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from jobs import ssrf
-from jobs.ssrf import FetchError, UnsafeURLError, fetch_bytes, is_public_address, vet_url
+from jobs.intake import ssrf
+from jobs.intake.ssrf import FetchError, UnsafeURLError, fetch_bytes, is_public_address, vet_url
 
 
 def resolver_for(mapping):
@@ -183,3 +183,24 @@ def test_fetch_enforces_the_size_cap(http_server):
     with pytest.raises(FetchError) as info:
         fetch_bytes(f"{http_server}/big", max_bytes=100, timeout_s=5, allow_private=True)
     assert info.value.code == "image_too_large"
+
+
+def test_a_too_large_video_url_is_video_too_large_not_image_too_large(http_server):
+    """The fetch reports the refused input's own size code; the loader words it like an upload."""
+    from jobs.intake.sources import FetchPolicy
+    from jobs.intake.videos import VideoRefused, load_video_bytes
+
+    with pytest.raises(FetchError) as info:
+        fetch_bytes(
+            f"{http_server}/big",
+            max_bytes=100,
+            timeout_s=5,
+            allow_private=True,
+            too_large_code="video_too_large",
+        )
+    assert (info.value.code, info.value.status) == ("video_too_large", 413)
+    policy = FetchPolicy(timeout_s=5, allow_private=True, max_redirects=3)
+    with pytest.raises(VideoRefused) as refused:
+        load_video_bytes(f"{http_server}/big", None, max_bytes=100, fetch=policy)
+    assert (refused.value.code, refused.value.status) == ("video_too_large", 413)
+    assert refused.value.message == "driving_video is larger than 100 bytes"

@@ -9,12 +9,12 @@ from typing import Any
 from PIL import Image
 
 from jobs.contract import EXAMPLE_POSES
-from jobs.limits import effective_params
+from jobs.intake.acceptance import ValidatedJob, accept_job
+from jobs.intake.limits import effective_params
 from jobs.queue import QueueClient, create_celery
 from jobs.settings import Settings
 from jobs.storage import LocalStorage
 from jobs.store import JobStore, new_job_id
-from jobs.submission import ValidatedJob, accept_job
 from worker.animators import AnimatorHolder
 from worker.runner import JobRunner
 

@@ -13,10 +13,10 @@ import pytest
 from engine.inputs.rules import DEFAULTS
 from jobs.contract import JobStatus
 from jobs.extractions import ExtractionStore, new_extraction_id, video_key
-from jobs.limits import effective_params
+from jobs.intake.acceptance import ValidatedJob, accept_job
+from jobs.intake.limits import effective_params
 from jobs.storage import ObjectNotFound
 from jobs.store import new_job_id
-from jobs.submission import ValidatedJob, accept_job
 from tests.support.clips import astronaut_mp4
 from tests.support.jobs import noop_runner, png
 from worker.extraction import run_extraction, run_job_extraction

@@ -12,9 +12,9 @@ import pytest
 
 from engine.inputs.rules import DEFAULTS
 from jobs.contract import EXAMPLE_POSES, JobStatus
+from jobs.intake.acceptance import QuotaExceeded, ValidatedJob, accept_job
 from jobs.storage import ObjectNotFound, StorageUnavailable
 from jobs.store import new_job_id
-from jobs.submission import QuotaExceeded, ValidatedJob, accept_job
 from tests.support.jobs import noop_runner, png, submit
 from worker.animators import GpuOutOfMemory, InvalidJobInput, NoopAnimator
 

@@ -1,4 +1,5 @@
-"""Accepting a validated job: quota slot, inputs to storage, job record, then the queue message.
+"""Accepting a checked submission: for a job, its quota slot, inputs to storage, job record, then
+the queue message; for a pose extraction, its clip to storage, its record, then the queue message.
 
 The order matters: inputs are in storage and the record exists before the message is sent, so a
 worker never receives an id it cannot run; if anything fails midway, what was taken is given back.
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobs.contract import ErrorCode, JobStatus
+from jobs.extractions import ExtractionStore, new_extraction_id, video_key
+from jobs.intake.extraction import CheckedClip
 from jobs.queue import QueueClient
 from jobs.storage import Storage, input_key
 from jobs.store import JobRecord, JobStore
@@ -124,3 +127,20 @@ def accept_job(
     except Exception:  # the job is queued; at worst the sweeper sends a duplicate, which is skipped
         log.warning("could not clear the outbox entry", extra={"job_id": job_id}, exc_info=True)
     return record
+
+
+def accept_extraction(
+    owner: str, clip: CheckedClip, *, extractions: ExtractionStore, storage: Storage, queue: QueueClient
+) -> str:
+    """Store, record and enqueue one clip; returns the extraction id. Raises ``StorageUnavailable``
+    or ``QueueUnavailable`` (the stored clip is deleted again)."""
+    extraction_id = new_extraction_id()
+    key = video_key(extraction_id, clip.ext)
+    storage.put_bytes(key, clip.data, "application/octet-stream")
+    extractions.create(extraction_id, owner, clip.params, key)
+    try:
+        queue.enqueue_extraction(extraction_id)
+    except Exception as exc:
+        storage.delete_prefix(f"extractions/{extraction_id}")
+        raise QueueUnavailable() from exc
+    return extraction_id

@@ -1,4 +1,4 @@
-"""The service's limits table: what ``POST /animations`` accepts, in one place.
+"""The service's limits table: what ``POST /animations`` and ``POST /poses`` accept, in one place.
 
 Each bound is the engine's own (``engine.inputs.rules.LIMITS``: what the method can run) narrowed by the
 operator's settings where there is one (``POSEANIMATE_MAX_STEPS``, ``_MAX_SIZE``, ``_MAX_FRAMES``,
@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.inputs.rules import DEFAULTS, LIMITS
+from engine.inputs.errors import InvalidInput
+from engine.inputs.rules import DEFAULTS, LIMITS, check_prompt, check_subject_words
 from jobs.settings import Settings
 
 
@@ -117,15 +118,7 @@ def check_params(params: dict[str, Any], limits: ServiceLimits) -> dict[str, Any
     """The effective parameters, or ``InvalidInput(code="parameter_out_of_range")`` naming the first
     knob outside its bound (or ``prompt_too_long``/``subject_not_in_prompt``/... from the engine's
     rules, which the prompt and the subject words are checked with)."""
-    from engine.inputs.errors import InvalidInput
-    from engine.inputs.rules import check_prompt, check_subject_words
-
-    check_prompt(params.get("prompt"))
-    if len(params["prompt"]) > limits.max_prompt_chars:
-        raise InvalidInput(
-            f"prompt is {len(params['prompt'])} characters; at most {limits.max_prompt_chars} are allowed",
-            code="prompt_too_long",
-        )
+    check_prompt(params.get("prompt"), limits.max_prompt_chars)
     check_subject_words(params["prompt"], params.get("subject_words"))
     for name, bound in limits.params.items():
         value = params.get(name)

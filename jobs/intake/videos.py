@@ -13,24 +13,17 @@ truncated), ``video_invalid`` (422: e.g. a start past the end), ``video_referenc
 
 from __future__ import annotations
 
-from engine.inputs.errors import InvalidInput
+from engine.inputs.errors import declare_codes
 from engine.inputs.videoprobe import ExtractionError, VideoInfo, probe_video
-from jobs.images import ImageValidationError, decode_data_uri
-from jobs.limits import ServiceLimits
-from jobs.ssrf import FetchError, Resolver, fetch_bytes
+from jobs.intake.limits import ServiceLimits
+from jobs.intake.sources import FetchPolicy, VideoRefused, load_reference
 
-UPLOADED = "upload:"
+__all__ = ["VideoRefused", "check_video", "load_video_bytes", "sniff_video", "video_frame_budget"]
+
 _EBML = b"\x1a\x45\xdf\xa3"
-TOO_LARGE_CODES = frozenset({"video_too_large", "video_too_long"})
-"""Refusals of a video that are size limits: 413; every other video refusal is 422."""
-
-
-class VideoRefused(InvalidInput):
-    """A driving video refused at intake, with its HTTP status."""
-
-    def __init__(self, message: str, *, code: str, status: int = 422) -> None:
-        super().__init__(message, code=code)
-        self.status = status
+VIDEO_CODES = declare_codes({"video_type_unsupported": 415}, owner="jobs.intake.videos")
+"""The probe's codes (``video_too_large``, ...) are ``engine.inputs.videoprobe``'s; the loader's
+(``video_reference_invalid``, ``video_data_uri_invalid``) ``jobs.intake.sources``'."""
 
 
 def video_frame_budget(limits: ServiceLimits, transition_frames: int) -> int:
@@ -42,7 +35,7 @@ def video_frame_budget(limits: ServiceLimits, transition_frames: int) -> int:
 def sniff_video(data: bytes) -> str:
     """The container of ``data`` from its first bytes: ``mp4`` (ISO BMFF ``ftyp``, MP4 and MOV),
     ``mov`` (QuickTime without ``ftyp``), ``webm`` (EBML, Matroska too) or ``gif``; else
-    ``VideoRefused(video_type_unsupported, 415)``."""
+    ``VideoRefused(video_type_unsupported)`` (415)."""
     if len(data) >= 12 and data[4:8] == b"ftyp":
         return "mov" if data[8:12] == b"qt  " else "mp4"
     if len(data) >= 8 and data[4:8] in (b"moov", b"mdat", b"wide", b"free"):
@@ -54,53 +47,17 @@ def sniff_video(data: bytes) -> str:
     raise VideoRefused(
         "the video is not MP4/MOV, WebM or an animated GIF (judged by its first bytes)",
         code="video_type_unsupported",
-        status=415,
     )
 
 
 def load_video_bytes(
-    ref: str,
-    upload: bytes | None,
-    *,
-    max_bytes: int,
-    timeout_s: float,
-    allow_private: bool,
-    max_redirects: int,
-    resolver: Resolver,
-    what: str = "driving_video",
+    ref: str, upload: bytes | None, *, max_bytes: int, fetch: FetchPolicy, what: str = "driving_video"
 ) -> bytes:
     """The video's bytes from an upload, a data URI or an http(s) URL (SSRF-guarded), at most
     ``max_bytes``; ``video_too_large`` (413) beyond."""
-    too_large = VideoRefused(f"{what} is larger than {max_bytes} bytes", code="video_too_large", status=413)
-    if ref == UPLOADED and upload is not None:
-        data = upload
-    elif ref.startswith("data:"):
-        try:
-            data = decode_data_uri(ref, max_bytes=max_bytes, what=what)
-        except ImageValidationError as exc:
-            if exc.code == "image_too_large":
-                raise too_large from exc
-            raise VideoRefused(exc.message, code="video_data_uri_invalid") from exc
-    elif ref.lower().startswith(("http://", "https://")):
-        try:
-            data = fetch_bytes(
-                ref,
-                max_bytes=max_bytes,
-                timeout_s=timeout_s,
-                allow_private=allow_private,
-                max_redirects=max_redirects,
-                resolver=resolver,
-            )
-        except FetchError as exc:
-            if exc.code == "image_too_large":
-                raise too_large from exc
-            raise
-    else:
-        raise VideoRefused(
-            f"{what} must be an uploaded file, an http(s) URL or a data URI", code="video_reference_invalid"
-        )
+    data = load_reference(ref, upload, what=what, family="video", max_bytes=max_bytes, fetch=fetch)
     if len(data) > max_bytes:
-        raise too_large
+        raise VideoRefused(f"{what} is larger than {max_bytes} bytes", code="video_too_large")
     if not data:
         raise VideoRefused(f"{what} is empty", code="video_unreadable")
     return data
@@ -131,6 +88,4 @@ def check_video(
         )
     except ExtractionError as exc:
         message = str(exc).replace("the video", what, 1)
-        raise VideoRefused(
-            message, code=exc.code, status=413 if exc.code in TOO_LARGE_CODES else 422
-        ) from None
+        raise VideoRefused(message, code=exc.code) from None

@@ -22,6 +22,8 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from engine.inputs.errors import CodedRefusal, declare_codes
+
 Resolver = Callable[[str, int], list[str]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -57,20 +59,27 @@ _BLOCKED_NETWORKS = [
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
-class UnsafeURLError(ValueError):
+URL_CODES = declare_codes(
+    {
+        "url_invalid": 422,
+        "url_scheme_not_allowed": 422,
+        "url_credentials_not_allowed": 422,
+        "url_address_not_allowed": 422,
+        "url_unresolvable": 422,
+        "url_fetch_failed": 422,
+        "url_fetch_timeout": 422,
+        "url_too_many_redirects": 422,
+    },
+    owner="jobs.intake.ssrf",
+)
+
+
+class UnsafeURLError(CodedRefusal):
     """The URL is not allowed; ``code`` is the API problem code."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
-
-class FetchError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class FetchError(CodedRefusal):
+    """Fetching a vetted URL failed, timed out, or brought more than the size cap."""
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -230,8 +239,10 @@ def fetch_bytes(
     max_redirects: int = 3,
     resolver: Resolver = system_resolver,
     client: httpx.Client | None = None,
+    too_large_code: str = "image_too_large",
 ) -> bytes:
-    """GET a URL through the guard with a size cap and a total deadline."""
+    """GET a URL through the guard with a size cap and a total deadline; content beyond the cap is
+    ``too_large_code`` (the refused input's own code: ``image_too_large``, ``video_too_large``)."""
     own = client is None
     client = client or httpx.Client(timeout=timeout_s, trust_env=False)
     deadline = time.monotonic() + timeout_s
@@ -243,12 +254,12 @@ def fetch_bytes(
                 raise FetchError("url_fetch_failed", f"fetching the URL answered HTTP {response.status_code}")
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise FetchError("image_too_large", f"the URL's content is larger than {max_bytes} bytes")
+                raise FetchError(too_large_code, f"the URL's content is larger than {max_bytes} bytes")
             chunks, size = [], 0
             for chunk in response.iter_bytes():
                 size += len(chunk)
                 if size > max_bytes:
-                    raise FetchError("image_too_large", f"the URL's content is larger than {max_bytes} bytes")
+                    raise FetchError(too_large_code, f"the URL's content is larger than {max_bytes} bytes")
                 if time.monotonic() > deadline:
                     raise FetchError("url_fetch_timeout", f"fetching the URL took longer than {timeout_s} s")
                 chunks.append(chunk)

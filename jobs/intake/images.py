@@ -13,13 +13,14 @@ import binascii
 import contextlib
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.inputs import rules
-from engine.inputs.errors import InvalidInput
+from engine.inputs.errors import CodedRefusal, InvalidInput, Refusal, declare_codes
 
 _FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 # zlib level of the re-encoded PNG. It runs inside every submission: on a 512x512 photo level 1 takes
@@ -30,12 +31,28 @@ _DATA_URI = re.compile(
 )
 
 
-class ImageValidationError(ValueError):
-    def __init__(self, code: str, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
+IMAGE_CODES = declare_codes(
+    {
+        "image_too_large": 413,
+        "image_unsupported_format": 415,
+        "image_corrupt": 422,
+        "image_data_uri_invalid": 422,
+    },
+    owner="jobs.intake.images",
+)
+"""The engine's rules add ``image_too_small``, ``image_too_many_pixels`` and ``mask_empty``."""
+
+
+class ImageValidationError(CodedRefusal):
+    """An image (or mask) refused at intake."""
+
+
+RefusalFactory = Callable[[str, str], Refusal]
+"""(``"too_large"`` or ``"data_uri_invalid"``, message) -> the refusal of one family of inputs."""
+
+
+def _image_refusal(reason: str, message: str) -> Refusal:
+    return ImageValidationError(f"image_{reason}", message)
 
 
 @dataclass(frozen=True)
@@ -58,26 +75,27 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def decode_data_uri(uri: str, *, max_bytes: int, what: str = "image") -> bytes:
+def decode_data_uri(
+    uri: str, *, max_bytes: int, what: str = "image", refused: RefusalFactory = _image_refusal
+) -> bytes:
+    """The bytes of a base64 data URI of at most ``max_bytes``, else ``refused("too_large" or
+    "data_uri_invalid", message)`` (by default an image's ``image_too_large``/``image_data_uri_invalid``)."""
     match = _DATA_URI.match(uri)
     if not match:
-        raise ImageValidationError(
-            "image_data_uri_invalid", f"{what}: a data URI looks like data:image/png;base64,<data>"
-        )
+        raise refused("data_uri_invalid", f"{what}: a data URI looks like data:image/png;base64,<data>")
     if not match.group("b64"):
-        raise ImageValidationError(
-            "image_data_uri_invalid",
-            f"{what}: the data URI must be base64-encoded (data:<mime>;base64,<data>)",
+        raise refused(
+            "data_uri_invalid", f"{what}: the data URI must be base64-encoded (data:<mime>;base64,<data>)"
         )
     payload = uri[match.end() :]
     # base64 inflates by 4/3; refuse before decoding a payload that cannot fit.
     if len(payload) > (max_bytes * 4) // 3 + 8:
-        raise ImageValidationError("image_too_large", f"{what} is larger than {max_bytes} bytes", status=413)
+        raise refused("too_large", f"{what} is larger than {max_bytes} bytes")
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise ImageValidationError(
-            "image_data_uri_invalid",
+        raise refused(
+            "data_uri_invalid",
             f"{what}: the data URI's payload is not valid base64 ({exc}; standard alphabet, padded, no line breaks)",
         ) from exc
 
@@ -88,12 +106,10 @@ def check_image(
     """Sniff, check limits from the header (pixels; each side at least ``min_side``: the engine's
     ``image_too_small`` rule for a character image), decode, and re-encode as PNG."""
     if len(data) > max_bytes:
-        raise ImageValidationError("image_too_large", f"{what} is larger than {max_bytes} bytes", status=413)
+        raise ImageValidationError("image_too_large", f"{what} is larger than {max_bytes} bytes")
     fmt = sniff_format(data)
     if fmt is None:
-        raise ImageValidationError(
-            "image_unsupported_format", f"{what} is not a PNG, JPEG or WebP image", status=415
-        )
+        raise ImageValidationError("image_unsupported_format", f"{what} is not a PNG, JPEG or WebP image")
     try:
         img: Image.Image = Image.open(io.BytesIO(data), formats=[fmt])  # reads the header only
         width, height = img.size
@@ -101,7 +117,6 @@ def check_image(
             raise ImageValidationError(
                 "image_too_many_pixels",
                 f"{what} is {width}x{height}; at most {max_pixels} pixels are allowed",
-                status=413,
             )
         if min(width, height) < min_side:
             raise ImageValidationError(
@@ -111,9 +126,7 @@ def check_image(
     except ImageValidationError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageValidationError(
-            "image_too_many_pixels", f"{what} declares too many pixels", status=413
-        ) from exc
+        raise ImageValidationError("image_too_many_pixels", f"{what} declares too many pixels") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageValidationError(
             "image_corrupt", f"{what} could not be decoded (truncated or corrupt)"
