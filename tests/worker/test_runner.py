@@ -255,7 +255,7 @@ class FlakyStorage:
 def test_a_storage_blip_while_loading_or_uploading_is_waited_out(env, method):
     _, store, storage, runner = env
     record = submit(env)
-    runner.storage = FlakyStorage(storage, method, failures=1)
+    runner.services.storage = FlakyStorage(storage, method, failures=1)
     assert runner.run(record.id) == "succeeded"
     assert storage.get_bytes(store.get(record.id).outputs["video"])
 
@@ -263,8 +263,8 @@ def test_a_storage_blip_while_loading_or_uploading_is_waited_out(env, method):
 def test_storage_down_past_the_retry_budget_fails_the_job_as_storage_unavailable(env):
     settings, store, storage, runner = env
     record = submit(env)
-    runner.settings = settings.model_copy(update={"storage_retry_s": 0.0})
-    runner.storage = FlakyStorage(storage, "put_file", failures=1)
+    runner.services.settings = settings.model_copy(update={"storage_retry_s": 0.0})
+    runner.services.storage = FlakyStorage(storage, "put_file", failures=1)
     assert runner.run(record.id) == "failed"
     failed = store.get(record.id)
     assert failed.error_code == "storage_unavailable" and failed.outputs == {}
