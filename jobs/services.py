@@ -11,7 +11,7 @@ the fork). Every ending of a job that tells the client goes through it:
 - ``cancel_job`` (the API's cancel request) and ``finish_canceled`` (a worker stopping a job): the
   job becomes ``canceled``; once it is, the outcome is counted and its ``canceled`` webhook queued.
 - ``notify``: a webhook event of the job as it is now (``emit_webhook``), which never fails the
-  caller.
+  caller; ``notify_deleted``: the ``deleted`` event of a job being erased (``jobs.deletion``).
 
 A job refused at submission because its queue message could not be sent (``jobs.submission``) is
 the one other writer of ``failed``: the client is told by that request's 503 reply, not a webhook.
@@ -33,7 +33,7 @@ from jobs.contract import ErrorCode, JobStatus, WebhookEvent
 from jobs.queue import QueueClient
 from jobs.settings import Settings
 from jobs.storage import LinkSecretMissing, Storage, storage_from_settings
-from jobs.store import CancelOutcome, JobStore, TransitionOutcome
+from jobs.store import CancelOutcome, JobRecord, JobStore, TransitionOutcome
 from jobs.views import job_view
 from jobs.webhooks import build_payload, new_message_id
 
@@ -156,6 +156,22 @@ class JobServices:
             return False
         self.canceled(job_id)
         return True
+
+    def notify_deleted(self, record: JobRecord) -> None:
+        """A deleted job's webhook, if it had one: one ``animation.deleted`` event (its data is the
+        job's id only), sent to the URL it had, since the record it would be read from is gone. A
+        failure to queue it is logged: the deletion stands."""
+        if not record.webhook_url:
+            return
+        body = build_payload(
+            WebhookEvent.DELETED.type, {"id": record.id, "object": "animation", "deleted": True}
+        )
+        try:
+            self.queue.enqueue_webhook(
+                record.id, WebhookEvent.DELETED.value, body.decode(), new_message_id(), url=record.webhook_url
+            )
+        except Exception:
+            log.exception("could not enqueue the deleted webhook", extra={"job_id": record.id})
 
     def canceled(self, job_id: str) -> None:
         """After the job became ``canceled`` (here, or by a success write a cancel won): count, tell."""

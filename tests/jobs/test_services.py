@@ -84,6 +84,9 @@ def test_only_the_job_services_cancel_a_job_emit_its_webhook_or_count_it():
     )
     # jobs/contract.py: the default subscription (DEFAULT_WEBHOOK_EVENTS) names the events.
     assert set(emitting) == {SERVICES, "jobs/contract.py"}, emitting
+    queuing = calls(lambda n: method_call(n, "enqueue_webhook"))
+    # worker/tasks.py: a delivery's next attempt (the same message again, after a backoff).
+    assert set(queuing) == {SERVICES, "worker/tasks.py"}, queuing
     counting = calls(
         lambda n: isinstance(n, ast.Name | ast.Attribute) and ast.unparse(n).endswith("JOBS_FINISHED")
     )
