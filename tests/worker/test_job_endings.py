@@ -76,17 +76,17 @@ class Failing:
         raise self.exc
 
 
-def engine_error(env, job_id):
+def engine_error(env, job_id, monkeypatch):
     env[3].holder._animator = Failing(RuntimeError("boom"))
     assert env[3].run(job_id) == "failed"
 
 
-def soft_time_limit(env, job_id):
+def soft_time_limit(env, job_id, monkeypatch):
     env[3].holder._animator = Failing(SoftTimeLimitExceeded())
     assert env[3].run(job_id) == "failed"
 
 
-def attempt_cap(env, job_id):
+def attempt_cap(env, job_id, monkeypatch):
     store = env[0]
     for _ in range(2):  # two attempts whose workers died
         store.start_attempt(job_id, 2, "noop", False)
@@ -101,12 +101,12 @@ def hard_time_limit(env, job_id, monkeypatch):
     tasks.animate.on_failure(TimeLimitExceeded(3600), "task-id", [job_id], {}, None)
 
 
-def video_missing(env, job_id):
+def video_missing(env, job_id, monkeypatch):
     env[1].delete_prefix(f"inputs/{job_id}")
     assert run_job_extraction(job_id, env[3].services) == "failed"
 
 
-def no_poses_nor_video(env, job_id):
+def no_poses_nor_video(env, job_id, monkeypatch):
     assert env[0].update_queued(job_id, inputs=["image.png"])
     assert run_job_extraction(job_id, env[3].services) == "failed"
 
@@ -126,10 +126,7 @@ def test_every_failure_path_records_counts_and_notifies_once(env, path, video, c
     store, _, queue, runner = env
     record = submit(env, video=video)
     before = finished(code)
-    if path is hard_time_limit:
-        path(env, record.id, monkeypatch)
-    else:
-        path(env, record.id)
+    path(env, record.id, monkeypatch)
     failed = store.get(record.id)
     assert (failed.status, failed.error_code) == (JobStatus.FAILED, code)
     assert finished(code) == before + 1
