@@ -16,6 +16,7 @@ from api.metrics import ApiMetrics
 from jobs.intake.policy import Intake
 from jobs.intake.ssrf import Resolver, system_resolver
 from jobs.queue import QueueClient
+from jobs.services import JobServices
 from jobs.settings import Settings
 from jobs.storage import Storage
 from jobs.store import JobRecord, JobStore, RateDecision, key_digest
@@ -38,16 +39,32 @@ def key_hashes(api_keys: list[str]) -> dict[str, str]:
 
 @dataclass
 class Services:
-    settings: Settings
-    store: JobStore
-    storage: Storage
-    queue: QueueClient
+    """The API process's services: its one ``JobServices`` (settings, store, storage, queue, and
+    where a job ends), plus what only HTTP needs."""
+
+    jobs: JobServices
     metrics: ApiMetrics
     keys: dict[str, str]
     resolver: Resolver = system_resolver
     # A redis.asyncio client to the job store's Redis, open while the app is served (its lifespan):
     # the status poll awaits it on the event loop. None without the lifespan (a bare TestClient).
     aredis: Any = None
+
+    @property
+    def settings(self) -> Settings:
+        return self.jobs.settings
+
+    @property
+    def store(self) -> JobStore:
+        return self.jobs.store
+
+    @property
+    def storage(self) -> Storage:
+        return self.jobs.storage
+
+    @property
+    def queue(self) -> QueueClient:
+        return self.jobs.queue
 
     def owner_for(self, presented: str) -> str | None:
         digest = key_digest(presented)

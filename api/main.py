@@ -26,9 +26,9 @@ from api.waiting import close_brokers
 from jobs.intake.policy import Intake
 from jobs.intake.ssrf import Resolver, system_resolver
 from jobs.queue import QueueClient, create_celery
+from jobs.services import JobServices, not_counted
 from jobs.settings import Settings, get_settings
-from jobs.storage import LinkSecretMissing, storage_from_settings
-from jobs.store import JobStore, async_redis
+from jobs.store import async_redis
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +58,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None, *, resolver: Resolver = system_resolver) -> FastAPI:
     settings = settings or get_settings()
-    store = JobStore.from_url(settings.redis_url, settings.key_prefix, job_ttl_s=settings.job_ttl_s)
-    try:
-        storage = storage_from_settings(settings, store.r)
-    except LinkSecretMissing:
-        raise  # production without a link-signing secret: refuse to start
-    except Exception:  # Redis down at start: local links fall back to a per-process key
-        log.warning("could not share the link-signing key through Redis", exc_info=True)
-        storage = storage_from_settings(settings)
-    queue = QueueClient(create_celery(settings))
-    metrics = ApiMetrics(store, queue)
+    # Redis down at start: local links fall back to a per-process key (a production deployment
+    # without a link-signing secret still refuses to start).
+    jobs = JobServices.build(
+        settings, QueueClient(create_celery(settings)), not_counted, local_key_fallback=True
+    )
+    metrics = ApiMetrics(jobs.store, jobs.queue)
     if settings.auth_enabled and not settings.api_keys:
         log.warning("auth is on but POSEANIMATE_API_KEYS is empty: every request will be refused")
 
@@ -84,10 +80,7 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = system_
         ],
     )
     app.state.services = Services(
-        settings=settings,
-        store=store,
-        storage=storage,
-        queue=queue,
+        jobs=jobs,
         metrics=metrics,
         keys=key_hashes(settings.api_keys),
         resolver=resolver,

@@ -23,12 +23,10 @@ import logging
 import time
 from contextvars import ContextVar
 
-from jobs.contract import WebhookEvent
-from jobs.queue import QueueClient
+from jobs.services import JobServices
 from jobs.settings import Settings
 from jobs.storage import Storage
 from jobs.store import JobRecord, JobStore, scripts
-from jobs.webhooks import build_payload, new_message_id
 
 log = logging.getLogger(__name__)
 
@@ -92,28 +90,12 @@ def _remove_record(store: JobStore, record: JobRecord, *, stub_ttl_s: int | None
     pipe.execute()
 
 
-def delete_job(
-    record: JobRecord,
-    *,
-    store: JobStore,
-    storage: Storage,
-    settings: Settings,
-    queue: QueueClient | None = None,
-) -> None:
+def delete_job(record: JobRecord, services: JobServices) -> None:
     """Remove everything the job left; idempotent (a second call finds nothing and does nothing).
-    A job with a webhook is told: one ``animation.deleted`` event (its data is the job's id only),
-    sent to the URL it had, since the record it would be read from is gone."""
-    job_id = record.id
-    if record.webhook_url and queue is not None:
-        body = build_payload(
-            WebhookEvent.DELETED.type, {"id": job_id, "object": "animation", "deleted": True}
-        )
-        try:
-            queue.enqueue_webhook(
-                job_id, WebhookEvent.DELETED.value, body.decode(), new_message_id(), url=record.webhook_url
-            )
-        except Exception:  # the deletion stands even if its notification cannot be queued
-            log.exception("could not enqueue the deleted webhook", extra={"job_id": job_id})
+    A job with a webhook is told (``JobServices.notify_deleted``). A job still queued or running is
+    canceled on the way, without a ``canceled`` event: its ending is the deletion."""
+    job_id, store, storage, settings = record.id, services.store, services.storage, services.settings
+    services.notify_deleted(record)
     running = False
     if not record.status.is_terminal():
         running = store.request_cancel(job_id) == "requested"

@@ -1,11 +1,11 @@
-"""Job record -> public ``Job`` envelope (with fresh expiring output links), and webhook emission.
+"""Job record -> public ``Job`` envelope (with fresh expiring output links).
 
-Used by the API for replies and SSE, and by workers for webhook payloads, so both say the same.
+Used by the API for replies and SSE, and for webhook payloads (``jobs.services.emit_webhook``), so
+both say the same.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -19,15 +19,11 @@ from jobs.contract import (
     ModelInfo,
     Stage,
     WebhookAttempt,
-    WebhookEvent,
     WebhookInfo,
 )
-from jobs.queue import QueueClient
 from jobs.storage import Storage
-from jobs.store import JobRecord, JobStore
-from jobs.webhooks import build_payload, new_message_id
+from jobs.store import JobRecord
 
-log = logging.getLogger(__name__)
 PREVIEW_KINDS = ("poses", "skeleton", "side_by_side")
 
 
@@ -92,32 +88,3 @@ def job_view(
         output=output,
         webhook=webhook,
     )
-
-
-def emit_webhook(
-    job_id: str,
-    event: WebhookEvent,
-    *,
-    store: JobStore,
-    storage: Storage | None,
-    queue: QueueClient,
-    url_ttl_s: int,
-    base_url: str | None,
-) -> str | None:
-    """Enqueue one webhook event on ``io`` if the job subscribed to it; returns the webhook-id.
-
-    The payload is frozen here (the job as it is now), so every retry sends the same body under
-    the same ``webhook-id``; only ``webhook-timestamp`` and the signature change per attempt.
-    """
-    record = store.get(job_id)
-    if record is None or not record.webhook_url or event.value not in record.webhook_events:
-        return None
-    job = job_view(record, storage=storage, url_ttl_s=url_ttl_s, base_url=base_url)
-    body = build_payload(event.type, job.model_dump(mode="json", exclude={"webhook"})).decode()
-    msg_id = new_message_id()
-    try:
-        queue.enqueue_webhook(job_id, event.value, body, msg_id)
-    except Exception:  # the job outcome stands even if its notification cannot be queued
-        log.exception("could not enqueue webhook", extra={"job_id": job_id, "event": event.value})
-        return None
-    return msg_id

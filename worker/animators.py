@@ -230,17 +230,33 @@ def inversion_cache(settings: Settings) -> InversionCache | None:
     return StorageInversionCache(storage_from_settings(settings), memory)
 
 
+CONFIG_KNOBS: dict[str, str] = {
+    "steps": "num_inference_steps",
+    "guidance": "guidance_scale",
+    "transition_frames": "transition_frames",
+    "width": "width",
+    "height": "height",
+    "seed": "seed",
+    "retarget": "retarget",
+}
+"""``JobInputs`` field -> the ``engine.AnimateConfig`` field it sets (``config_overrides``)."""
+
+BESIDE_CONFIG: dict[str, str] = {
+    "image": "PoseAnimator.animate's reference image",
+    "poses": "animate's target poses (a PoseSequence)",
+    "prompt": "animate's prompt",
+    "source_pose": "animate's source_pose",
+    "mask": "animate's mask",
+    "subject_words": "animate's subject_words",
+    "fps": "the written video's frame rate (the MP4 writer and the previews): rendering has none",
+}
+"""The ``JobInputs`` fields deliberately not in the engine config, and where each goes instead.
+Every field is in exactly one of the two tables (a test checks it, and that each arrives)."""
+
+
 def config_overrides(job: JobInputs) -> dict[str, Any]:
     """The job's knobs as ``engine.AnimateConfig`` fields (the rest keep the engine's defaults)."""
-    return {
-        "height": job.height,
-        "width": job.width,
-        "seed": job.seed,
-        "num_inference_steps": job.steps,
-        "guidance_scale": job.guidance,
-        "transition_frames": job.transition_frames,
-        "retarget": job.retarget,
-    }
+    return {knob: getattr(job, name) for name, knob in CONFIG_KNOBS.items()}
 
 
 class EngineAnimator:

@@ -10,7 +10,7 @@ canceled (or deleted) meanwhile is neither extracted further (the next progress 
 stops the decoding) nor sent: every write is conditional on the job still being queued. A
 redelivered message whose job already has its poses only sends it on (sending twice is safe: the
 job lock runs one copy). Extraction refusals fail the job as ``invalid_input`` with the extractor's
-code and message.
+code and message; every failure of the stage goes through ``JobServices.fail_job``.
 
 PyAV and MediaPipe are imported on first use; one extraction at a time per process (the detector
 is shared and not thread-safe; the io pool runs threads).
@@ -27,16 +27,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs.contract import ErrorCode, JobStatus, Stage, WebhookEvent
+from jobs.contract import ErrorCode, JobStatus, Stage
 from jobs.extractions import ExtractionStore
 from jobs.intake.limits import ServiceLimits, effective_params
 from jobs.intake.videos import video_frame_budget
 from jobs.lifecycle import overall_progress
-from jobs.queue import QueueClient
-from jobs.settings import Settings
-from jobs.storage import ObjectNotFound, Storage, StorageUnavailable, input_key
+from jobs.services import JobServices
+from jobs.storage import ObjectNotFound, StorageUnavailable, input_key
 from jobs.store import JobStore
-from jobs.views import emit_webhook
 
 if TYPE_CHECKING:
     from engine.poses.extract import ExtractionResult
@@ -82,9 +80,10 @@ def skeleton_data_uri(result: ExtractionResult, tmp_dir: str | None = None) -> s
         return "data:video/mp4;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-def run_extraction(extraction_id: str, *, settings: Settings, store: JobStore, storage: Storage) -> str:
+def run_extraction(extraction_id: str, services: JobServices) -> str:
     """One ``POST /poses`` request: extract, store the result in its record, delete the clip.
     Returns ``succeeded``, ``failed`` or ``skipped`` (gone or already done)."""
+    settings, store, storage = services.settings, services.store, services.storage
     extractions = ExtractionStore(store.r, store.p)
     record = extractions.get(extraction_id)
     if record is None or record["status"] != "queued":
@@ -120,23 +119,6 @@ def run_extraction(extraction_id: str, *, settings: Settings, store: JobStore, s
     return "failed"
 
 
-def _notify_failed(
-    job_id: str, settings: Settings, store: JobStore, storage: Storage, queue: QueueClient
-) -> None:
-    try:
-        emit_webhook(
-            job_id,
-            WebhookEvent.FAILED,
-            store=store,
-            storage=storage,
-            queue=queue,
-            url_ttl_s=settings.output_url_ttl_s,
-            base_url=settings.public_base_url,
-        )
-    except Exception:
-        log.exception("webhook emission failed")
-
-
 class _NoLongerQueued(Exception):
     """Raised from the progress callback to stop an extraction whose job was canceled or deleted."""
 
@@ -159,11 +141,11 @@ class _StageProgress:
             raise _NoLongerQueued
 
 
-def run_job_extraction(
-    job_id: str, *, settings: Settings, store: JobStore, storage: Storage, queue: QueueClient
-) -> str:
+def run_job_extraction(job_id: str, services: JobServices) -> str:
     """The ``extracting_poses`` stage of a queued job. Returns ``sent`` (poses written, job sent to
-    gpu), ``failed``, or ``skipped`` (not queued any more: canceled, failed, deleted, running)."""
+    gpu), ``failed`` (``services.fail_job``), or ``skipped`` (not queued any more: canceled, failed,
+    deleted, running)."""
+    settings, store, storage, queue = services.settings, services.store, services.storage, services.queue
     record = store.get(job_id)
     if record is None or record.status is not JobStatus.QUEUED:
         return "skipped"
@@ -172,8 +154,7 @@ def run_job_extraction(
         return "sent"
     videos = [name for name in record.inputs if name.startswith("driving_video.")]
     if not videos:
-        store.fail(job_id, ErrorCode.INVALID_INPUT, "the job has neither poses nor a driving video")
-        _notify_failed(job_id, settings, store, storage, queue)
+        services.fail_job(job_id, ErrorCode.INVALID_INPUT, "the job has neither poses nor a driving video")
         return "failed"
     params = effective_params(record.params)
     limits = ServiceLimits.from_settings(settings)
@@ -199,14 +180,12 @@ def run_job_extraction(
         code = (
             ErrorCode.STORAGE_UNAVAILABLE if isinstance(exc, StorageUnavailable) else ErrorCode.INTERNAL_ERROR
         )
-        store.fail(job_id, code, "the driving video could not be read from storage")
-        _notify_failed(job_id, settings, store, storage, queue)
+        services.fail_job(job_id, code, "the driving video could not be read from storage")
         return "failed"
     except ValueError as exc:
         refusal, message = _refusal(exc)
         log.info("driving video refused", extra={"code": refusal, "error": message})
-        store.fail(job_id, ErrorCode.INVALID_INPUT, f"driving_video: {message} ({refusal})")
-        _notify_failed(job_id, settings, store, storage, queue)
+        services.fail_job(job_id, ErrorCode.INVALID_INPUT, f"driving_video: {message} ({refusal})")
         return "failed"
     poses = result.poses.to_compact()
     if store.get(job_id) is None:

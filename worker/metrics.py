@@ -29,6 +29,13 @@ STAGE_SECONDS = Histogram(
 JOBS_FINISHED = Counter(
     "poseanimate_jobs_finished_total", "Jobs finished by a worker, by outcome.", ["outcome"]
 )
+
+
+def count_finished(outcome: str) -> None:
+    """The worker's ``jobs.services.CountFinished``: one ended job, by outcome."""
+    JOBS_FINISHED.labels(outcome).inc()
+
+
 JOB_ATTEMPTS = Counter(
     "poseanimate_job_attempts_total", "Job attempts started (re-runs after a lost worker included)."
 )

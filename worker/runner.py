@@ -31,10 +31,10 @@ from jobs.contract import ErrorCode, JobStatus, Stage, WebhookEvent
 from jobs.intake.limits import effective_params
 from jobs.lifecycle import overall_progress
 from jobs.queue import QueueClient
+from jobs.services import JobServices
 from jobs.settings import Settings
 from jobs.storage import ObjectNotFound, Storage, StorageUnavailable, input_key, output_key
 from jobs.store import JobRecord, JobStore, StartOutcome, TransitionOutcome
-from jobs.views import emit_webhook
 from jobs.webhooks import backoff_delay
 from worker import metrics
 from worker.animators import (
@@ -163,37 +163,29 @@ class ProgressReporter:
 
 
 class JobRunner:
-    def __init__(
-        self,
-        settings: Settings,
-        store: JobStore,
-        storage: Storage,
-        queue: QueueClient,
-        holder: AnimatorHolder,
-    ) -> None:
-        self.settings, self.store, self.storage, self.queue, self.holder = (
-            settings,
-            store,
-            storage,
-            queue,
-            holder,
-        )
+    """Runs jobs over the process's ``JobServices``, which records how each one ends."""
+
+    def __init__(self, services: JobServices, holder: AnimatorHolder) -> None:
+        self.services, self.holder = services, holder
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    @property
+    def store(self) -> JobStore:
+        return self.services.store
+
+    @property
+    def storage(self) -> Storage:
+        return self.services.storage
+
+    @property
+    def queue(self) -> QueueClient:
+        return self.services.queue
 
     def notify(self, job_id: str, event: WebhookEvent) -> None:
-        try:
-            emit_webhook(
-                job_id,
-                event,
-                store=self.store,
-                storage=self.storage,
-                queue=self.queue,
-                url_ttl_s=self.settings.output_url_ttl_s,
-                base_url=self.settings.public_base_url,
-            )
-        except SoftTimeLimitExceeded:
-            raise
-        except Exception:
-            log.exception("webhook emission failed", extra={"event": event.value})
+        self.services.notify(job_id, event)
 
     def run(self, job_id: str) -> RunOutcome:
         """Run one delivery of the job's message. Returns ``locked`` when another worker holds the
@@ -298,7 +290,8 @@ class JobRunner:
             )
             if status == JobStatus.CANCELED.value:
                 self.storage.delete_prefix(f"outputs/{job_id}")  # the cancel landed during the upload
-                return self._after_cancel(job_id)
+                self.services.canceled(job_id)
+                return RunOutcome.CANCELED
             if outcome is not TransitionOutcome.OK:
                 log.warning(
                     "job finished elsewhere; outputs kept by the other outcome", extra={"status": status}
@@ -389,7 +382,7 @@ class JobRunner:
     ) -> None:
         """Metrics of a finished job; never allowed to disturb the job's outcome."""
         try:
-            metrics.JOBS_FINISHED.labels("succeeded").inc()
+            self.services.count_finished(JobStatus.SUCCEEDED.value)
             for stage, seconds in timings.items():
                 metrics.STAGE_SECONDS.labels(stage).observe(seconds)
             for key, count in unet_evals.items():  # "<stage>_forward" / "<stage>_backward"; totals skipped
@@ -404,25 +397,10 @@ class JobRunner:
 
     def _finish_canceled(self, job_id: str) -> RunOutcome:
         # The stage stays where the job stopped: `done` is for a job that finished its work.
-        outcome, _ = self.store.transition(job_id, JobStatus.CANCELED)
-        if outcome is not TransitionOutcome.OK:
-            return RunOutcome.SKIPPED
-        return self._after_cancel(job_id)
-
-    def _after_cancel(self, job_id: str) -> RunOutcome:
-        metrics.JOBS_FINISHED.labels("canceled").inc()
-        log.info("job canceled")
-        self.notify(job_id, WebhookEvent.CANCELED)
-        return RunOutcome.CANCELED
+        return RunOutcome.CANCELED if self.services.finish_canceled(job_id) else RunOutcome.SKIPPED
 
     def _finish_failed(self, job_id: str, code: ErrorCode | str, message: str) -> RunOutcome:
-        outcome, _ = self.store.fail(job_id, code, message)
-        if outcome is not TransitionOutcome.OK:
-            return RunOutcome.SKIPPED
-        metrics.JOBS_FINISHED.labels(str(code)).inc()
-        log.warning("job failed", extra={"code": str(code), "error": message})
-        self.notify(job_id, WebhookEvent.FAILED)
-        return RunOutcome.FAILED
+        return RunOutcome.FAILED if self.services.fail_job(job_id, code, message) else RunOutcome.SKIPPED
 
     def _lock_lost(self) -> RunOutcome:
         log.error("job lock lost mid-run; leaving the job to the worker that holds it")

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 from celery import Task, signals
 from celery.exceptions import Reject, TimeLimitExceeded
 
-from jobs.contract import ErrorCode, WebhookEvent
+from jobs.contract import ErrorCode
 from jobs.deletion import CURRENT_JOB
 from jobs.logs import bind, configure_logging
 from jobs.queue import ANIMATE_TASK, EXTRACT_TASK, JOB_EXTRACT_TASK, WEBHOOK_TASK, QueueClient
-from jobs.settings import Settings, get_settings
-from jobs.storage import storage_from_settings
-from jobs.store import JobStore, TransitionOutcome
+from jobs.services import JobServices
+from jobs.settings import get_settings
+from worker import metrics
 from worker.animators import AnimatorHolder
 from worker.celery_app import app
 from worker.deliveries import deliver
@@ -33,28 +32,22 @@ from worker.runner import JobRunner, RunOutcome
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Runtime:
-    settings: Settings
-    store: JobStore
-    runner: JobRunner
-    queue: QueueClient
+_runner: JobRunner | None = None
 
 
-_runtime: Runtime | None = None
-
-
-def runtime() -> Runtime:
-    """Per-process singletons, built lazily (after the fork, in a prefork child)."""
-    global _runtime
-    if _runtime is None:
+def runner() -> JobRunner:
+    """The process's job runner over its one ``JobServices``, built lazily (after the fork, in a
+    prefork child)."""
+    global _runner
+    if _runner is None:
         settings = get_settings()
-        store = JobStore.from_url(settings.redis_url, settings.key_prefix, job_ttl_s=settings.job_ttl_s)
-        storage = storage_from_settings(settings, store.r)
-        queue = QueueClient(app)
-        runner = JobRunner(settings, store, storage, queue, AnimatorHolder(settings))
-        _runtime = Runtime(settings, store, runner, queue)
-    return _runtime
+        services = JobServices.build(settings, QueueClient(app), metrics.count_finished)
+        _runner = JobRunner(services, AnimatorHolder(settings))
+    return _runner
+
+
+def services() -> JobServices:
+    return runner().services
 
 
 @signals.setup_logging.connect
@@ -67,10 +60,10 @@ def _setup_logging(**_: Any) -> None:
 def _child_started(**_: Any) -> None:
     # Fresh connections in the child; start loading the model now (in a thread: this signal has a
     # few seconds' timeout, a model load can take minutes).
-    global _runtime
-    _runtime = None
+    global _runner
+    _runner = None
     if get_settings().preload_model:
-        runtime().runner.holder.start()
+        runner().holder.start()
 
 
 @signals.worker_process_shutdown.connect
@@ -85,26 +78,18 @@ class AnimateTask(Task):  # type: ignore[misc]
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         # The hard time limit kills the child; Celery calls this in the parent, which records it.
         if isinstance(exc, TimeLimitExceeded) and args:
-            job_id = str(args[0])
-            rt = runtime()
-            limit = rt.settings.hard_time_limit_s
-            outcome, _ = rt.store.fail(
-                job_id, ErrorCode.TIMEOUT, f"the job exceeded the {limit} s hard time limit"
-            )
-            if outcome is TransitionOutcome.OK:
-                from worker import metrics
-
-                metrics.JOBS_FINISHED.labels(ErrorCode.TIMEOUT.value).inc()
-                rt.runner.notify(job_id, WebhookEvent.FAILED)
+            jobs = services()
+            limit = jobs.settings.hard_time_limit_s
+            jobs.fail_job(str(args[0]), ErrorCode.TIMEOUT, f"the job exceeded the {limit} s hard time limit")
 
 
 @app.task(name=ANIMATE_TASK, base=AnimateTask, bind=True, acks_late=True, max_retries=None)
 def animate(self: Task, job_id: str) -> str:
     with bind(job_id=job_id):
-        rt = runtime()
-        current = CURRENT_JOB.set((rt.store, job_id))  # the inversion cache records its keys on the job
+        job_runner = runner()
+        current = CURRENT_JOB.set((job_runner.store, job_id))  # the inversion cache records its keys
         try:
-            outcome = rt.runner.run(job_id)
+            outcome = job_runner.run(job_id)
         except redis.exceptions.RedisError as exc:
             # The job store is unreachable, so the outcome could not be recorded: give the message
             # back rather than ack a job whose record still says running. (If the broker is down
@@ -115,7 +100,7 @@ def animate(self: Task, job_id: str) -> str:
             CURRENT_JOB.reset(current)
         if outcome is RunOutcome.LOCKED:
             # Another worker holds the job (or held it and died: its lock expires within the TTL).
-            raise self.retry(countdown=rt.settings.lock_ttl_s, max_retries=None)
+            raise self.retry(countdown=job_runner.settings.lock_ttl_s, max_retries=None)
         if outcome is RunOutcome.LOCK_LOST:
             raise Reject("job lock lost", requeue=True)
         return outcome
@@ -126,10 +111,12 @@ def deliver_webhook(
     self: Task, job_id: str, event: str, body: str, msg_id: str, attempt: int = 1, url: str | None = None
 ) -> None:
     with bind(job_id=job_id):
-        rt = runtime()
-        delay = deliver(job_id, event, body, msg_id, attempt, settings=rt.settings, store=rt.store, url=url)
+        jobs = services()
+        delay = deliver(
+            job_id, event, body, msg_id, attempt, settings=jobs.settings, store=jobs.store, url=url
+        )
         if delay is not None:
-            rt.queue.enqueue_webhook(
+            jobs.queue.enqueue_webhook(
                 job_id, event, body, msg_id, attempt=attempt + 1, countdown=delay, url=url
             )
 
@@ -138,14 +125,10 @@ def deliver_webhook(
 def extract_job_poses(self: Task, job_id: str) -> str:
     """The extracting_poses stage of a job given a driving video; sends it to gpu when done."""
     with bind(job_id=job_id):
-        rt = runtime()
-        return run_job_extraction(
-            job_id, settings=rt.settings, store=rt.store, storage=rt.runner.storage, queue=rt.queue
-        )
+        return run_job_extraction(job_id, services())
 
 
 @app.task(name=EXTRACT_TASK, bind=True, acks_late=True)
 def extract_poses(self: Task, extraction_id: str) -> str:
     """A POST /poses request: its result lands in the extraction record the API polls."""
-    rt = runtime()
-    return run_extraction(extraction_id, settings=rt.settings, store=rt.store, storage=rt.runner.storage)
+    return run_extraction(extraction_id, services())

@@ -28,10 +28,10 @@ from api.errors import ApiError
 from api.openapi import CREATE_BODY, problems
 from api.submissions import submit_animation
 from api.waiting import StreamSlot, follow, wait_for_terminal
-from jobs.contract import Job, JobList, JobStatus, WebhookEvent
+from jobs.contract import Job, JobList, JobStatus
 from jobs.storage import LocalStorage
 from jobs.store import CancelOutcome, JobRecord, JobSnapshot
-from jobs.views import emit_webhook, job_view
+from jobs.views import job_view
 
 router = APIRouter(prefix="/animations", tags=["animations"])
 
@@ -197,21 +197,11 @@ def list_animations(
 def cancel_animation(request: Request, response: Response, services: ServicesDep, record: OwnedJob) -> Job:
     """Queued jobs are canceled at once (200) and never reach a GPU; running jobs stop within one
     engine step (202, `cancel_requested: true`); finished jobs cannot be canceled (409)."""
-    outcome = services.store.request_cancel(record.id)
+    outcome = services.jobs.cancel_job(record.id)
     if outcome is CancelOutcome.TERMINAL and record.status is not JobStatus.CANCELED:
         current = services.store.get(record.id) or record
         if current.status is not JobStatus.CANCELED:
             raise ApiError("job_already_finished", f"the job already {current.status.value}")
-    if outcome is CancelOutcome.CANCELED:
-        emit_webhook(
-            record.id,
-            WebhookEvent.CANCELED,
-            store=services.store,
-            storage=services.storage,
-            queue=services.queue,
-            url_ttl_s=services.settings.output_url_ttl_s,
-            base_url=services.settings.public_base_url,
-        )
     response.status_code = 202 if outcome is CancelOutcome.REQUESTED else 200
     updated = services.store.get(record.id) or record
     return view_of(services, request, updated)

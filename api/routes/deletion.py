@@ -30,9 +30,5 @@ async def delete_animation(job_id: JobId, services: ServicesDep, owner: Owner) -
         if await run_in_threadpool(was_deleted_by, store, job_id, owner):
             return Response(status_code=204)
         raise ApiError("not_found", "no such animation")
-    await run_in_threadpool(
-        lambda: delete_job(
-            record, store=store, storage=services.storage, settings=services.settings, queue=services.queue
-        )
-    )
+    await run_in_threadpool(delete_job, record, services.jobs)
     return Response(status_code=204)

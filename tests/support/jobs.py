@@ -12,10 +12,12 @@ from jobs.contract import EXAMPLE_POSES
 from jobs.intake.acceptance import ValidatedJob, accept_job
 from jobs.intake.limits import effective_params
 from jobs.queue import QueueClient, create_celery
+from jobs.services import JobServices
 from jobs.settings import Settings
 from jobs.storage import LocalStorage
 from jobs.store import JobStore, new_job_id
 from worker.animators import AnimatorHolder
+from worker.metrics import count_finished
 from worker.runner import JobRunner
 
 
@@ -43,8 +45,9 @@ def submit(env, steps=3, source_pose=None, **params):
 def noop_runner(
     store: JobStore, redis_url: str, tmp_path: Path, *, queue: Any = None, **overrides: Any
 ) -> tuple[Settings, LocalStorage, JobRunner]:
-    """A job runner in-process on real Redis and local storage with the noop backend (no model);
-    ``queue``: a stand-in for the Celery client (default: the real one, sending by name)."""
+    """A job runner in-process on real Redis and local storage with the noop backend (no model),
+    over job services counting as the worker does; ``queue``: a stand-in for the Celery client
+    (default: the real one, sending by name)."""
     values: dict[str, Any] = {
         "redis_url": redis_url,
         "animator": "noop",
@@ -57,4 +60,5 @@ def noop_runner(
     settings = Settings(_env_file=None, **values)
     storage = LocalStorage(tmp_path / "storage", b"k" * 32)
     queue = queue if queue is not None else QueueClient(create_celery(settings))
-    return settings, storage, JobRunner(settings, store, storage, queue, AnimatorHolder(settings))
+    services = JobServices(settings, store, storage, queue, count_finished)
+    return settings, storage, JobRunner(services, AnimatorHolder(settings))

@@ -66,8 +66,7 @@ def submit_video(env, video: bytes, **params):
 
 
 def run_stage(env, job_id):
-    settings, store, storage, queue, _ = env
-    return run_job_extraction(job_id, settings=settings, store=store, storage=storage, queue=queue)
+    return run_job_extraction(job_id, env[-1].services)
 
 
 def test_a_video_job_goes_to_io_first_then_to_gpu_with_its_extracted_poses(env, clip):
@@ -204,13 +203,13 @@ def test_a_clip_longer_than_the_job_frame_budget_is_refused_before_decoding(env,
 
 
 def test_a_pose_extraction_request_stores_poses_report_and_an_inline_skeleton(env, clip):
-    settings, store, storage, _, _ = env
+    _, store, storage, _, runner = env
     extraction_id = new_extraction_id()
     key = video_key(extraction_id, "mp4")
     storage.put_bytes(key, clip, "video/mp4")
     records = ExtractionStore(store.r, store.p)
     records.create(extraction_id, "key_a", {"fps": 4, "start": None, "end": None, "max_frames": 64}, key)
-    assert run_extraction(extraction_id, settings=settings, store=store, storage=storage) == "succeeded"
+    assert run_extraction(extraction_id, runner.services) == "succeeded"
     done = records.get(extraction_id)
     assert done["status"] == "succeeded" and len(done["poses"]["frames"]) == 4
     assert done["report"]["frames"] == 4 and done["report"]["frames_without_person"] == []
@@ -221,15 +220,15 @@ def test_a_pose_extraction_request_stores_poses_report_and_an_inline_skeleton(en
     assert len(frames) == 4 and max(frames[0].width, frames[0].height) == 256
     with pytest.raises(ObjectNotFound):  # the clip is deleted once read
         storage.get_bytes(key)
-    assert run_extraction(extraction_id, settings=settings, store=store, storage=storage) == "skipped"
+    assert run_extraction(extraction_id, runner.services) == "skipped"
 
 
 def test_a_refused_extraction_request_records_the_code(env):
-    settings, store, storage, _, _ = env
+    _, store, storage, _, runner = env
     extraction_id = new_extraction_id()
     key = video_key(extraction_id, "mp4")
     storage.put_bytes(key, b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64, "video/mp4")
     records = ExtractionStore(store.r, store.p)
     records.create(extraction_id, "key_a", {"fps": None, "start": None, "end": None, "max_frames": 64}, key)
-    assert run_extraction(extraction_id, settings=settings, store=store, storage=storage) == "failed"
+    assert run_extraction(extraction_id, runner.services) == "failed"
     assert records.get(extraction_id)["error"]["code"] == "video_unreadable"

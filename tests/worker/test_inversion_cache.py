@@ -83,6 +83,7 @@ def test_entries_a_job_used_are_recorded_on_it_and_deleted_with_it(redis_client,
 
     from jobs.contract import JobStatus
     from jobs.deletion import CACHE_KEYS_FIELD, CURRENT_JOB, delete_job
+    from jobs.services import JobServices
     from jobs.settings import Settings
     from jobs.store import JobRecord, JobStore, new_job_id
 
@@ -102,7 +103,8 @@ def test_entries_a_job_used_are_recorded_on_it_and_deleted_with_it(redis_client,
     finally:
         CURRENT_JOB.reset(token)
     assert json.loads(redis_client.hget(store.job_key(record.id), CACHE_KEYS_FIELD)) == ["shared", "own"]
-    delete_job(record, store=store, storage=storage, settings=Settings(_env_file=None))
+    # (The job has no webhook: no queue is needed, nothing is counted.)
+    delete_job(record, JobServices(Settings(_env_file=None), store, storage, None, lambda outcome: None))
     assert not list((tmp_path / "cache" / "inversions").iterdir())
     # Still running: a bare stub is left for its worker to see the cancel; no cache keys, no owner.
     stub = redis_client.hgetall(store.job_key(record.id))

@@ -255,7 +255,7 @@ class FlakyStorage:
 def test_a_storage_blip_while_loading_or_uploading_is_waited_out(env, method):
     _, store, storage, runner = env
     record = submit(env)
-    runner.storage = FlakyStorage(storage, method, failures=1)
+    runner.services.storage = FlakyStorage(storage, method, failures=1)
     assert runner.run(record.id) == "succeeded"
     assert storage.get_bytes(store.get(record.id).outputs["video"])
 
@@ -263,15 +263,14 @@ def test_a_storage_blip_while_loading_or_uploading_is_waited_out(env, method):
 def test_storage_down_past_the_retry_budget_fails_the_job_as_storage_unavailable(env):
     settings, store, storage, runner = env
     record = submit(env)
-    runner.settings = settings.model_copy(update={"storage_retry_s": 0.0})
-    runner.storage = FlakyStorage(storage, "put_file", failures=1)
+    runner.services.settings = settings.model_copy(update={"storage_retry_s": 0.0})
+    runner.services.storage = FlakyStorage(storage, "put_file", failures=1)
     assert runner.run(record.id) == "failed"
     failed = store.get(record.id)
     assert failed.error_code == "storage_unavailable" and failed.outputs == {}
 
 
 def test_every_job_knob_reaches_the_engine_config():
-    from dataclasses import fields
 
     from PIL import Image
 
@@ -293,5 +292,37 @@ def test_every_job_knob_reaches_the_engine_config():
     config = AnimateConfig(**config_overrides(job))
     assert (config.num_inference_steps, config.guidance_scale, config.transition_frames) == (7, 3.5, 2)
     assert (config.width, config.height, config.seed, config.retarget) == (96, 64, 11, "bones")
-    # Every AnimateConfig field a job can set is one of its knobs (nothing silently dropped).
-    assert set(config_overrides(job)) <= {f.name for f in fields(AnimateConfig)}
+    # (An override that is not an AnimateConfig field fails the construction above.)
+
+
+def test_no_job_input_is_silently_dropped_on_its_way_to_the_engine():
+    """Every JobInputs field is an engine-config knob or is documented as passed beside the config,
+    and then the engine animator reads it (the animate call, or the video writer for fps)."""
+    import inspect
+    from dataclasses import fields
+
+    from PIL import Image
+
+    from engine.method.config import AnimateConfig
+    from worker.animators import BESIDE_CONFIG, CONFIG_KNOBS, EngineAnimator, JobInputs, config_overrides
+
+    assert CONFIG_KNOBS.keys() | BESIDE_CONFIG.keys() == {f.name for f in fields(JobInputs)}
+    assert not CONFIG_KNOBS.keys() & BESIDE_CONFIG.keys()
+    job = JobInputs(
+        image=Image.new("RGB", (8, 8)),
+        poses={},
+        prompt="p",
+        steps=7,
+        guidance=3.5,
+        transition_frames=2,
+        width=96,
+        height=64,
+        seed=11,
+        retarget="bones",
+    )
+    config, defaults = AnimateConfig(**config_overrides(job)), AnimateConfig()
+    for name, knob in CONFIG_KNOBS.items():  # each knob arrives (values unlike the engine's defaults)
+        assert getattr(config, knob) == getattr(job, name) != getattr(defaults, knob), name
+    render = inspect.getsource(EngineAnimator.render)
+    for name in BESIDE_CONFIG:
+        assert f"job.{name}" in render, name

@@ -18,21 +18,11 @@ def test_importing_the_tasks_imports_no_torch_and_only_the_engines_torch_free_le
 
 
 def test_hard_time_limit_fails_the_running_job_as_timeout(store, redis_srv, tmp_path, monkeypatch):
-    from jobs.queue import QueueClient, create_celery
-    from jobs.settings import Settings
-    from jobs.storage import LocalStorage
-    from tests.support.jobs import submit
+    from tests.support.jobs import noop_runner, submit
     from worker import tasks
-    from worker.animators import AnimatorHolder
-    from worker.runner import JobRunner
 
-    settings = Settings(
-        _env_file=None, redis_url=redis_srv.url, animator="noop", storage_url=f"file://{tmp_path}"
-    )
-    storage = LocalStorage(tmp_path, b"k" * 32)
-    queue = QueueClient(create_celery(settings))
-    runner = JobRunner(settings, store, storage, queue, AnimatorHolder(settings))
-    monkeypatch.setattr(tasks, "_runtime", tasks.Runtime(settings, store, runner, queue))
+    settings, storage, runner = noop_runner(store, redis_srv.url, tmp_path)
+    monkeypatch.setattr(tasks, "_runner", runner)
     record = submit((settings, store, storage, runner))
     store.start_attempt(record.id, 3, "noop", False)
 
