@@ -16,7 +16,9 @@ cv2 = pytest.importorskip("cv2")  # OpenCV comes with mediapipe (the detect extr
 
 
 def pose_of(frame: dict, size: int = 512) -> Pose:
-    return Pose(np.array(frame["body"]), size, size, hands=np.array(frame["hands"]), face=np.array(frame["face"]))
+    return Pose(
+        np.array(frame["body"]), size, size, hands=np.array(frame["hands"]), face=np.array(frame["face"])
+    )
 
 
 def test_hand_edge_colours_are_the_annotators_hsv_hues():
@@ -31,7 +33,12 @@ def test_render_equals_the_annotators_draw_pose_pixel_for_pixel(seed):
     rng = np.random.default_rng(seed)
     if seed:  # move the hands and face around, some points off the canvas edges
         frame["hands"] = [
-            hand_at(tuple(rng.uniform(5, 507, 2)), float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(4, 20)), s)
+            hand_at(
+                tuple(rng.uniform(5, 507, 2)),
+                float(rng.uniform(0, 2 * math.pi)),
+                float(rng.uniform(4, 20)),
+                s,
+            )
             for s in (seed, seed + 10)
         ]
         frame["face"] = face_at(tuple(rng.uniform(0, 512, 2)), float(rng.uniform(8, 40)), seed)
@@ -62,7 +69,9 @@ def test_whole_body_image_differs_from_body_only_exactly_where_hands_and_face_ar
     body = np.asarray(render_pose(Pose(np.array(frame["body"]), 512, 512), 512, 512))
     changed = (full != body).any(axis=2)
     # Every changed pixel lies within the hand lines/joints or face discs' reach of a hand/face point.
-    pts = np.array([p[:2] for h in frame["hands"] for p in h if p[2] > 0] + [p[:2] for p in frame["face"] if p[2] > 0])
+    pts = np.array(
+        [p[:2] for h in frame["hands"] for p in h if p[2] > 0] + [p[:2] for p in frame["face"] if p[2] > 0]
+    )
     ys, xs = np.nonzero(changed)
     near = np.min(np.hypot(xs[:, None] - pts[None, :, 0], ys[:, None] - pts[None, :, 1]), axis=1)
     # a hand edge pixel is within half an edge (<= 32 px here) of a point; joints/discs within 5 px

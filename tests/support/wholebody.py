@@ -15,7 +15,9 @@ HAND_EDGES = [[0, 1], [1, 2], [2, 3], [3, 4], [0, 5], [5, 6], [6, 7], [7, 8], [0
               [11, 12], [0, 13], [13, 14], [14, 15], [15, 16], [0, 17], [17, 18], [18, 19], [19, 20]]  # fmt: skip
 
 
-def hand_at(wrist: tuple[float, float], direction: float, spread: float = 9.0, seed: int = 0) -> list[list[float]]:
+def hand_at(
+    wrist: tuple[float, float], direction: float, spread: float = 9.0, seed: int = 0
+) -> list[list[float]]:
     """21 OpenPose hand keypoints fanning out from ``wrist`` (pixels), with sub-pixel jitter."""
     rng = np.random.default_rng(seed)
     points = [[wrist[0], wrist[1], 0.9]]
@@ -35,11 +37,13 @@ def face_at(nose: tuple[float, float], size: float = 22.0, seed: int = 1) -> lis
     points = []
     for i in range(70):
         t = 2 * math.pi * i / 70
-        points.append([
-            round(nose[0] + size * math.cos(t) * 0.8 + rng.uniform(-0.5, 0.5), 3),
-            round(nose[1] + size * math.sin(t) + rng.uniform(-0.5, 0.5), 3),
-            round(float(rng.uniform(0.5, 1.0)), 4),
-        ])
+        points.append(
+            [
+                round(nose[0] + size * math.cos(t) * 0.8 + rng.uniform(-0.5, 0.5), 3),
+                round(nose[1] + size * math.sin(t) + rng.uniform(-0.5, 0.5), 3),
+                round(float(rng.uniform(0.5, 1.0)), 4),
+            ]
+        )
     return points
 
 
@@ -89,7 +93,9 @@ def draw_bodypose(cv2, canvas, candidate, subset):
             mX, mY = np.mean(X), np.mean(Y)
             length = ((X[0] - X[1]) ** 2 + (Y[0] - Y[1]) ** 2) ** 0.5
             angle = math.degrees(math.atan2(X[0] - X[1], Y[0] - Y[1]))
-            polygon = cv2.ellipse2Poly((int(mY), int(mX)), (int(length / 2), stickwidth), int(angle), 0, 360, 1)
+            polygon = cv2.ellipse2Poly(
+                (int(mY), int(mX)), (int(length / 2), stickwidth), int(angle), 0, 360, 1
+            )
             cv2.fillConvexPoly(canvas, polygon, COLORS[i])
     canvas = (canvas * 0.6).astype(np.uint8)
     for i in range(18):
