@@ -148,7 +148,7 @@ def annotator_image(cv2, frame: dict, size: int = 512, hands: bool = True, face:
         else:
             row.append(-1)
     canvas = np.zeros((size, size, 3), dtype=np.uint8)
-    canvas = draw_bodypose(cv2, canvas, candidate, [row + [0, 0]])
+    canvas = draw_bodypose(cv2, canvas, candidate, [[*row, 0, 0]])
 
     def normalised(points):
         return [[x / size, y / size] if c > 0 else [-1.0, -1.0] for x, y, c in points]
