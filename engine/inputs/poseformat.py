@@ -366,7 +366,10 @@ def _instance(obj: dict[str, Any], where: str) -> Frame:
         ):
             raise PoseError("pose_malformed", f"{where}.keypoint_scores must match {where}.keypoints")
         values = [
-            [*list(p if isinstance(p, list | tuple) else [p])[:2], _number(c, f"{where}.keypoint_scores[{i}]")]
+            [
+                *list(p if isinstance(p, list | tuple) else [p])[:2],
+                _number(c, f"{where}.keypoint_scores[{i}]"),
+            ]
             for i, (p, c) in enumerate(zip(values, scores, strict=True))
         ]
     frame = _body_frame(values, f"{where}.keypoints")
