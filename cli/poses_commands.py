@@ -18,9 +18,14 @@ PREVIEW_MAX_SIDE = 768
 
 
 def add_poses_commands(subparsers: Any) -> None:
-    """Register ``poses extract`` on an argparse sub-parser set."""
-    poses = subparsers.add_parser("poses", help="pose sequences: extract from a video", description=__doc__)
+    """Register ``poses extract``, ``poses convert`` and ``poses render`` on an argparse sub-parser set."""
+    from cli.pose_file_commands import add_pose_file_commands
+
+    poses = subparsers.add_parser(
+        "poses", help="pose sequences: extract from a video, convert, render", description=__doc__
+    )
     sub = poses.add_subparsers(dest="poses_command", required=True)
+    add_pose_file_commands(sub)
     extract = sub.add_parser(
         "extract",
         help="extract a pose sequence (compact JSON, COCO-18) from a driving video",

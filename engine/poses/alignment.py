@@ -78,11 +78,9 @@ class SimilarityTransform:
     ty: float = 0.0
 
     def apply(self, pose: Pose) -> Pose:
-        """The transformed pose, on the same canvas. Points may leave the canvas; they are kept."""
-        kp = pose.keypoints.copy()
-        kp[:, 0] = kp[:, 0] * self.scale + self.tx
-        kp[:, 1] = kp[:, 1] * self.scale + self.ty
-        return pose.with_keypoints(kp)
+        """The transformed pose, on the same canvas: body, hands and face through the one transform.
+        Points may leave the canvas; they are kept."""
+        return pose.map_points(self.scale, self.tx, self.ty)
 
 
 def _points(pose: Pose) -> dict[int | str, np.ndarray]:
@@ -154,6 +152,12 @@ def interpolate_poses(a: Pose, b: Pose, count: int) -> list[Pose]:
     side only never travels (it would fly in from wherever the missing side stores it): it stays at
     its own position, visible while ``alpha < 0.5`` if it belongs to ``a``, ``alpha >= 0.5`` if to
     ``b``. Both poses must share one canvas.
+
+    Hands and face follow the same rule point by point, except that a hand or face point seen on one
+    side only is carried by its anchor (the wrist for a hand, the nose for the face) instead of
+    waiting at its own place: a hand that appears only at the target shows up, from ``alpha >= 0.5``,
+    attached to the interpolated wrist with the target's shape (when that wrist is not visible in the
+    transition pose, at its own place). Nothing ever comes from (0, 0).
     """
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise AlignmentError(f"count must be a non-negative integer, got {count!r}")
@@ -174,8 +178,52 @@ def interpolate_poses(a: Pose, b: Pose, count: int) -> list[Pose]:
             kp[only_a] = ka[only_a]
         else:
             kp[only_b] = kb[only_b]
-        poses.append(a.with_keypoints(kp))
+        hands = None
+        if a.hands is not None or b.hands is not None:
+            hands = np.stack(
+                [
+                    _interpolate_part(_hand(a, side), _hand(b, side), a, b, kp, _WRISTS[side], alpha)
+                    for side in (0, 1)
+                ]
+            )
+        face = None
+        if a.face is not None or b.face is not None:
+            face = _interpolate_part(a.face, b.face, a, b, kp, _NOSE, alpha)
+        poses.append(Pose(kp, a.width, a.height, hands=hands, face=face))
     return poses
+
+
+_WRISTS = (_INDEX["l_wrist"], _INDEX["r_wrist"])  # hands[0] is the left hand, hands[1] the right
+_NOSE = _INDEX["nose"]
+
+
+def _hand(pose: Pose, side: int) -> np.ndarray | None:
+    return None if pose.hands is None else pose.hands[side]
+
+
+def _interpolate_part(
+    pa: np.ndarray | None,
+    pb: np.ndarray | None,
+    a: Pose,
+    b: Pose,
+    body: np.ndarray,
+    anchor: int,
+    alpha: float,
+) -> np.ndarray:
+    """One hand or face at ``alpha`` between ``a`` and ``b`` (see :func:`interpolate_poses`); ``body``
+    is the interpolated body, whose ``anchor`` keypoint carries one-sided points."""
+    n = len(pa if pa is not None else pb)  # type: ignore[arg-type]
+    pa = np.zeros((n, 3)) if pa is None else pa
+    pb = np.zeros((n, 3)) if pb is None else pb
+    va, vb = pa[:, 2] > 0, pb[:, 2] > 0
+    out = np.zeros((n, 3))
+    both = va & vb
+    out[both] = (1 - alpha) * pa[both] + alpha * pb[both]
+    side, points, pose = (va & ~vb, pa, a) if alpha < 0.5 else (vb & ~va, pb, b)
+    out[side] = points[side]
+    if body[anchor, 2] > 0 and pose.keypoints[anchor, 2] > 0:
+        out[side, :2] += body[anchor, :2] - pose.keypoints[anchor, :2]
+    return out
 
 
 def reference_pose(source: Pose, targets: PoseSequence) -> Pose:
@@ -310,5 +358,43 @@ def retarget_bones(
         result = np.zeros((NUM_KEYPOINTS, 3))
         result[done, :2] = placed[done]
         result[done, 2] = kp[done, 2]
-        out.append(pose.with_keypoints(result))
+        out.append(_attach_parts(pose, result, ratios, transform))
     return PoseSequence(out)
+
+
+# The bone whose length scales each part: the forearm (elbow -> wrist) for a hand, the neck -> nose
+# bone for the face.
+_PART_BONES = {
+    "left": LIMBS.index((_INDEX["l_elbow"], _INDEX["l_wrist"])),
+    "right": LIMBS.index((_INDEX["r_elbow"], _INDEX["r_wrist"])),
+    "face": LIMBS.index((_NECK, _NOSE)),
+}
+
+
+def _attach_parts(
+    driving: Pose, body: np.ndarray, ratios: np.ndarray, transform: SimilarityTransform
+) -> Pose:
+    """The retargeted body with the driving hands and face: each hand hangs from its retargeted
+    wrist and the face from the retargeted nose, keeping the driving shape scaled by the ratio of the
+    bone that carries it (forearm, neck -> nose); where that anchor is missing, the part goes where
+    the PATA transform puts it."""
+
+    def attach(part: np.ndarray, anchor: int, ratio: float) -> np.ndarray:
+        out = part.copy()
+        seen = part[:, 2] > 0
+        if driving.keypoints[anchor, 2] > 0 and body[anchor, 2] > 0:
+            out[seen, :2] = body[anchor, :2] + ratio * (part[seen, :2] - driving.keypoints[anchor, :2])
+        else:
+            out[seen, :2] = part[seen, :2] * transform.scale + (transform.tx, transform.ty)
+        return out
+
+    hands = None
+    if driving.hands is not None:
+        hands = np.stack(
+            [
+                attach(driving.hands[0], _WRISTS[0], float(ratios[_PART_BONES["left"]])),
+                attach(driving.hands[1], _WRISTS[1], float(ratios[_PART_BONES["right"]])),
+            ]
+        )
+    face = None if driving.face is None else attach(driving.face, _NOSE, float(ratios[_PART_BONES["face"]]))
+    return Pose(body, driving.width, driving.height, hands=hands, face=face)

@@ -178,7 +178,8 @@ def compact(first_point: str) -> str:
         # One valid frame, so the canvas is the only fault (the frame count is checked first).
         ('{"width": 0, "height": 512, "frames": [' + json.dumps(FRAME) + "]}", "pose_canvas_invalid"),
         ('{"width": 1e9, "height": 512, "frames": [' + json.dumps(FRAME) + "]}", "pose_canvas_invalid"),
-        ('{"frames": [[' + ",".join(["[300, 200, 1]"] * 18) + "]]}", "pose_canvas_missing"),
+        # Target pixels without a canvas get a derived one; 18 copies of one point still size nothing.
+        ('{"frames": [[' + ",".join(["[300, 200, 1]"] * 18) + "]]}", "pose_degenerate"),
         ('{"people": []}', "pose_empty_frame"),
         (
             '{"width": 512, "height": 512, "frames": [[[300, 200, 0.00001]' + ",[0, 0, 0]" * 17 + "]]}",

@@ -20,8 +20,8 @@ CASES = {
     "image bomb": ({"image": data_uri(png_bomb())}, 413, "image_too_many_pixels"),
     "bad data uri": ({"image": "data:image/png;base64,@@@"}, 422, "image_data_uri_invalid"),
     "image not a url": ({"image": "C:/x.png"}, 422, "image_reference_invalid"),
-    "17 keypoints": (
-        {"poses": {"width": 512, "height": 512, "frames": [FRAME[:17]]}},
+    "16 keypoints": (
+        {"poses": {"width": 512, "height": 512, "frames": [FRAME[:16]]}},
         422,
         "pose_keypoint_count",
     ),

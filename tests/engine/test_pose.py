@@ -212,8 +212,15 @@ def test_openpose_frame_without_people_is_refused_like_the_api_does():
 def test_openpose_without_canvas_uses_the_other_frames_size_and_pixels_need_one():
     bare = {"people": [{"pose_keypoints_2d": STANDING.reshape(-1).tolist()}]}
     assert PoseSequence.from_json([bare, openpose_frame(STANDING, 600, 700)]).width == 600
+    # Target poses alone get the smallest canvas from the origin that holds them; a source pose
+    # (it must match its image) is refused.
+    derived = PoseSequence.from_json(bare)
+    assert (derived.width, derived.height) == (
+        int(STANDING[STANDING[:, 2] > 0, 0].max()) + 1,
+        int(STANDING[STANDING[:, 2] > 0, 1].max()) + 1,
+    )
     with pytest.raises(PoseError) as info:
-        PoseSequence.from_json(bare)
+        Pose.from_json(bare)
     assert info.value.code == "pose_canvas_missing"
 
 
@@ -272,8 +279,8 @@ def _frame_with(index: int, value) -> dict:
 @pytest.mark.parametrize(
     ("data", "code"),
     [
-        ({"people": [{"pose_keypoints_2d": [1.0] * 75}]}, "pose_keypoint_count"),
-        ({"width": 512, "height": 512, "frames": [STANDING[:17].tolist()]}, "pose_keypoint_count"),
+        ({"people": [{"pose_keypoints_2d": [1.0] * 72}]}, "pose_keypoint_count"),
+        ({"width": 512, "height": 512, "frames": [STANDING[:16].tolist()]}, "pose_keypoint_count"),
         (_frame_with(0, float("nan")), "pose_not_finite"),
         (_frame_with(0, float("inf")), "pose_not_finite"),
         (_frame_with(0, "12"), "pose_not_numeric"),

@@ -144,9 +144,23 @@ def test_normalized_coordinates_without_a_canvas_go_on_512():
     assert normalize_poses({"frames": [norm]}, max_frames=1)["width"] == 512
 
 
-def test_pixel_coordinates_without_a_canvas_are_refused():
-    assert code_of(openpose(FRAME, canvas=None)) == "pose_canvas_missing"
-    assert code_of({"frames": [FRAME]}) == "pose_canvas_missing"
+def test_target_pixels_without_a_canvas_get_the_smallest_canvas_holding_them():
+    # One pixel past the furthest confident point on each axis.
+    xs = [p[0] for p in FRAME if p[2] > 0]
+    ys = [p[1] for p in FRAME if p[2] > 0]
+    for obj in (openpose(FRAME, canvas=None), {"frames": [FRAME]}):
+        out = normalize_poses(obj, max_frames=1)
+        assert (out["width"], out["height"]) == (int(max(xs)) + 1, int(max(ys)) + 1)
+        np.testing.assert_allclose(out["frames"][0], PIXELS, atol=1e-3)
+    assert normalize_poses(openpose(FRAME, canvas=None), max_frames=1, canvas=(600, 700))["width"] == 600
+
+
+def test_source_pixels_without_a_canvas_are_refused_unless_the_image_size_is_given():
+    assert code_of(openpose(FRAME, canvas=None), derive_canvas=False) == "pose_canvas_missing"
+    with pytest.raises(PoseError) as info:
+        normalize_source_pose(openpose(FRAME, canvas=None))
+    assert info.value.code == "pose_canvas_missing"
+    assert normalize_source_pose(openpose(FRAME, canvas=None), canvas=(512, 640))["height"] == 640
 
 
 def test_explicit_units_override_the_guess():
@@ -204,10 +218,10 @@ def test_frame_count_bounds_come_from_the_caller():
 @pytest.mark.parametrize(
     ("obj", "code"),
     [
-        (compact(FRAME[:17]), "pose_keypoint_count"),
-        (openpose(FRAME[:17]), "pose_keypoint_count"),
+        (compact(FRAME[:16]), "pose_keypoint_count"),
+        (openpose(FRAME[:16]), "pose_keypoint_count"),
         (
-            {"people": [{"pose_keypoints_2d": [1.0] * 75}], "canvas_width": 9, "canvas_height": 9},
+            {"people": [{"pose_keypoints_2d": [1.0] * 72}], "canvas_width": 9, "canvas_height": 9},
             "pose_keypoint_count",
         ),
         (compact(with_point(0, [1, 2, 3, 4])), "pose_malformed"),
