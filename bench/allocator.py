@@ -13,9 +13,9 @@ configuration's median against glibc's default. Each child loads the model, runs
 job, then the measured job, and reports its seconds, its system time, minor page faults and peak
 RSS.
 
-    python bench/allocator.py                      # size 128, 1 target + 1 transition, T=2, 2 rounds
-    python bench/allocator.py --rounds 3 --json    # the report as JSON
-    python bench/allocator.py --dry-run            # the configurations found on this machine
+    python -m bench.allocator                      # size 128, 1 target + 1 transition, T=2, 2 rounds
+    python -m bench.allocator --rounds 3 --json    # the report as JSON
+    python -m bench.allocator --dry-run            # the configurations found on this machine
 
 Allocators that are not installed are listed as skipped (Debian: ``libjemalloc2``,
 ``libtcmalloc-minimal4``).
@@ -91,10 +91,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _gpu_module():
-    sys.path.insert(0, str(ROOT))
-    from tests.support.benchmods import bench_module
+    from bench import gpu
 
-    return bench_module("gpu.py")
+    return gpu
 
 
 def _gpu_args(args: argparse.Namespace) -> list[str]:
@@ -159,7 +158,7 @@ def child_argv(args: argparse.Namespace) -> list[str]:
 def _run_child(args: argparse.Namespace, extra: dict[str, str], tune: bool) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ALLOCATOR_ENV}
     env.update(extra)
-    argv = [sys.executable, str(Path(__file__).resolve()), "--child", *child_argv(args)]
+    argv = [sys.executable, "-m", "bench.allocator", "--child", *child_argv(args)]  # cwd: the repository
     argv += ["--tune"] if tune else []
     out = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=ROOT, check=False)
     if out.returncode != 0:

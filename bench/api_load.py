@@ -1,10 +1,10 @@
 """API load benchmark: submission throughput/latency and status-poll latency at a fixed offered rate,
 against a real API on loopback, with a no-op worker so no GPU (and no model) is involved.
 
-    .venv/bin/python bench/api_load.py                      # start a stack, measure, print a table
-    .venv/bin/python bench/api_load.py --json               # machine-readable
-    .venv/bin/python bench/api_load.py --phases status      # a subset: status, multipart, json
-    .venv/bin/python bench/api_load.py --url http://127.0.0.1:8000 --key KEY   # an API already running
+    .venv/bin/python -m bench.api_load                      # start a stack, measure, print a table
+    .venv/bin/python -m bench.api_load --json               # machine-readable
+    .venv/bin/python -m bench.api_load --phases status      # a subset: status, multipart, json
+    .venv/bin/python -m bench.api_load --url http://127.0.0.1:8000 --key KEY   # an API already running
 
 Without ``--url`` the script starts, in a temp dir, and stops afterwards: its own ``redis-server`` on a
 free port, ``poseanimate serve`` (uvicorn, auth on, one bench API key, local-file storage, JSON access
@@ -49,7 +49,6 @@ import os
 import platform
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -62,12 +61,11 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from jobs.contract import EXAMPLE_POSES  # torch-free
+from launch.commands import poseanimate_command
+from launch.local import MissingService, ProcessStack, RedisServer, process_stack
 
-from cli.processes import poseanimate_command, serve_argv, worker_argv  # noqa: E402
-from jobs.contract import EXAMPLE_POSES  # noqa: E402  (torch-free)
-from tests.support.servers import MissingService, free_port, redis_server  # noqa: E402  (the tests' launchers)
+ROOT = Path(__file__).resolve().parent.parent
 
 BENCH_KEY = "sk-bench-api-load"
 BOUNDARY = "poseanimate-bench-boundary-7d1c2f0e"
@@ -146,8 +144,7 @@ class Stack:
     api_workers: int | None = None
     pids: dict[str, int] = field(default_factory=dict)  # process-tree roots for CPU accounting
     redis_url: str | None = None
-    tmp: Path | None = None
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    processes: ProcessStack | None = None  # the self-started stack (None with --url)
 
     def reset_queue(self) -> None:
         """Cancel the jobs a phase left queued and empty the broker queue, so every phase starts
@@ -170,38 +167,19 @@ class Stack:
     def stop_worker(self) -> None:
         """The no-op worker is needed for the succeeded probe job only: stopped before the
         measurements so that its job processing does not compete with the API for the cores."""
-        proc = self.procs.pop("worker", None)
-        if proc is not None:
-            _stop(proc)
+        if self.processes is not None:
+            self.processes.stop("worker")
             self.pids.pop("worker", None)
 
 
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
-@contextlib.contextmanager
-def start_stack(api_workers: int | None, keep: bool) -> Iterator[Stack]:
-    tmp = Path(tempfile.mkdtemp(prefix="poseanimate-api-load-"))
-    api_port, metrics_port = free_port(), free_port()
-    try:
-        redis = redis_server(tmp / "redis")
-        redis_srv = redis.__enter__()
-    except MissingService as exc:
-        raise SystemExit(f"{exc}: `make services` (or apt-get install redis-server)") from None
-    redis_port, redis_url = redis_srv.port, redis_srv.url
+def stack_env(redis: RedisServer, tmp: Path) -> dict[str, str]:
+    """The API's and the worker's environment: the bench key, local-file storage, limits far above
+    the offered load, the no-op animator."""
     env = {
         **os.environ,
-        "POSEANIMATE_REDIS_URL": redis_url,
+        "POSEANIMATE_REDIS_URL": redis.url,
         # Celery's queue lists in another database: the job store's keys stay countable.
-        "POSEANIMATE_BROKER_URL": f"redis://127.0.0.1:{redis_port}/1",
+        "POSEANIMATE_BROKER_URL": f"redis://127.0.0.1:{redis.port}/1",
         "POSEANIMATE_STORAGE_URL": f"file://{tmp / 'storage'}",
         "POSEANIMATE_AUTH_ENABLED": "true",
         "POSEANIMATE_API_KEYS": BENCH_KEY,
@@ -219,62 +197,42 @@ def start_stack(api_workers: int | None, keep: bool) -> Iterator[Stack]:
     }
     for name in ("POSEANIMATE_PUBLIC_BASE_URL", "POSEANIMATE_CORS_ORIGINS", "PROMETHEUS_MULTIPROC_DIR"):
         env.pop(name, None)
-    procs: list[subprocess.Popen[bytes]] = []
-    logs = []
-    try:
-        serve = serve_argv(api_port)
-        if api_workers is not None:
-            usage = subprocess.run(
-                [*poseanimate_command(), "serve", "--help"], capture_output=True, text=True, env=env
+    return env
+
+
+@contextlib.contextmanager
+def start_stack(api_workers: int | None, keep: bool) -> Iterator[Stack]:
+    """The service started with ``launch.local.process_stack`` in a temp dir (the worker on the gpu
+    queue only), removed afterwards unless ``keep``."""
+    serve_options: list[str] = []
+    if api_workers is not None:
+        usage = subprocess.run([*poseanimate_command(), "serve", "--help"], capture_output=True, text=True)
+        if "--workers" not in usage.stdout:
+            raise SystemExit(
+                "--api-workers: this `poseanimate serve` has no --workers option (one process per "
+                "API instance); measure a multi-process setup with --url"
             )
-            if "--workers" not in usage.stdout:
-                raise SystemExit(
-                    "--api-workers: this `poseanimate serve` has no --workers option (one process per "
-                    "API instance); measure a multi-process setup with --url"
-                )
-            serve += ["--workers", str(api_workers)]
-        api_log = (tmp / "api.log").open("wb")
-        logs.append(api_log)
-        api_proc = subprocess.Popen(serve, env=env, cwd=tmp, stdout=api_log, stderr=subprocess.STDOUT)
-        procs.append(api_proc)
-        worker_log = (tmp / "worker.log").open("wb")
-        logs.append(worker_log)
-        worker_proc = subprocess.Popen(
-            worker_argv(queues="gpu", metrics_port=metrics_port),
-            env=env,
-            cwd=tmp,
-            stdout=worker_log,
-            stderr=subprocess.STDOUT,
-        )
-        procs.append(worker_proc)
-        url = f"http://127.0.0.1:{api_port}"
-        deadline = time.monotonic() + 60
-        while True:
-            if api_proc.poll() is not None:
-                raise RuntimeError(
-                    f"the API exited:\n{(tmp / 'api.log').read_text(errors='replace')[-3000:]}"
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError("the API did not become ready in 60 s")
-            time.sleep(0.2)
-        yield Stack(
-            url=url,
-            key=BENCH_KEY,
-            api_workers=api_workers or 1,
-            pids={"api": api_proc.pid, "redis": redis_srv.proc.pid, "worker": worker_proc.pid},
-            redis_url=redis_url,
-            tmp=tmp,
-            procs={"worker": worker_proc},
-        )
+        serve_options = ["--workers", str(api_workers)]
+    tmp = Path(tempfile.mkdtemp(prefix="poseanimate-api-load-"))
+    try:
+        with process_stack(
+            tmp, lambda redis: stack_env(redis, tmp), queues="gpu", serve_options=serve_options
+        ) as procs:
+            yield Stack(
+                url=procs.url,
+                key=BENCH_KEY,
+                api_workers=api_workers or 1,
+                pids={
+                    "api": procs.procs["api"].pid,
+                    "redis": procs.redis.proc.pid,
+                    "worker": procs.procs["worker"].pid,
+                },
+                redis_url=procs.redis.url,
+                processes=procs,
+            )
+    except MissingService as exc:
+        raise SystemExit(f"{exc}: `make services` (or apt-get install redis-server)") from None
     finally:
-        for proc in reversed(procs):
-            _stop(proc)
-        redis.__exit__(None, None, None)
-        for f in logs:
-            f.close()
         if keep:
             print(f"kept {tmp} (logs, storage)", file=sys.stderr)
         else:

@@ -6,26 +6,24 @@ PyTorch's ``meta`` device (shapes only, no weights, no memory) and run under
 gradients only (the method never needs weight gradients). Evaluation counts come from
 ``engine.method.cost.expected_evaluations`` — the same formula the pipeline is tested against.
 
-    .venv/bin/python bench/cost_model.py                         # paper setting: 512², T=50, n=5, 16 frames
-    .venv/bin/python bench/cost_model.py --frames 120 --json
-    .venv/bin/python bench/cost_model.py --model /path/to/sd15    # read configs from a local model dir
+    .venv/bin/python -m bench.cost_model                         # paper setting: 512², T=50, n=5, 16 frames
+    .venv/bin/python -m bench.cost_model --frames 120 --json
+    .venv/bin/python -m bench.cost_model --model /path/to/sd15    # read configs from a local model dir
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from engine.method.config import AnimateConfig
+from engine.method.cost import expected_evaluations
 
-from engine.method.config import AnimateConfig  # noqa: E402
-from engine.method.cost import expected_evaluations  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # stable-diffusion-v1-5/stable-diffusion-v1-5: unet/config.json and vae/config.json (architecture keys).
 SD15_UNET = {

@@ -2,10 +2,10 @@
 ControlNet shapes (random weights: speed and memory are the real model's), and the speed levers
 measured side by side in the same process.
 
-    python bench/gpu.py                                   # CUDA: 16 targets + 4 transition, 512², T=50, n=5
-    python bench/gpu.py --model DIR                       # a model dir (random or real weights)
-    .venv/bin/python bench/gpu.py --device cpu --size 128 --frames 2 --steps 2    # CPU smoke run
-    python bench/gpu.py --dry-run                         # the plan only (settings, predicted evaluations)
+    python -m bench.gpu                                   # CUDA: 16 targets + 4 transition, 512², T=50, n=5
+    python -m bench.gpu --model DIR                       # a model dir (random or real weights)
+    .venv/bin/python -m bench.gpu --device cpu --size 128 --frames 2 --steps 2    # CPU smoke run
+    python -m bench.gpu --dry-run                         # the plan only (settings, predicted evaluations)
 
 Without ``--model`` the full-size random-weight model is built once into
 ``$TMPDIR/poseanimate-bench-sd15`` (``engine.weights.random_model``, ~35 s, ~2.8 GB float16).
@@ -42,7 +42,6 @@ import gc
 import json
 import platform
 import resource
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -50,11 +49,10 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from engine import AnimateConfig, MemoryInversionCache, Pose, PoseAnimator, PoseSequence
+from engine.method.cost import expected_evaluations
 
-from engine import AnimateConfig, MemoryInversionCache, Pose, PoseAnimator, PoseSequence  # noqa: E402
-from engine.method.cost import expected_evaluations  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 LEVERS = (
     "cold_start",
@@ -260,14 +258,8 @@ def _denoiser_inputs(animator: PoseAnimator, size: int, batch: int):
 
 
 def count_job_flops(size: int, job: dict) -> float | None:
-    import importlib.util
+    from bench import cost_model
 
-    # bench/ is not a package and must not go on sys.path (bench/engine.py would shadow engine/)
-    spec = importlib.util.spec_from_file_location("cost_model", ROOT / "bench" / "cost_model.py")
-    if spec is None or spec.loader is None:
-        return None
-    cost_model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cost_model)
     SD15_UNET, SD15_VAE, count_flops, predict = (
         cost_model.SD15_UNET,
         cost_model.SD15_VAE,

@@ -1,9 +1,9 @@
 """Service latency: how long a job waits between its submission and the moment an idle worker starts
 it, measured on the real service parts with the no-op backend (no model, no GPU).
 
-    .venv/bin/python bench/latency.py                 # 50 jobs, one at a time, on an idle worker
-    .venv/bin/python bench/latency.py --jobs 200 --json
-    .venv/bin/python bench/latency.py --idle-s 2      # the worker idles 2 s between jobs
+    .venv/bin/python -m bench.latency                 # 50 jobs, one at a time, on an idle worker
+    .venv/bin/python -m bench.latency --jobs 200 --json
+    .venv/bin/python -m bench.latency --idle-s 2      # the worker idles 2 s between jobs
 
 The stack is bench/api_load.py's (``start_stack``): its own ``redis-server``, ``poseanimate serve``
 (auth on, local-file storage) and ``poseanimate worker --queues gpu`` with
@@ -28,21 +28,19 @@ import contextlib
 import datetime
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.support.benchmods import bench_module  # noqa: E402
 
 
 def load_api_load() -> ModuleType:
-    """bench/api_load.py as a module."""
-    return bench_module("api_load.py")
+    """bench/api_load.py (its stack and its helpers)."""
+    from bench import api_load
+
+    return api_load
 
 
 def summarize(seconds: list[float]) -> dict[str, float | int]:

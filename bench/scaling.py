@@ -7,10 +7,10 @@ frames: its slope is the cost of one more frame, its intercept what a job costs 
 slows every count alike) and each count keeps its fastest job; the 1-minute load average before and
 after each job is in the JSON.
 
-    .venv/bin/python bench/scaling.py                      # CPU: 1, 2, 4 targets, 128², T=1, n=5
-    .venv/bin/python bench/scaling.py --targets 1,2,4,8 --size 256 --steps 2
-    .venv/bin/python bench/scaling.py --dry-run            # the plan and the predicted evaluations
-    .venv/bin/python bench/scaling.py --replot docs/scaling.json   # redraw the PNG from a JSON
+    .venv/bin/python -m bench.scaling                      # CPU: 1, 2, 4 targets, 128², T=1, n=5
+    .venv/bin/python -m bench.scaling --targets 1,2,4,8 --size 256 --steps 2
+    .venv/bin/python -m bench.scaling --dry-run            # the plan and the predicted evaluations
+    .venv/bin/python -m bench.scaling --replot docs/scaling.json   # redraw the PNG from a JSON
 
 Writes ``--json`` (default docs/scaling.json) and ``--png`` (default docs/scaling.png; matplotlib,
 ``pip install -e '.[bench]'``, imported only to draw). Jobs run with the inversion cache off (every
@@ -32,16 +32,15 @@ from pathlib import Path
 from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.support.benchmods import bench_module  # noqa: E402
 
 STAGES = ("inverting", "optimizing", "sampling", "encoding")
 
 
 def load_gpu_bench() -> ModuleType:
-    """bench/gpu.py as a module."""
-    return bench_module("gpu.py")
+    """bench/gpu.py (imported when needed: it imports torch, which --replot does not need)."""
+    from bench import gpu
+
+    return gpu
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -2,22 +2,18 @@
 (header, every packet demuxed, the first frame decoded) against decoding every frame with PyAV, on
 clips made here (H.264 MP4 and VP9 WebM of moving noise, so the encoder cannot shrink the frames).
 
-    .venv/bin/python bench/videoprobe.py                 # 10 s at 30 fps, 640x480
-    .venv/bin/python bench/videoprobe.py --seconds 30 --size 1280x720
+    .venv/bin/python -m bench.videoprobe                 # 10 s at 30 fps, 640x480
+    .venv/bin/python -m bench.videoprobe --seconds 30 --size 1280x720
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import sys
 import time
-from pathlib import Path
 
 import av
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.inputs.videoprobe import probe_video
 

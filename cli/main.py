@@ -1,32 +1,16 @@
 """``poseanimate``: ``serve`` (the API), ``worker`` (Celery consumers), and the engine's ``animate`` and
 ``make-tiny-model`` (registered from ``cli.engine_commands``).
 
-``serve`` never imports torch. ``worker`` sets ``CUDA_VISIBLE_DEVICES`` and the Prometheus
-multiprocess directory before any child process starts, then supervises one Celery worker per
-queue kind:
-
-- ``gpu``: prefork pool, concurrency 1 (one job per GPU); the model loads in the pool child, after
-  the fork, so CUDA is never initialised in a process that forks;
-- ``io``: thread pool (webhook deliveries wait on the network, not the CPU), so a slow receiver
-  never occupies the GPU process.
-
-The supervisor serves the aggregated ``/metrics`` of both on one port and forwards SIGTERM/SIGINT
-(warm shutdown: the running job finishes, or is redelivered if it cannot).
+Argument parsing only: ``serve`` runs the API under uvicorn (never importing torch); ``worker`` hands
+its options to the supervisor in ``launch.supervisor`` (one Celery consumer per queue kind, their
+``/metrics``, warm shutdown).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
-from typing import Any
 
 ENGINE_COMMANDS = ("animate", "make-tiny-model")
 
@@ -52,120 +36,22 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _celery_command(queue: str, concurrency: int, loglevel: str) -> list[str]:
-    pool = (
-        ["--pool", "prefork", "--concurrency", "1"]
-        if queue == "gpu"
-        else ["--pool", "threads", "--concurrency", str(concurrency)]
-    )
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker.celery_app:app",
-        "worker",
-        "--queues",
-        queue,
-        *pool,
-        "--hostname",
-        f"{queue}-{os.getpid()}@{socket.gethostname()}",
-        "--loglevel",
-        loglevel,
-        "--without-gossip",
-        "--without-mingle",
-        "--prefetch-multiplier",
-        "1",
-    ]
-
-
-def _serve_metrics(port: int, host: str = "127.0.0.1") -> None:
-    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
-
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    # POSEANIMATE_WORKER_METRICS_HOST: loopback unless a scraper must reach it (containers: 0.0.0.0).
-    start_http_server(port, addr=host, registry=registry)
-
-
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_supervisor() -> Any:
-    """A preexec_fn for each consumer: SIGTERM it (a warm shutdown) when the supervisor dies, even by
-    SIGKILL, so no orphaned consumer goes on taking jobs. Consumers stay in the supervisor's process
-    group, so signalling the group (`make down`, an orchestrator) reaches them and their pool too.
-    libc is resolved here, in the parent: the child between fork and exec only makes the call."""
-    import ctypes
-
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux: the process group is the only tie
-        return None
-    return lambda: prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-
-
 def _worker(args: argparse.Namespace) -> int:
-    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
-    unknown = set(queues) - {"gpu", "io"}
-    if not queues or unknown:
-        print(f"poseanimate: error: --queues takes gpu and/or io, got {args.queues!r}", file=sys.stderr)
-        return 2
-    env = dict(os.environ)
-    if args.gpu is not None:
-        # Before any child exists, so torch in the job process only ever sees this GPU.
-        env["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
-    from jobs.settings import get_settings
+    from launch.supervisor import parse_queues, supervise
 
-    settings = get_settings()
-    metrics_dir = Path(tempfile.mkdtemp(prefix="poseanimate-metrics-"))
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    port = (
-        args.metrics_port if args.metrics_port is not None else settings.worker_metrics_port + (args.gpu or 0)
-    )
-    if port:
-        _serve_metrics(port, settings.worker_metrics_host)
-
-    children: list[subprocess.Popen[bytes]] = []
-    die_with_supervisor = _die_with_supervisor()
-    for queue in queues:
-        child_env = dict(env, POSEANIMATE_PRELOAD_MODEL="true" if queue == "gpu" else "false")
-        children.append(
-            subprocess.Popen(
-                _celery_command(queue, args.io_concurrency, args.loglevel),
-                env=child_env,
-                preexec_fn=die_with_supervisor,
-            )
-        )
-
-    def forward(signum: int, _: Any) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    # A warm shutdown lets the running job finish; it cannot run past the hard time limit anyway.
-    shutdown_timeout = (
-        args.shutdown_timeout if args.shutdown_timeout is not None else settings.hard_time_limit_s + 60.0
-    )
-    code = 0
     try:
-        # If one consumer dies the worker is degraded: stop the other and let the orchestrator restart us.
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-        code = next((child.returncode for child in children if child.returncode), 0)
-        forward(signal.SIGTERM, None)
-        for child in children:
-            try:
-                child.wait(timeout=shutdown_timeout)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-    finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-    return code
+        queues = parse_queues(args.queues)
+    except ValueError as exc:
+        print(f"poseanimate: error: {exc}", file=sys.stderr)
+        return 2
+    return supervise(
+        queues,
+        gpu=args.gpu,
+        io_concurrency=args.io_concurrency,
+        metrics_port=args.metrics_port,
+        loglevel=args.loglevel,
+        shutdown_timeout=args.shutdown_timeout,
+    )
 
 
 def _engine_stub(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""``poseanimate submit``: send a job to a running API with :mod:`cli.client`, follow it, save the MP4.
+"""``poseanimate submit``: send a job to a running API with :mod:`poseanimate_client`, follow it, save the MP4.
 
 Torch-free. The key comes from ``--key``, else ``POSEANIMATE_API_KEY``, else ``.run/api-key`` (what
 ``make up`` writes).
@@ -63,7 +63,7 @@ def resolve_key(explicit: str | None) -> str | None:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from cli.client import PoseAnimateClient, PoseAnimateError
+    from poseanimate_client import PoseAnimateClient, PoseAnimateError
 
     key = resolve_key(args.key)
     if key is None:

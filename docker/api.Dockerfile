@@ -22,6 +22,8 @@ COPY jobs ./jobs
 COPY worker ./worker
 COPY engine ./engine
 COPY cli ./cli
+COPY launch ./launch
+COPY poseanimate_client ./poseanimate_client
 # Base dependencies only (`.`, not `.[engine]`): no torch.
 RUN pip install --upgrade "pip>=24" \
  && pip install . \

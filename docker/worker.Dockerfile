@@ -34,6 +34,8 @@ COPY jobs ./jobs
 COPY worker ./worker
 COPY engine ./engine
 COPY cli ./cli
+COPY launch ./launch
+COPY poseanimate_client ./poseanimate_client
 # torch is already there at the pinned version; the extras pin the same one.
 RUN pip install ".[engine,detect]" \
  && python -c "import torch, diffusers, engine, worker.tasks; print('torch', torch.__version__, 'cuda', torch.version.cuda)"

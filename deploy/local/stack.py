@@ -199,7 +199,7 @@ def redis_binary() -> str | None:
 
 
 def start_redis(url: str, run_dir: Path, logs: Path) -> Proc:
-    from cli.processes import redis_argv  # the project's venv: `make up` runs it (`down` needs none)
+    from launch.commands import redis_argv  # the project's venv: `make up` runs it (`down` needs none)
 
     parts = urlsplit(url)
     port = parts.port or 6379
@@ -404,7 +404,7 @@ def up(args: argparse.Namespace) -> int:
             stop(proc, 5)  # what it left behind in its process group
             say(f"{proc.name}: not running, starting it again")
     logs.mkdir(parents=True, exist_ok=True)
-    from cli.processes import serve_argv, worker_argv  # the processes the tests and benchmarks start too
+    from launch.commands import serve_argv, worker_argv  # the processes the tests and benchmarks start too
 
     python = sys.executable
     bin_dir = Path(python).parent

@@ -66,7 +66,7 @@ def test_api_load_reports_every_phase(loadgen: str) -> None:
     if loadgen == "hey" and shutil.which("hey") is None:
         pytest.skip("hey is not installed (Debian package 'hey')")
     out = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "api_load.py"), "--loadgen", loadgen, *TINY],
+        [sys.executable, "-m", "bench.api_load", "--loadgen", loadgen, *TINY],
         capture_output=True,
         text=True,
         timeout=240,

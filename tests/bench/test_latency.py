@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.benchmods import bench_module
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _latency():
-    return bench_module("latency.py")
+    from bench import latency
+
+    return latency
 
 
 def test_summarize_uses_nearest_rank_percentiles():
@@ -50,7 +50,8 @@ def test_three_noop_jobs_on_the_real_stack():
     out = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "bench" / "latency.py"),
+            "-m",
+            "bench.latency",
             "--jobs",
             "3",
             "--idle-s",

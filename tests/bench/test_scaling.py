@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.benchmods import bench_module
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _scaling():
-    return bench_module("scaling.py")
+    from bench import scaling
+
+    return scaling
 
 
 def test_fit_line_recovers_slope_intercept_and_r2():
@@ -81,7 +81,8 @@ def test_dry_run_plans_one_job_per_target_count():
     from engine.method.cost import expected_evaluations
 
     out = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "scaling.py"), "--dry-run", "--targets", "4,1,2"],
+        [sys.executable, "-m", "bench.scaling", "--dry-run", "--targets", "4,1,2"],
+        cwd=ROOT,  # `python -m bench.<script>` from the repository root
         check=True,
         capture_output=True,
         text=True,

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _run(script: str, *args: str) -> dict:
     out = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), *args, "--json"],
+        [sys.executable, "-m", f"bench.{script.removesuffix('.py')}", *args, "--json"],
+        cwd=ROOT,  # `python -m bench.<script>` from the repository root
         check=True,
         capture_output=True,
         text=True,
@@ -37,7 +38,7 @@ def test_cost_model_counts_the_paper_setting():
 
 
 def test_engine_benchmark_runs_all_comparisons():
-    report = _run("engine.py", "--steps", "2", "--frames", "4", "--repeat", "1", "--size", "64")
+    report = _run("engine_variants.py", "--steps", "2", "--frames", "4", "--repeat", "1", "--size", "64")
     assert report["random_weights"] is True
     assert set(report["ratios"]) == {
         "batched_vs_frame_by_frame_optimizing",
@@ -54,7 +55,8 @@ def test_video_probe_benchmark_compares_probe_and_decode_on_both_containers():
     out = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "bench" / "videoprobe.py"),
+            "-m",
+            "bench.videoprobe",
             "--seconds",
             "0.5",
             "--size",
@@ -66,6 +68,7 @@ def test_video_probe_benchmark_compares_probe_and_decode_on_both_containers():
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=ROOT,
     ).stdout
     rows = [line for line in out.splitlines() if line.startswith("| mp4") or line.startswith("| webm")]
     assert len(rows) == 2 and all(

@@ -22,8 +22,8 @@ import httpx
 import pytest
 import redis
 
-from cli.processes import serve_argv
 from jobs.store import JobStore, owner_id_for_key
+from launch.commands import serve_argv
 from tests.support.payloads import job_body
 from tests.support.servers import TcpProxy, free_port, wait_for_port, worker_process
 from tests.support.stack import (

@@ -1,5 +1,6 @@
-"""Shared test support: process launchers (Redis, moto S3, webhook receiver, the API and workers),
-payload builders, fixtures helpers. Used by the tests, bench/ and `make up` alike; never a test module."""
+"""Shared test support: test launchers (moto S3, webhook receiver, fault proxy, the in-process test
+stack; Redis and the process command lines come from ``launch``), payload builders, fixtures helpers.
+Used by the tests only (bench/ and `make up` use ``launch``); never a test module."""
 
 from pathlib import Path
 

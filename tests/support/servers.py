@@ -1,7 +1,9 @@
-"""Real servers for the service tests: redis-server, a moto S3 endpoint, a webhook receiver.
+"""Real servers for the service tests: redis-server, a moto S3 endpoint, a webhook receiver, a fault
+proxy, ``poseanimate worker`` as a child process.
 
 Each starts on a free loopback port and is stopped by its fixture. Shared by the conftests of
-tests/api, tests/worker and tests/integration.
+tests/api, tests/worker and tests/integration. Ports, Redis and the command lines come from
+``launch`` (what ``make up`` and the benchmarks use too); they are re-exported here for the tests.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import http.server
 import json
 import os
 import queue
-import shutil
 import signal
 import socket
 import struct
@@ -24,75 +25,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cli.processes import redis_argv, worker_argv
+from launch.commands import celery_argv, worker_argv
+from launch.local import MissingService, RedisServer, free_port, redis_server, wait_for_port
 
-
-class MissingService(RuntimeError):
-    """A binary a launcher needs is not installed (tests turn this into a skip)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.02)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
-
-
-@dataclass
-class RedisServer:
-    port: int
-    proc: subprocess.Popen[bytes]
-    workdir: Path
-    command: list[str] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown save; only what the append-only file holds survives."""
-        self.proc.kill()
-        self.proc.wait(5)
-
-    def start(self) -> None:
-        """Start again on the same port and directory (after ``stop`` or ``kill``)."""
-        self.proc = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port)
-
-
-@contextmanager
-def redis_server(workdir: Path, *, appendonly: bool = False) -> Iterator[RedisServer]:
-    """``appendonly``: persist every write (AOF, fsync always) so a restart keeps the data."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise MissingService("redis-server is not installed (make services installs it)")
-    port = free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
-    command = redis_argv(binary, port, workdir, appendonly=appendonly, logfile=str(workdir / "redis.log"))
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = RedisServer(port, proc, workdir, command)
-    try:
-        wait_for_port(port)
-        yield server
-    finally:
-        if server.proc.poll() is None:
-            server.stop()
+__all__ = [
+    "MissingService",
+    "Received",
+    "RedisServer",
+    "TcpProxy",
+    "WebhookReceiver",
+    "WorkerProcess",
+    "free_port",
+    "moto_s3",
+    "redis_server",
+    "wait_for_port",
+    "webhook_receiver",
+    "worker_process",
+]
 
 
 @contextmanager
@@ -324,10 +273,7 @@ def worker_process(
         port = metrics_port if metrics_port is not None else free_port()
         args = worker_argv(queues=queues, metrics_port=port, shutdown_timeout=10)
     else:
-        from cli.main import _celery_command
-
-        args = _celery_command(queues, 8, "INFO")
-        args[args.index("-A") + 1] = celery_app
+        args = celery_argv(queues, 8, "INFO", app=celery_app)
         repo = str(Path(__file__).resolve().parents[2])  # the app module lives in tests/
         env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")]))}
     worker = WorkerProcess(env, cwd, cwd / f"{name}.log", args)

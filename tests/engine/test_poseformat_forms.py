@@ -1,3 +1,7 @@
+"""The accepted pose forms of the engine's one pose parser (``engine.inputs.poseformat``, which the API
+uses to refuse a bad job): compact, OpenPose, normalised coordinates, units, the bundled examples, and
+the stable code of each refusal."""
+
 import json
 import math
 

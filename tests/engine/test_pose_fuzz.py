@@ -1,5 +1,6 @@
-"""Property-based fuzzing of the two pose parsers (issue 6): the API's (``jobs.poses``, which keeps
-bad poses off the GPU) and the engine's (``engine.poses.pose``, which runs on the GPU worker).
+"""Property-based fuzzing of the two pose parsers (issue 6): the API's (``engine.inputs.poseformat``,
+torch-free, which keeps bad poses off the GPU) and the engine's (``engine.poses.pose``, which runs on
+the GPU worker).
 
 Inputs are near-valid poses with one or more fields mutated (hostile numbers, wrong shapes, wrong
 types), where parser bugs hide, besides arbitrary JSON. Properties: the API parser refuses with a
@@ -74,7 +75,7 @@ FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCh
 
 
 @FUZZ
-@given(near_valid_poses())  # arbitrary JSON: tests/worker/test_poses.py
+@given(near_valid_poses())  # arbitrary JSON: tests/engine/test_poseformat_forms.py
 def test_api_pose_parser_refuses_only_with_a_pose_error(obj):
     try:
         out = normalize_poses(obj, max_frames=8)

@@ -1,9 +1,9 @@
 """Engine benchmark: per-stage seconds, U-Net evaluations and peak memory, and side-by-side ratios
 of the speed levers, measured in ONE process on the same inputs.
 
-    .venv/bin/python bench/engine.py                       # tiny random model, CPU
-    .venv/bin/python bench/engine.py --json                # machine-readable
-    .venv/bin/python bench/engine.py --model DIR --device cuda --dtype float16 --size 512 --steps 50
+    .venv/bin/python -m bench.engine_variants                       # tiny random model, CPU
+    .venv/bin/python -m bench.engine_variants --json                # machine-readable
+    .venv/bin/python -m bench.engine_variants --model DIR --device cuda --dtype float16 --size 512 --steps 50
 
 Comparisons (each pair run back to back, best of ``--repeat``):
   batched vs frame-by-frame   the pose-aware embedding optimisation, frame_batch_size=F vs 1
@@ -16,19 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from engine import AnimateConfig, MemoryInversionCache, Pose, PoseAnimator, PoseSequence
+from engine.method.cost import expected_evaluations
+from engine.weights.loading import resolve_model
 
-from engine import AnimateConfig, MemoryInversionCache, Pose, PoseAnimator, PoseSequence  # noqa: E402
-from engine.method.cost import expected_evaluations  # noqa: E402
-from engine.weights.loading import resolve_model  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _peak_memory(device: torch.device) -> int:

@@ -1,5 +1,6 @@
-"""``cli.client`` against the real stack (redis-server, moto S3, uvicorn API, ``poseanimate worker``
-with the noop backend), and its retry policy on a scripted transport."""
+"""``poseanimate_client`` against the real stack (redis-server, moto S3, uvicorn API, ``poseanimate worker``
+with the noop backend), and its retry policy on a scripted transport. ``poseanimate submit`` (the
+client's command-line face, ``cli/submit_commands.py``) is checked here too, on the same stack."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import av
 import httpx
 import pytest
 
-from cli.client import AsyncPoseAnimateClient, PoseAnimateClient, PoseAnimateError
 from cli.main import main
 from jobs.contract import Job, JobList, JobStatus
+from poseanimate_client import AsyncPoseAnimateClient, PoseAnimateClient, PoseAnimateError
 from tests.support.stack import API_KEY, Service, running_service
 
 REPO = Path(__file__).resolve().parents[2]

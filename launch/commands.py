@@ -1,11 +1,15 @@
-"""The command lines of the processes the service is made of: Redis, the API, the worker.
+"""The command lines of the processes the service is made of: Redis, the API, the worker (and the
+Celery consumers the worker supervises).
 
 One definition, used wherever they are started: ``make up`` (deploy/local/stack.py), the test
-launchers (tests/support) and the benchmarks (bench/), so all of them run the same processes.
+launchers (tests/support), the benchmarks (bench/) and ``poseanimate worker`` itself, so all of them
+run the same processes.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 from pathlib import Path
 
@@ -50,3 +54,32 @@ def redis_argv(binary: str, port: int, workdir: Path, *, appendonly: bool, logfi
         "--dir", str(workdir),
         "--logfile", logfile,
     ]  # fmt: skip
+
+
+def celery_argv(queue: str, concurrency: int, loglevel: str, app: str = "worker.celery_app:app") -> list[str]:
+    """One Celery consumer of ``queue``, as ``poseanimate worker`` starts it: ``gpu`` is a prefork pool
+    of one process (one job per GPU), ``io`` a thread pool of ``concurrency`` threads."""
+    pool = (
+        ["--pool", "prefork", "--concurrency", "1"]
+        if queue == "gpu"
+        else ["--pool", "threads", "--concurrency", str(concurrency)]
+    )
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        app,
+        "worker",
+        "--queues",
+        queue,
+        *pool,
+        "--hostname",
+        f"{queue}-{os.getpid()}@{socket.gethostname()}",
+        "--loglevel",
+        loglevel,
+        "--without-gossip",
+        "--without-mingle",
+        "--prefetch-multiplier",
+        "1",
+    ]
