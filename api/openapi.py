@@ -86,6 +86,11 @@ def _multipart_schema() -> dict[str, Any]:
         fields[name] = {"type": "integer"}
     fields["guidance"] = {"type": "number"}
     fields["retarget"] = {"type": "string", "enum": ["scale", "bones"], "description": "default: scale"}
+    fields["parts"] = {
+        "type": "string",
+        "enum": ["body", "body+hands", "body+face", "full"],
+        "description": "hands/face drawn for the ControlNet; default: full",
+    }
     return {"type": "object", "required": ["image", "prompt"], "properties": fields}
 
 

@@ -63,6 +63,12 @@ def add_engine_commands(subparsers: Any) -> None:
         default="scale",
         help="scale: PATA's uniform scale (default); bones: also give each driving bone the character's length",
     )
+    anim.add_argument(
+        "--parts",
+        choices=["body", "body+hands", "body+face", "full"],
+        default="full",
+        help="what of whole-body poses the ControlNet sees (default: full: body, hands and face)",
+    )
     anim.add_argument("--fps", type=float, default=8.0)
     anim.add_argument("--seed", type=int, default=None)
     anim.add_argument("--frame-batch-size", type=int, default=None, help="frames per chunk (default: auto)")
@@ -162,6 +168,7 @@ def animate_command(args: argparse.Namespace) -> int:
         use_mgdm=not args.no_mgdm,
         use_pata=not args.no_pata,
         retarget=args.retarget,
+        parts=args.parts,
     )
     # The engine's rules, checked before anything is loaded (the API refuses the same inputs).
     rules.check_prompt(args.prompt)

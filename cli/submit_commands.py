@@ -41,6 +41,11 @@ def add_submit_commands(sub: Any) -> None:
     p.add_argument("--transition-frames", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--retarget", choices=["scale", "bones"], help="scale (default) or bones")
+    p.add_argument(
+        "--parts",
+        choices=["body", "body+hands", "body+face", "full"],
+        help="hands/face drawn for the ControlNet (default: full)",
+    )
     p.add_argument("--video-start", type=float, help="with --video: start at this second")
     p.add_argument("--video-end", type=float, help="with --video: stop at this second")
     p.add_argument("--webhook-url")
@@ -86,6 +91,7 @@ def _submit(args: argparse.Namespace) -> int:
         "transition_frames": args.transition_frames,
         "seed": args.seed,
         "retarget": args.retarget,
+        "parts": args.parts,
         "video_start": args.video_start,
         "video_end": args.video_end,
     }

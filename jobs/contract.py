@@ -122,6 +122,14 @@ class AnimationParams(BaseModel):
     width: int | None = Field(default=None, description="Generation width, pixels; default: size.")
     height: int | None = Field(default=None, description="Generation height, pixels; default: size.")
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    parts: Literal["body", "body+hands", "body+face", "full"] | None = Field(
+        default=None,
+        description=(
+            "What of whole-body poses conditions the ControlNet and is drawn in the previews: `full`"
+            " (default: body, hands and face, as the OpenPose ControlNet's training images), `body+hands`,"
+            " `body+face` or `body` (body-only control). Parts the poses do not carry are not drawn."
+        ),
+    )
     retarget: Literal["scale", "bones"] | None = Field(
         default=None,
         description=(

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from PIL import Image
 
 from engine.inputs.models import DEFAULT_CONTROLNET
-from engine.inputs.rules import DEFAULTS
+from engine.inputs.rules import DEFAULTS, part_flags
 from jobs.contract import ErrorCode
 from jobs.settings import Settings
 from worker import metrics
@@ -98,6 +98,7 @@ class JobInputs:
     height: int = DEFAULTS.size
     seed: int | None = None
     retarget: Literal["scale", "bones"] = DEFAULTS.retarget
+    parts: Literal["body", "body+hands", "body+face", "full"] = DEFAULTS.parts
 
 
 @dataclass
@@ -174,6 +175,8 @@ class NoopAnimator:
                 height=job.height,
                 retarget=job.retarget,
             )
+            hands, face = part_flags(job.parts)
+            poses = poses.with_parts(hands=hands, face=face)
         except ValueError as exc:
             raise InvalidJobInput(str(exc)) from exc
         count = len(poses)
@@ -238,6 +241,7 @@ CONFIG_KNOBS: dict[str, str] = {
     "height": "height",
     "seed": "seed",
     "retarget": "retarget",
+    "parts": "parts",
 }
 """``JobInputs`` field -> the ``engine.AnimateConfig`` field it sets (``config_overrides``)."""
 

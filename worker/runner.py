@@ -375,6 +375,7 @@ class JobRunner:
             height=params["height"],
             seed=params.get("seed"),
             retarget=params["retarget"],
+            parts=params["parts"],
         )
 
     def _observe_success(

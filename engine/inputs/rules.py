@@ -81,6 +81,22 @@ class Limits:
     min_pose_span: float = POSE_LIMITS.min_span
 
 
+PoseParts = Literal["body", "body+hands", "body+face", "full"]
+POSE_PARTS: tuple[str, ...] = ("body", "body+hands", "body+face", "full")
+"""What of a whole-body pose conditions the ControlNet (and is drawn in the previews): the body alone,
+with the hands, with the face, or all of it (``full``, the default: the OpenPose ControlNet was trained
+on the annotator's "openpose_full" images; parts a pose does not have are simply not drawn)."""
+
+
+def part_flags(parts: str) -> tuple[bool, bool]:
+    """``(hands, face)`` kept by a :data:`POSE_PARTS` value."""
+    if parts not in POSE_PARTS:
+        raise InvalidInput(
+            f"parts must be one of {', '.join(POSE_PARTS)}, got {parts!r}", code="parameter_out_of_range"
+        )
+    return parts in ("body+hands", "full"), parts in ("body+face", "full")
+
+
 @dataclass(frozen=True)
 class Defaults:
     steps: int = 50
@@ -89,6 +105,7 @@ class Defaults:
     transition_frames: int = 4
     fps: int = 8
     retarget: Literal["scale", "bones"] = "scale"
+    parts: PoseParts = "full"
 
 
 LIMITS = Limits()

@@ -10,6 +10,7 @@ from engine.inputs.errors import InvalidInput
 from engine.inputs.rules import (
     DEFAULTS,
     LIMITS,
+    POSE_PARTS,
     check_generation_size,
     check_guidance,
     check_steps,
@@ -88,6 +89,10 @@ class AnimateConfig:
     """How the driving skeleton meets the character. ``"scale"`` (default, the paper's PATA): one
     uniform scale + translation, the driving proportions kept. ``"bones"``: each bone also gets the
     character's length, its direction kept per frame (UniAnimate-style; engine.poses.alignment)."""
+    parts: Literal["body", "body+hands", "body+face", "full"] = DEFAULTS.parts
+    """What of whole-body poses conditions the ControlNet: ``full`` (default: body, hands and face,
+    as the OpenPose ControlNet's "openpose_full" training images), ``body+hands``, ``body+face`` or
+    ``body`` (body-only control). Parts a pose does not carry are not drawn either way."""
 
     # --- Limits ---------------------------------------------------------------------------------
     max_frames: int = LIMITS.max_output_frames
@@ -125,3 +130,5 @@ class AnimateConfig:
             bad(f"max_frames must be in 2..{LIMITS.max_output_frames}")
         if self.retarget not in ("scale", "bones"):
             bad(f"retarget must be 'scale' or 'bones', got {self.retarget!r}")
+        if self.parts not in POSE_PARTS:
+            bad(f"parts must be one of {', '.join(POSE_PARTS)}, got {self.parts!r}")

@@ -25,6 +25,7 @@ from engine.inputs.rules import (
     check_poses_not_degenerate,
     check_prompt,
     check_subject_words,
+    part_flags,
 )
 from engine.method.attention import AttentionController, downsampled_grid, install_processors
 from engine.method.batching import FrameBatcher, auto_frame_batch
@@ -310,13 +311,17 @@ class PoseAnimator:
         self, source: Pose, target_poses: PoseSequence, config: AnimateConfig
     ) -> PoseSequence:
         """PATA (alignment + transition; bone retargeting with ``config.retarget == "bones"``), or the
-        raw targets on the output canvas when disabled."""
+        raw targets on the output canvas when disabled; then only the hands/face ``config.parts``
+        keeps, so the poses returned (and written to ``poses.json``) are exactly what is drawn."""
         w, h = config.width, config.height
         if config.use_pata:
-            return align_poses(
+            poses = align_poses(
                 source, target_poses, config.transition_frames, width=w, height=h, retarget=config.retarget
             )
-        return PoseSequence([source.to_canvas(w, h), *(p.to_canvas(w, h) for p in target_poses)])
+        else:
+            poses = PoseSequence([source.to_canvas(w, h), *(p.to_canvas(w, h) for p in target_poses)])
+        hands, face = part_flags(config.parts)
+        return poses.with_parts(hands=hands, face=face)
 
     def render_poses(self, poses: PoseSequence, config: AnimateConfig) -> torch.Tensor:
         """-> (N+1, 3, H, W) uint8 on the CPU (moved to the device a chunk at a time)."""

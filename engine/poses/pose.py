@@ -367,6 +367,12 @@ class PoseSequence(Sequence[Pose]):
     def __repr__(self) -> str:
         return f"PoseSequence({len(self)} frames, canvas={self.width}x{self.height})"
 
+    def with_parts(self, *, hands: bool, face: bool) -> PoseSequence:
+        """Every pose keeping its hands only if ``hands`` and its face only if ``face``."""
+        if hands and face:
+            return self
+        return PoseSequence(p.without_parts(hands=not hands, face=not face) for p in self._poses)
+
     def to_canvas(self, width: int, height: int) -> PoseSequence:
         """Every pose mapped with :meth:`Pose.to_canvas`."""
         return PoseSequence(p.to_canvas(width, height) for p in self._poses)

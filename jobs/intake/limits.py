@@ -98,6 +98,7 @@ def defaults() -> dict[str, Any]:
         "fps": DEFAULTS.fps,
         "size": DEFAULTS.size,
         "retarget": DEFAULTS.retarget,
+        "parts": DEFAULTS.parts,
     }
 
 

@@ -27,15 +27,16 @@ def png(color="red", size=64) -> bytes:
     return out.getvalue()
 
 
-def submit(env, steps=3, source_pose=None, **params):
+def submit(env, steps=3, source_pose=None, poses=None, **params):
     _, store, storage, runner = env
+    poses = EXAMPLE_POSES if poses is None else poses
     effective = effective_params({"prompt": "a person", "steps": steps, "fps": 8, "size": 64, **params})
     job = ValidatedJob(
         params=effective,
         image_png=png(),
-        poses=EXAMPLE_POSES,
+        poses=poses,
         source_pose=source_pose,
-        num_frames=1 + effective["transition_frames"] + len(EXAMPLE_POSES["frames"]),
+        num_frames=1 + effective["transition_frames"] + len(poses["frames"]),
     )
     return accept_job(
         new_job_id(), "key_a", job, store=store, storage=storage, queue=runner.queue, max_active=10

@@ -319,6 +319,7 @@ def test_no_job_input_is_silently_dropped_on_its_way_to_the_engine():
         height=64,
         seed=11,
         retarget="bones",
+        parts="body+hands",
     )
     config, defaults = AnimateConfig(**config_overrides(job)), AnimateConfig()
     for name, knob in CONFIG_KNOBS.items():  # each knob arrives (values unlike the engine's defaults)
