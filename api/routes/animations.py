@@ -6,7 +6,7 @@ import asyncio
 import functools
 import re
 import time
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -23,13 +23,14 @@ from api.deps import (
     identify,
 )
 from api.errors import ApiError, retry_after
-from api.intake import read_submission, validate_submission
+from api.intake import Submission, read_submission, validate_submission
 from api.openapi import CREATE_BODY, problems
 from api.waiting import StreamSlot, follow, wait_for_terminal
 from jobs.contract import Job, JobList, JobStatus, WebhookEvent
+from jobs.settings import Settings
 from jobs.storage import LocalStorage
 from jobs.store import CancelOutcome, JobRecord, JobSnapshot, new_job_id
-from jobs.submission import QuotaExceeded, accept_job
+from jobs.submission import QuotaExceeded, ValidatedJob, accept_job
 from jobs.views import emit_webhook, job_view
 
 router = APIRouter(prefix="/animations", tags=["animations"])
@@ -99,11 +100,21 @@ async def _wait_for_record(services: Services, job_id: str) -> JobRecord:
     )
 
 
+Reader = Callable[[Request, Settings], Awaitable[Submission]]
+
+
 async def submit(
-    request: Request, services: Services, owner: str, idempotency_key: str | None
+    request: Request,
+    services: Services,
+    owner: str,
+    idempotency_key: str | None,
+    *,
+    read: Reader = read_submission,
+    adapt: Callable[[ValidatedJob], ValidatedJob] | None = None,
 ) -> tuple[JobRecord, bool]:
     """Rate limit, read, (idempotent) validate and accept one submission; counts each outcome.
-    Returns the job and whether it is an Idempotency-Key replay."""
+    Returns the job and whether it is an Idempotency-Key replay. ``read`` and ``adapt`` (applied to
+    the validated job) let the OpenAI facade (``api/routes/videos_v1.py``) use this same path."""
     settings, store, metrics = services.settings, services.store, services.metrics
     decision = await run_in_threadpool(
         store.rate_limit, "submit", owner, settings.rate_limit_submissions_per_minute
@@ -117,7 +128,7 @@ async def submit(
             headers=retry_after(decision.retry_after_s),
         )
     try:
-        submission = await read_submission(request, settings)
+        submission = await read(request, settings)
     except ApiError:
         metrics.submitted.labels("invalid").inc()
         raise
@@ -142,6 +153,8 @@ async def submit(
             return await _wait_for_record(services, existing["job_id"]), True
     try:
         validated = await run_in_threadpool(validate_submission, submission, settings, services.resolver)
+        if adapt is not None:
+            validated = adapt(validated)
         record = await run_in_threadpool(
             lambda: accept_job(
                 job_id,
