@@ -61,6 +61,18 @@ def test_json_create_takes_an_image_url_object(client):
     assert r.json()["size"] == "64x96"
 
 
+def test_multipart_files_for_the_motion_and_the_character(client):
+    files = {
+        "input_reference": ("me.png", png_bytes(), "image/png"),
+        "poses": ("poses.json", json.dumps(EXAMPLE_POSES).encode(), "application/json"),
+    }
+    r = client.post("/v1/videos", data={"prompt": "a person", "steps": "2", "size": "64"}, files=files)
+    assert r.status_code == 200, r.text
+    assert r.json()["size"] == "64x64"
+    storage = client.app.state.services.storage
+    assert json.loads(storage.get_bytes(f"inputs/{r.json()['id']}/poses.json"))["frames"]
+
+
 def test_seconds_caps_the_motion(client):
     poses = {**EXAMPLE_POSES, "frames": EXAMPLE_POSES["frames"] * 8}  # 16 frames
     r = create(client, poses=json.dumps(poses), fps="4", transition_frames="1", seconds="2")
