@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from jobs.contract import EXAMPLE_POSES, JobStatus
+from jobs.intake.acceptance import ValidatedJob, accept_job
 from jobs.intake.limits import effective_params
 from jobs.services import JobServices
 from jobs.storage import LocalStorage
 from jobs.store import CancelOutcome, new_job_id
-from jobs.intake.acceptance import ValidatedJob, accept_job
 
 REPO = Path(__file__).resolve().parents[2]
 PRODUCT = ("api", "jobs", "worker", "cli")

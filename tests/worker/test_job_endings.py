@@ -12,9 +12,9 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from prometheus_client import REGISTRY
 
 from jobs.contract import EXAMPLE_POSES, JobStatus
+from jobs.intake.acceptance import ValidatedJob, accept_job
 from jobs.intake.limits import effective_params
 from jobs.store import new_job_id
-from jobs.intake.acceptance import ValidatedJob, accept_job
 from tests.support.jobs import noop_runner, png
 from worker.extraction import run_job_extraction
 
