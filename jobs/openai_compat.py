@@ -156,17 +156,19 @@ def cap_motion(poses: dict[str, Any], seconds: float, fps: int) -> dict[str, Any
     return capped
 
 
+# OpenAI's event type of each ``WebhookEvent`` it has one for (by value: this table only names them;
+# ``jobs.services`` alone emits a job's events).
 _EVENT_TYPES = {
-    WebhookEvent.COMPLETED: "video.completed",
-    WebhookEvent.FAILED: "video.failed",
-    WebhookEvent.CANCELED: "video.failed",  # OpenAI has no canceled status: the video failed
+    "completed": "video.completed",
+    "failed": "video.failed",
+    "canceled": "video.failed",  # OpenAI has no canceled status: the video failed
 }
 
 
 def webhook_body(job_id: str, event: WebhookEvent, at: float | None = None) -> bytes | None:
     """OpenAI's event for ``event`` (``{"object": "event", "id", "type", "created_at", "data": {"id"}}``),
     or None for events OpenAI has no type for (started, progress, deleted): those are not sent."""
-    kind = _EVENT_TYPES.get(event)
+    kind = _EVENT_TYPES.get(event.value)
     if kind is None:
         return None
     body = {
