@@ -46,11 +46,14 @@ class BodyForm:
 class Body:
     fields: dict[str, Any]
     files: dict[str, bytes] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    """What a facade read beyond our fields (the OpenAI one: its name, ``seconds``): a replay must
+    match it too."""
 
     def digest(self) -> str:
         """sha256 of the fields and each file's sha256: what an Idempotency-Key replay must match."""
         files = {f"file:{k}": hashlib.sha256(v).hexdigest() for k, v in self.files.items()}
-        canonical = {**self.fields, **files}
+        canonical = {**self.fields, **files, **{f"extra:{k}": v for k, v in self.extra.items()}}
         return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()
 
 

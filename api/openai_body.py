@@ -154,11 +154,12 @@ class VideoRequest:
         body = await read_body(request, openai_form(intake))
         check_model(body.fields)
         if self.remix_of is not None:
-            return await run_in_threadpool(remix_body, self.storage, self.remix_of, body)
-        _character(body)
-        _size(body.fields)
-        self.seconds = _seconds(body.fields)
-        return body
+            body = await run_in_threadpool(remix_body, self.storage, self.remix_of, body)
+        else:
+            _character(body)
+            _size(body.fields)
+            self.seconds = _seconds(body.fields)
+        return dataclasses.replace(body, extra={"api": oa.API, "seconds": self.seconds})
 
     def adapt(self, job: ValidatedJob) -> ValidatedJob:
         """After the intake: mark the job as OpenAI's (and its remix source), cut its motion at

@@ -278,3 +278,24 @@ def test_openapi_documents_the_v1_routes(client):
     for path in ("/v1/videos", "/v1/videos/{video_id}", "/v1/videos/{video_id}/content", "/v1/models"):
         assert path in paths
     assert job_body()  # the JSON body of /animations is unchanged
+
+
+def test_idempotency_key_replays_through_the_same_api_only(client):
+    """The same key and body replays the video; another `seconds`, or the same body through
+    `/animations`, is another request (422 idempotency_key_reused)."""
+    headers = {"Idempotency-Key": "k-1"}
+    data = {"prompt": "a person", "steps": "2", "size": "64x64", "poses": json.dumps(EXAMPLE_POSES)}
+
+    def post(path, image_field, **more):
+        files = {image_field: ("me.png", png_bytes(), "image/png")}
+        return client.post(path, data={**data, **more}, files=files, headers=headers)
+
+    first = post("/v1/videos", "input_reference", seconds="1")
+    again = post("/v1/videos", "input_reference", seconds="1")
+    assert first.status_code == again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    assert_openai_error(post("/v1/videos", "input_reference", seconds="2"), 400, "idempotency_key_reused")
+    ours = {"prompt": "a person", "steps": "2", "width": "64", "height": "64", "poses": data["poses"]}
+    files = {"image": ("me.png", png_bytes(), "image/png")}
+    assert_problem(
+        client.post("/animations", data=ours, files=files, headers=headers), 422, "idempotency_key_reused"
+    )
