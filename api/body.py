@@ -38,17 +38,22 @@ class BodyForm:
     """Fields kept when sent empty (an empty prompt is ``prompt_blank``, not a missing prompt)."""
     urlencoded: bool = False
     """Also take ``application/x-www-form-urlencoded``."""
+    strip_suffixes: tuple[str, ...] = ()
+    """Dropped from part names (the OpenAI SDK sends lists as ``name[]``, objects as ``name[key]``)."""
 
 
 @dataclass
 class Body:
     fields: dict[str, Any]
     files: dict[str, bytes] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    """What a facade read beyond our fields (the OpenAI one: its name, ``seconds``): a replay must
+    match it too."""
 
     def digest(self) -> str:
         """sha256 of the fields and each file's sha256: what an Idempotency-Key replay must match."""
         files = {f"file:{k}": hashlib.sha256(v).hexdigest() for k, v in self.files.items()}
-        canonical = {**self.fields, **files}
+        canonical = {**self.fields, **files, **{f"extra:{k}": v for k, v in self.extra.items()}}
         return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -91,12 +96,18 @@ async def _parse_form(request: Request, form: BodyForm) -> FormData:
         ) from exc
 
 
+def _strip(name: str, suffixes: tuple[str, ...]) -> str:
+    for suffix in suffixes:
+        name = name.removesuffix(suffix)
+    return name
+
+
 async def _form(request: Request, form: BodyForm) -> Body:
     parsed = await _parse_form(request, form)
     fields: dict[str, Any] = {}
     files: dict[str, bytes] = {}
-    for name in set(parsed.keys()):
-        values = parsed.getlist(name)
+    for raw_name in set(parsed.keys()):
+        values, name = parsed.getlist(raw_name), _strip(raw_name, form.strip_suffixes)
         if name in form.file_fields and isinstance(values[0], UploadFile):
             files[name] = await values[0].read()
             continue

@@ -10,8 +10,10 @@ No stack traces or internal paths ever reach a client: unexpected exceptions bec
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import redis
@@ -20,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 import jobs.intake.animation  # noqa: F401  (declares the intake's codes, all known before a first request)
 from engine.inputs.errors import Refusal, declare_codes, status_of
@@ -132,6 +135,25 @@ def problem_response(
     if request_id:
         body["request_id"] = request_id
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+Reshape = Callable[[dict[str, Any], int], tuple[dict[str, Any], int, dict[str, str]]]
+"""(problem, status) -> (body, status, extra headers): another API's error shape of a problem."""
+
+
+def reshaped(response: Response, reshape: Reshape) -> Response:
+    """A problem+json reply in another error shape (the OpenAI facade's, ``api.openai_compat``), its
+    headers (Retry-After, WWW-Authenticate) kept; any other reply unchanged."""
+    try:
+        problem = json.loads(bytes(response.body))
+    except ValueError:
+        return response
+    if not isinstance(problem, dict) or "code" not in problem:
+        return response
+    body, status, extra = reshape(problem, response.status_code)
+    drop = ("content-length", "content-type")
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in drop}
+    return JSONResponse(body, status_code=status, headers={**headers, **extra})
 
 
 def _clean_errors(errors: Any) -> list[dict[str, Any]]:

@@ -19,8 +19,9 @@ from api.deps import Services, key_hashes
 from api.errors import install_error_handlers
 from api.metrics import ApiMetrics
 from api.middleware import RequestContextMiddleware
+from api.openai_compat import install_openai_errors
 from api.openapi import install_openapi
-from api.routes import animations, deletion, files, playground, poses, system
+from api.routes import animations, deletion, files, playground, poses, system, videos_v1
 from api.sweeper import lifespan as sweeper_lifespan
 from api.waiting import close_brokers
 from jobs.intake.policy import Intake
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = system_
             {"name": "animations", "description": "Submit and follow animation jobs"},
             {"name": "files", "description": "Signed links (local storage backend)"},
             {"name": "system", "description": "Health, readiness, metrics"},
+            {"name": "openai", "description": "OpenAI-compatible video API (`/v1/videos`): the same jobs"},
         ],
     )
     app.state.services = Services(
@@ -87,12 +89,14 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = system_
     )
     app.state.intake = intake = Intake.from_settings(settings, resolver)  # limits built once
     install_error_handlers(app)
+    install_openai_errors(app)  # on /v1 only: OpenAI's error shape
     app.include_router(animations.router)
     app.include_router(poses.router)
     app.include_router(deletion.router)
     app.include_router(files.router)
     app.include_router(system.router)
     app.include_router(playground.router)
+    app.include_router(videos_v1.router)  # OpenAI-compatible /v1/videos, /v1/models
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

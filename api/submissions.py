@@ -7,16 +7,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from api.body import BodyForm, read_body
+from api.body import Body, BodyForm, read_body
 from api.deps import Services, limit_submissions
 from api.errors import ApiError, retry_after, validate_body
 from jobs.contract import AnimationCreate, PosesCreate
 from jobs.extractions import ExtractionStore
-from jobs.intake.acceptance import QuotaExceeded, accept_extraction, accept_job
+from jobs.intake.acceptance import QuotaExceeded, ValidatedJob, accept_extraction, accept_job
 from jobs.intake.animation import check_animation
 from jobs.intake.extraction import check_extraction
 from jobs.intake.policy import Intake
@@ -24,6 +25,11 @@ from jobs.store import JobRecord, new_job_id
 
 IDEMPOTENCY_WAIT_S = 10.0
 POSES_FORM = BodyForm(file_fields=("video",), max_fields=8, max_part_size=64 * 1024)
+
+BodyReader = Callable[[Request, Intake], Awaitable[Body]]
+"""Reads a submission's body into ``POST /animations``' fields (the OpenAI facade translates its own)."""
+Adapt = Callable[[ValidatedJob], ValidatedJob]
+"""A step after the intake's checks and before acceptance (the OpenAI facade marks its jobs)."""
 
 
 def animation_form(intake: Intake) -> BodyForm:
@@ -38,6 +44,10 @@ def animation_form(intake: Intake) -> BodyForm:
     )
 
 
+async def read_animation_body(request: Request, intake: Intake) -> Body:
+    return await read_body(request, animation_form(intake))
+
+
 def _outcome(exc: BaseException) -> str:
     """The ``outcome`` label of a submission that raised ``exc``."""
     if isinstance(exc, ApiError) and exc.code in ("rate_limited", "quota_exceeded"):
@@ -46,12 +56,20 @@ def _outcome(exc: BaseException) -> str:
 
 
 async def submit_animation(
-    request: Request, services: Services, intake: Intake, owner: str, idempotency_key: str | None
+    request: Request,
+    services: Services,
+    intake: Intake,
+    owner: str,
+    idempotency_key: str | None,
+    *,
+    read: BodyReader = read_animation_body,
+    adapt: Adapt | None = None,
 ) -> tuple[JobRecord, bool]:
     """Rate limit, read, (idempotent) check and accept one submission; counts its outcome. Returns
-    the job and whether it is an Idempotency-Key replay."""
+    the job and whether it is an Idempotency-Key replay. ``read`` and ``adapt`` let the OpenAI facade
+    (``api/routes/videos_v1.py``) take this same path: its own field names in, its jobs marked."""
     try:
-        accepted = await _submit(request, services, intake, owner, idempotency_key)
+        accepted = await _submit(request, services, intake, owner, idempotency_key, read, adapt)
     except BaseException as exc:
         services.metrics.submitted.labels(_outcome(exc)).inc()
         raise
@@ -63,16 +81,22 @@ async def submit_animation(
 
 
 async def _submit(
-    request: Request, services: Services, intake: Intake, owner: str, key: str | None
+    request: Request,
+    services: Services,
+    intake: Intake,
+    owner: str,
+    key: str | None,
+    read: BodyReader,
+    adapt: Adapt | None,
 ) -> JobRecord | str:
     """The accepted job, or the id of the job an earlier request with this Idempotency-Key made."""
     await limit_submissions(services, owner)
-    body = await read_body(request, animation_form(intake))
+    body = await read(request, intake)
     job_request, digest, job_id = validate_body(AnimationCreate, body.fields), body.digest(), new_job_id()
     if key and (existing := await _claim(services, owner, key, job_id, digest)) is not None:
         return existing
     accept = functools.partial(
-        _accept_animation, services, intake, owner, job_id, job_request, body.files, digest
+        _accept_animation, services, intake, owner, job_id, job_request, body.files, digest, adapt
     )
     try:
         return await run_in_threadpool(accept)
@@ -121,9 +145,12 @@ def _accept_animation(
     job_request: AnimationCreate,
     files: dict[str, bytes],
     digest: str,
+    adapt: Adapt | None = None,
 ) -> JobRecord:
-    """The intake's checks, then acceptance (quota: 429 ``quota_exceeded``). Blocking."""
+    """The intake's checks, ``adapt``, then acceptance (quota: 429 ``quota_exceeded``). Blocking."""
     validated = check_animation(intake, job_request, files)
+    if adapt is not None:
+        validated = adapt(validated)
     settings = services.settings
     try:
         return accept_job(

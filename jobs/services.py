@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from celery.exceptions import SoftTimeLimitExceeded
 
+from jobs import openai_compat
 from jobs.contract import ErrorCode, JobStatus, WebhookEvent
 from jobs.queue import QueueClient
 from jobs.settings import Settings
@@ -45,6 +46,18 @@ CountFinished = Callable[[str], None]
 
 def not_counted(outcome: str) -> None:
     """The API's counter: it exposes no job outcomes (the workers that end jobs count them)."""
+
+
+def webhook_body(
+    record: JobRecord, event: WebhookEvent, *, storage: Storage | None, url_ttl_s: int, base_url: str | None
+) -> str | None:
+    """The event's body in the job's flavour: ours (the whole job), or OpenAI's for a ``/v1/videos``
+    job (``jobs.openai_compat.webhook_body``; None for the events OpenAI has no type for: not sent)."""
+    if record.api == openai_compat.API:
+        body = openai_compat.webhook_body(record.id, event)
+        return None if body is None else body.decode()
+    job = job_view(record, storage=storage, url_ttl_s=url_ttl_s, base_url=base_url)
+    return build_payload(event.type, job.model_dump(mode="json", exclude={"webhook"})).decode()
 
 
 def emit_webhook(
@@ -65,8 +78,9 @@ def emit_webhook(
     record = store.get(job_id)
     if record is None or not record.webhook_url or event.value not in record.webhook_events:
         return None
-    job = job_view(record, storage=storage, url_ttl_s=url_ttl_s, base_url=base_url)
-    body = build_payload(event.type, job.model_dump(mode="json", exclude={"webhook"})).decode()
+    body = webhook_body(record, event, storage=storage, url_ttl_s=url_ttl_s, base_url=base_url)
+    if body is None:
+        return None
     msg_id = new_message_id()
     try:
         queue.enqueue_webhook(job_id, event.value, body, msg_id)

@@ -40,6 +40,9 @@ class ValidatedJob:
     num_frames: int = 1
     driving_video: bytes | None = None
     driving_video_ext: str = "mp4"
+    api: str | None = None
+    """Which API submitted it when not ours (``jobs.openai_compat.API``), and what it was remixed from."""
+    remixed_from: str | None = None
 
 
 class QuotaExceeded(Exception):
@@ -111,6 +114,8 @@ def accept_job(
             request_hash=request_hash,
             webhook_url=job.webhook_url,
             webhook_events=job.webhook_events,
+            api=job.api,
+            remixed_from=job.remixed_from,
         )
         store.create(record)
     except BaseException:

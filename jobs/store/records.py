@@ -36,6 +36,8 @@ class JobRecord:
     outputs: dict[str, str] = field(default_factory=dict)
     webhook_url: str | None = None
     webhook_events: list[str] = field(default_factory=list)
+    api: str | None = None  # "openai": submitted through /v1/videos (its webhooks take OpenAI's shape)
+    remixed_from: str | None = None  # the job a /v1/videos remix was made from
 
     _JSON = ("params", "inputs", "timings", "unet_evals", "outputs", "webhook_events")
     _FLOAT = ("progress", "created_at", "started_at", "finished_at", "updated_at")
