@@ -299,10 +299,11 @@
     const i = state.frame;
     const t = state.aligned.length - state.motion.frames.length;
     const target = state.motion.frames[Math.max(0, i - t)];
-    Poses.draw(mctx, target, state.motion.width, state.motion.height, { alpha: i < t ? 0.35 : 1 });
+    const parts = $("parts").value;
+    Poses.draw(mctx, Poses.keepParts(target, parts), state.motion.width, state.motion.height, { alpha: i < t ? 0.35 : 1 });
     drawImageFit(actx, w, h);
     if (state.image) { actx.fillStyle = "rgba(0,0,0,0.35)"; actx.fillRect(0, 0, actx.canvas.width, actx.canvas.height); }
-    Poses.draw(actx, state.aligned[i], w, h);
+    Poses.draw(actx, Poses.keepParts(state.aligned[i], parts), w, h);
     $("scrubber").value = String(i);
     const kind = state.sourcePose ? (i === 0 ? "source pose" : i < t ? "transition" : "target") : "target";
     $("frame-label").textContent = `${i + 1} / ${state.aligned.length} · ${kind}`;
@@ -311,6 +312,7 @@
   $("scrubber").addEventListener("input", (ev) => { state.frame = +ev.target.value; state.playing = false; $("play").textContent = "▶"; drawPreview(); });
   $("play").addEventListener("click", () => { state.playing = !state.playing; $("play").textContent = state.playing ? "❚❚" : "▶"; });
   ["size", "width", "height", "transition_frames"].forEach((id) => $(id).addEventListener("input", realign));
+  $("parts").addEventListener("change", drawPreview);
   let lastTick = 0;
   function tick(now) {
     const fps = Math.max(1, intParam("fps", 8));
@@ -344,6 +346,7 @@
       const v = $(name).value.trim();
       if (v !== "") form.append(name, v);
     }
+    form.append("parts", $("parts").value);
     return form;
   }
 

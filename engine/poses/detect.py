@@ -18,8 +18,10 @@ from PIL import Image
 from engine.poses.pose import NUM_KEYPOINTS, Pose, PoseError
 
 __all__ = [
+    "MEDIAPIPE_FACE_TO_OPENPOSE",
     "SOURCE_POSE_HINT",
     "DetectorUnavailable",
+    "MediaPipeHolisticDetector",
     "MediaPipePoseDetector",
     "MediaPipeSegmenter",
     "PoseDetector",
@@ -27,8 +29,10 @@ __all__ = [
     "available_pose_detectors",
     "available_segmenters",
     "blazepose_to_coco",
+    "face_mesh_to_openpose",
     "get_pose_detector",
     "get_segmenter",
+    "hand_landmarks_to_openpose",
     "register_pose_detector",
     "register_segmenter",
 ]
@@ -181,6 +185,106 @@ class MediaPipePoseDetector:
                 self._graph = None
 
 
+# OpenPose face point (iBUG 68 order) -> MediaPipe Face Mesh landmark (of 468). iBUG numbers the
+# jaw from the person's right ear to their left, then the right brow (17-21), the left brow (22-26),
+# the nose bridge (27-30) and base (31-35), the right eye (36-41) and left eye (42-47) clockwise from
+# the outer corner, the outer lips (48-59) from the right corner, the inner lips (60-67). Face Mesh
+# indices follow its canonical face model (the person's right is the image's left for a face
+# looking at the camera, as in iBUG). OpenPose's points 68 and 69 (right and left pupil) are the
+# centroids of the eye contours (36-41, 42-47): Face Mesh without iris refinement has no pupil.
+MEDIAPIPE_FACE_TO_OPENPOSE: tuple[int, ...] = (
+    127, 234, 93, 132, 58, 136, 150, 176, 152, 400, 379, 365, 288, 361, 323, 454, 356,  # jaw 0-16
+    70, 63, 105, 66, 107,  # right brow 17-21
+    336, 296, 334, 293, 300,  # left brow 22-26
+    168, 197, 5, 4,  # nose bridge 27-30
+    75, 97, 2, 326, 305,  # nose base 31-35
+    33, 160, 158, 133, 153, 144,  # right eye 36-41
+    362, 385, 387, 263, 373, 380,  # left eye 42-47
+    61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181,  # outer lips 48-59
+    78, 82, 13, 312, 308, 317, 14, 87,  # inner lips 60-67
+)  # fmt: skip
+
+
+def face_mesh_to_openpose(
+    landmarks: np.ndarray, width: int, height: int, confidence: float = 1.0
+) -> np.ndarray:
+    """Face Mesh's 468 (or 478, with irises) normalised landmarks -> OpenPose's 70 face points in
+    pixels (:data:`MEDIAPIPE_FACE_TO_OPENPOSE`; pupils from the eye contours, or the iris centres
+    468/473 when given). Points outside the image are missing."""
+    lm = np.asarray(landmarks, dtype=np.float64)[:, :2]
+    if lm.ndim != 2 or len(lm) < 468:
+        raise PoseError("pose_keypoint_count", f"expected 468 Face Mesh landmarks, got {len(lm)}")
+    xy = lm[list(MEDIAPIPE_FACE_TO_OPENPOSE)]
+    # refined (478): the iris centres 468 (the person's right) and 473 (left); else the eye contours'
+    contours = np.stack([xy[36:42].mean(axis=0), xy[42:48].mean(axis=0)])
+    pupils = lm[[468, 473]] if len(lm) >= 478 else contours
+    return _pixels(np.concatenate([xy, pupils]), width, height, confidence)
+
+
+def hand_landmarks_to_openpose(
+    landmarks: np.ndarray, width: int, height: int, confidence: float = 1.0
+) -> np.ndarray:
+    """MediaPipe's 21 hand landmarks -> OpenPose's 21 hand points in pixels: both number the wrist
+    0, then four points per finger from the thumb, base to tip, so the order is the same."""
+    lm = np.asarray(landmarks, dtype=np.float64)[:, :2]
+    if lm.shape != (21, 2):
+        raise PoseError("pose_keypoint_count", f"expected 21 hand landmarks, got {len(lm)}")
+    return _pixels(lm, width, height, confidence)
+
+
+def _pixels(xy: np.ndarray, width: int, height: int, confidence: float) -> np.ndarray:
+    out = np.zeros((len(xy), 3))
+    out[:, 0] = xy[:, 0] * width
+    out[:, 1] = xy[:, 1] * height
+    inside = (out[:, 0] >= 0) & (out[:, 0] < width) & (out[:, 1] >= 0) & (out[:, 1] < height)
+    out[inside, 2] = confidence
+    out[~inside] = 0.0
+    return out
+
+
+class MediaPipeHolisticDetector(MediaPipePoseDetector):
+    """The whole body: MediaPipe 0.10.21 ``solutions.holistic`` (complexity 1, the model the wheel
+    ships), BlazePose mapped to COCO-18 as :class:`MediaPipePoseDetector` does, plus each hand found
+    (21 points, OpenPose order; the person's left hand is ``hands[0]``) and the face (Face Mesh
+    mapped to OpenPose's 70 points). Hands and face get confidence 1 when found: MediaPipe gives no
+    per-point score for them."""
+
+    name = "mediapipe-holistic"
+
+    def __init__(self, *, min_visibility: float = 0.3) -> None:
+        super().__init__(min_visibility=min_visibility, model_complexity=1)
+
+    def detect(self, image: Image.Image) -> Pose | None:
+        pixels = _rgb_array(image)
+        with self._lock:
+            if self._graph is None:
+                self._graph = self._mp.solutions.holistic.Holistic(static_image_mode=True, model_complexity=1)
+            result = self._graph.process(pixels)
+        if result.pose_landmarks is None:
+            return None
+        w, h = image.width, image.height
+        landmarks = np.array([(p.x, p.y, p.visibility) for p in result.pose_landmarks.landmark])
+        keypoints = blazepose_to_coco(landmarks, w, h, min_visibility=self.min_visibility)
+        if not (keypoints[:, 2] > 0).any():
+            return None
+
+        def points(found: Any) -> np.ndarray | None:
+            return None if found is None else np.array([(p.x, p.y) for p in found.landmark])
+
+        left, right = points(result.left_hand_landmarks), points(result.right_hand_landmarks)
+        hands = None
+        if left is not None or right is not None:
+            hands = np.stack(
+                [
+                    np.zeros((21, 3)) if lm is None else hand_landmarks_to_openpose(lm, w, h)
+                    for lm in (left, right)
+                ]
+            )
+        face_lm = points(result.face_landmarks)
+        face = None if face_lm is None else face_mesh_to_openpose(face_lm, w, h)
+        return Pose(keypoints, w, h, hands=hands, face=face)
+
+
 class MediaPipeSegmenter:
     """MediaPipe selfie segmentation (general model, 256 x 256 input), reusable under a lock."""
 
@@ -217,7 +321,10 @@ class MediaPipeSegmenter:
 
 # Name -> factory; a factory raises DetectorUnavailable when its dependencies are missing.
 # Insertion order is the "auto" preference order.
-_POSE_DETECTORS: dict[str, Callable[[], PoseDetector]] = {"mediapipe": MediaPipePoseDetector}
+_POSE_DETECTORS: dict[str, Callable[[], PoseDetector]] = {
+    "mediapipe": MediaPipePoseDetector,
+    "mediapipe-holistic": MediaPipeHolisticDetector,
+}
 _SEGMENTERS: dict[str, Callable[[], Segmenter]] = {"mediapipe": MediaPipeSegmenter}
 
 

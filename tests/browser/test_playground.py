@@ -251,3 +251,49 @@ def test_an_extraction_still_running_is_polled_until_its_poses_arrive(page):
     p.wait_for_function("(window.playground.state.motionName || '').endsWith('(extracted)')", timeout=20000)
     assert len(polls) == 2 and p.evaluate("window.playground.state.motion.frames.length") == 3
     assert "1 frame without a person dropped" in p.text_content("#motion-state")
+
+
+def _blue_pixels(p: Any) -> int:
+    """Pure-blue pixels (hand joints, drawn rgb(0, 0, 255)) on the motion preview (the target poses
+    on their own canvas: the astronaut's close-up puts the aligned hands below the frame)."""
+    return p.evaluate(
+        """() => { const c = document.getElementById('motion-canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] < 30 && d[i+1] < 30 && d[i+2] > 220) n++; return n; }"""
+    )
+
+
+def test_a_whole_body_pose_file_is_previewed_with_hands_and_face_and_parts_is_sent(page, stack):
+    """A canvas-less BODY_25 OpenPose file with hands and face (as the OpenPose binary writes it):
+    previewed with its hands, the hands switched off by `parts`, and `parts` reaches the job."""
+    import json
+
+    from tests.support.wholebody import openpose_person, wholebody_frame
+
+    p = page.open()
+    _prepare(p, steps=2)
+    person = openpose_person(wholebody_frame())
+    b = [person["pose_keypoints_2d"][i : i + 3] for i in range(0, 54, 3)]
+    body25 = [*b[:8], [256.0, 282.0, 0.9], *b[8:], *([[0.0, 0.0, 0.0]] * 6)]
+    person["pose_keypoints_2d"] = [v for pt in body25 for v in pt]
+    p.check("input[name=motion][value=file]")
+    doc = json.dumps([{"version": 1.3, "people": [person]}] * 3).encode()
+    p.set_input_files("#pose-file", {"name": "dance.json", "mimeType": "application/json", "buffer": doc})
+    p.wait_for_function(
+        "window.playground.state.motion && window.playground.state.motion.frames.length === 3"
+    )
+    # the last (target) frame, drawn now (the scrubber stops the playback)
+    p.evaluate(
+        """() => { const s = document.getElementById('scrubber');
+        s.value = String(window.playground.state.aligned.length - 1); s.dispatchEvent(new Event('input')); }"""
+    )
+    full = _blue_pixels(p)
+    p.select_option("#parts", "body")
+    body = _blue_pixels(p)  # the body's own blue (the l-ankle joint)
+    p.select_option("#parts", "body+hands")
+    assert full > body + 20 and _blue_pixels(p) > body + 20
+    p.click("#submit")
+    p.wait_for_function("document.getElementById('job-status').textContent === 'succeeded'", timeout=30000)
+    job = stack.api.get(f"/animations/{p.text_content('#job-id')}").json()
+    assert job["params"]["parts"] == "body+hands"
+    assert page.errors == []
