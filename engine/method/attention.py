@@ -71,8 +71,19 @@ class AttentionController:
 
     # -- step / chunk bookkeeping --------------------------------------------------------------
     def begin_batch(self, frame_ids: Sequence[int]) -> None:
-        """Frames of the next U-Net call, in order. A step's chunks must come in frame order."""
+        """Frames of the next U-Net call, in order. A step's chunks must come in frame order.
+
+        References the new chunk cannot need are dropped here: only frame 0's and the frame just
+        before the chunk's first frame are kept, so what is held never grows with the frame count.
+        Dropping at the start of a chunk (not when storing) keeps a chunk retried after an
+        out-of-memory back-off correct: the frame it needs was stored by the last chunk that finished.
+        """
         self.frame_ids = list(frame_ids)
+        if self.frame_ids:
+            keep = {0, min(self.frame_ids) - 1}
+            for refs in self._kv.values():
+                for frame in [f for f in refs if f not in keep]:
+                    del refs[frame]
 
     def end_step(self) -> None:
         """Forget the reference keys/values of this denoising step."""
@@ -106,7 +117,20 @@ class AttentionController:
 
     # -- reference keys/values across chunks -----------------------------------------------------
     def store_kv(self, layer: str, frame: int, key: torch.Tensor, value: torch.Tensor) -> None:
-        self._kv.setdefault(layer, {})[frame] = (key, value)
+        """Keep one frame's keys/values (G, heads, L, d) as a copy: a view would keep the whole
+        chunk's keys alive."""
+        self._kv.setdefault(layer, {})[frame] = (key.clone(), value.clone())
+
+    def reference_bytes(self) -> int:
+        """Bytes of storage the cached references hold (each storage counted once)."""
+        seen: dict[object, int] = {}
+        for refs in self._kv.values():
+            for pair in refs.values():
+                for t in pair:
+                    storage = t.untyped_storage()
+                    ptr = storage.data_ptr()
+                    seen[(t.device, ptr) if ptr else id(t)] = storage.nbytes()
+        return sum(seen.values())
 
     def cached_kv(self, layer: str, frame: int) -> tuple[torch.Tensor, torch.Tensor]:
         try:
