@@ -30,20 +30,31 @@ def auto_frame_batch(
 class FrameBatcher:
     """Runs ``work(chunk)`` over frames in order, in chunks of ``size``. On CUDA out-of-memory the
     chunk size is halved and the failed chunk is run again (work must be idempotent per chunk),
-    and the smaller size is kept for the rest of the job."""
+    and the smaller size is kept for the rest of the job.
 
-    def __init__(self, size: int) -> None:
+    The back-off is a safety net, counted in ``shrinks``. With ``counter`` (the denoiser's
+    ``EvalCounter``) the evaluations a failed attempt counted are taken back, so a job's counts stay
+    those of the work that produced its frames.
+    """
+
+    def __init__(self, size: int, counter=None) -> None:
         self.size = max(1, size)
         self.shrinks = 0
+        self.counter = counter
 
     def run(self, frames: Sequence[int], work: Callable[[list[int]], None]) -> None:
         items = list(frames)
         start = 0
         while start < len(items):
             chunk = items[start : start + self.size]
+            counted = None
+            if self.counter is not None:
+                counted = (self.counter.forward.copy(), self.counter.backward.copy())
             try:
                 work(chunk)
             except torch.OutOfMemoryError:
+                if counted is not None:
+                    self.counter.forward, self.counter.backward = counted
                 if self.size == 1:
                     raise
                 self.size = max(1, self.size // 2)

@@ -76,6 +76,8 @@ class AnimationResult:
     """The source-side inversion came from the inversion cache (0 U-Net evaluations for it)."""
     frame_batch_size: int = 0
     """Frames per chunk at the end of the job (after any out-of-memory halving)."""
+    oom_backoffs: int = 0
+    """Out-of-memory halvings of the chunk (the safety net; 0 when the plan fitted)."""
 
     @property
     def num_frames(self) -> int:
@@ -435,7 +437,8 @@ class PoseAnimator:
         latent_hw = tuple(source_inv.latents.shape[-2:])
         batcher = FrameBatcher(
             config.frame_batch_size
-            or auto_frame_batch(self.device, self.dtype, latent_hw, config.gradient_checkpointing)
+            or auto_frame_batch(self.device, self.dtype, latent_hw, config.gradient_checkpointing),
+            counter=denoiser.counter,
         )
         frame_embeddings = self.optimise_frames(
             denoiser, source_inv, uncond, pose_pixels, batcher, config, tracker
@@ -477,6 +480,7 @@ class PoseAnimator:
             model=dict(self.model_info),
             cache_hit=cache_key is not None and denoiser.counter.forward["inverting"] == 0,
             frame_batch_size=batcher.size,
+            oom_backoffs=batcher.shrinks,
         )
 
     def invert_source(
