@@ -18,4 +18,4 @@ PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 HF_HUB_OFFLINE=1
 PYTHONUNBUFFERED=1
 export PYTHONPATH HF_HUB_OFFLINE PYTHONUNBUFFERED
-exec "$PYTHON" bench/gpu.py --out "${OUT:-bench-gpu}" --deadline-s "${DEADLINE_S:-480}" "$@"
+exec "$PYTHON" -m bench.gpu --out "${OUT:-bench-gpu}" --deadline-s "${DEADLINE_S:-480}" "$@"
