@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from engine.inputs.errors import InvalidInput
+from engine.inputs.errors import InvalidInput, NumericalError
 from engine.inputs.models import DEFAULT_BASE, DEFAULT_CONTROLNET, is_random_weights
 from engine.inputs.rules import (
     check_image_size,
@@ -84,6 +84,14 @@ class AnimationResult:
     @property
     def num_frames(self) -> int:
         return len(self.poses)
+
+
+def _check_finite(stage: str, **tensors: torch.Tensor | None) -> None:
+    """Fail the job (``NumericalError``, a stable code) when a stage's result holds inf/NaN: an fp16
+    overflow must never become black frames returned as a success. One device sync per stage."""
+    for name, tensor in tensors.items():
+        if tensor is not None and not bool(torch.isfinite(tensor).all()):
+            raise NumericalError(stage, name.replace("_", " "))
 
 
 class PoseAnimator:
@@ -290,6 +298,7 @@ class PoseAnimator:
     def decode_latents(self, latents: torch.Tensor) -> list[Image.Image]:
         """(B, 4, h, w) -> B RGB images."""
         x = self.vae.decode((latents / self.vae.config.scaling_factor).to(self.dtype)).sample
+        _check_finite("encoding", decoded_frames=x)
         x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         return [Image.fromarray(frame) for frame in x]
 
@@ -458,6 +467,7 @@ class PoseAnimator:
             source_inv = self.invert_source(
                 denoiser, z0, cond, uncond, source_pose_image, run_config, tracker
             )
+            _check_finite("inverting", latents=source_inv.latents, embeddings=source_inv.embeddings)
             if cache_key is not None:
                 self.inversion_cache.put(cache_key, source_inv)
         else:
@@ -469,6 +479,7 @@ class PoseAnimator:
         frame_embeddings = self.optimise_frames(
             denoiser, source_inv, uncond, pose_pixels, batchers["optimizing"], run_config, tracker
         )
+        _check_finite("optimizing", embeddings=frame_embeddings)
 
         # 8. Generation with DCAM/MGDM in the up-blocks
         masks = None
@@ -494,6 +505,8 @@ class PoseAnimator:
             config,
             tracker,
         )
+
+        _check_finite("sampling", latents=latents)
 
         # 9. Decode
         frames = self.decode_frames(latents, batchers["encoding"], tracker, on_frame, keep_frames)
