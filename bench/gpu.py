@@ -232,12 +232,34 @@ def run_job(animator: PoseAnimator, targets: int, config: AnimateConfig) -> dict
     image, source, poses = _inputs(targets)
     device = animator.device
     _reset_peak(device)
+    cuda = device.type == "cuda"
+    resident = int(torch.cuda.memory_allocated(device)) if cuda else 0
+    stage_peaks: dict[str, int] = {}
+    current = {"stage": None}
+
+    def on_progress(stage: str, fraction: float) -> None:
+        # per-stage peak above what was resident before the job (the weights): what the memory
+        # model predicts (engine.method.memory; the plan is in result.memory_plan)
+        if cuda and stage != current["stage"]:
+            if current["stage"] is not None:
+                stage_peaks[current["stage"]] = int(torch.cuda.max_memory_allocated(device)) - resident
+            torch.cuda.reset_peak_memory_stats(device)
+            current["stage"] = stage
+
     started = time.perf_counter()
     result = animator.animate(
-        image, poses, "an astronaut", source_pose=source, config=config, keep_frames=False
+        image,
+        poses,
+        "an astronaut",
+        source_pose=source,
+        config=config,
+        keep_frames=False,
+        on_progress=on_progress,
     )
     _sync(device)
     seconds = time.perf_counter() - started
+    if cuda and current["stage"] is not None:
+        stage_peaks[current["stage"]] = int(torch.cuda.max_memory_allocated(device)) - resident
     expected = expected_evaluations(config, targets, cache_hit=result.cache_hit)
     losses = result.inversion_losses
     return {
@@ -246,7 +268,9 @@ def run_job(animator: PoseAnimator, targets: int, config: AnimateConfig) -> dict
         "evals": result.unet_evals,
         "expected_evals": expected,
         "evals_match": all(result.unet_evals.get(k, 0) == v for k, v in expected.items()),
-        "peak_memory_bytes": _peak(device),
+        "peak_memory_bytes": _peak(device) if not cuda else resident + max(stage_peaks.values(), default=0),
+        "stage_peak_bytes": stage_peaks,
+        "memory_plan": result.memory_plan,
         "cache_hit": result.cache_hit,
         "frame_batch_size": result.frame_batch_size,
         "oom_backoffs": result.oom_backoffs,
@@ -750,6 +774,18 @@ def markdown(report: dict) -> str:
             ),
             f"peak memory: {_mib(m['peak_memory_bytes'])} ({'CUDA allocated' if report['device'].startswith('cuda') else 'process max RSS'})",
         ]
+        planned = m.get("memory_plan", {}).get("stages", {})
+        if m.get("stage_peak_bytes"):
+            lines += [
+                "",
+                "| stage | planned chunk | predicted peak above weights | measured (max_memory_allocated) |",
+                "|---|---:|---:|---:|",
+            ]
+            for stage, measured in m["stage_peak_bytes"].items():
+                p_stage = planned.get(stage, {})
+                lines.append(
+                    f"| {stage} | {p_stage.get('chunk', '')} | {_mib(p_stage.get('peak_bytes'))} | {_mib(measured)} |"
+                )
     else:
         lines.append("Main job: did not finish.")
     if "load_seconds" in report:
