@@ -87,3 +87,37 @@ def test_a_chunk_retried_after_a_partial_failure_finds_its_reference(attn):
     call([4, 5, 6, 7])  # "fails" after storing frame 7; retried in halves
     parts = [first, call([4, 5]), call([6, 7])]
     torch.testing.assert_close(torch.cat(parts, dim=1).reshape(-1, TOKENS, DIM), whole, rtol=1e-5, atol=1e-6)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("use_masks", [False, True])
+def test_index_tensors_are_built_once_per_job_not_per_layer_call(attn, monkeypatch, use_masks):
+    """No host-to-device ``torch.tensor(list)`` per DCAM layer call after the first step."""
+    frames = 6
+    hidden = torch.randn(GROUPS * frames, TOKENS, DIM, generator=torch.Generator().manual_seed(5))
+    ctl = AttentionController(latent_hw=(GRID, GRID), batch_size=GROUPS)
+    ctl.set_masks(_masks(frames) if use_masks else None)
+    proc = DualConsistencyAttnProcessor((0.7, 0.15, 0.15), controller=ctl, name="layer")
+    grouped = hidden.view(GROUPS, frames, TOKENS, DIM)
+    built = {"n": 0}
+    original = torch.tensor
+
+    def counting(*args, **kwargs):
+        built["n"] += 1
+        return original(*args, **kwargs)
+
+    def step() -> torch.Tensor:
+        outs = []
+        for ids in ([0, 1, 2], [3, 4, 5]):
+            ctl.begin_batch(ids)
+            outs.append(proc(attn, grouped[:, ids].reshape(-1, TOKENS, DIM)))
+        ctl.end_step()
+        return torch.cat(outs)
+
+    monkeypatch.setattr(torch, "tensor", counting)
+    first = step()
+    assert built["n"] > 0
+    built["n"] = 0
+    second = step()
+    assert built["n"] == 0
+    torch.testing.assert_close(first, second)
