@@ -39,12 +39,11 @@ def plan_frame_batches(
     """Per-stage chunks from the measured memory model (``engine.method.memory``) and the device's
     free memory, PyTorch's reusable cache counted; a fixed ``frame_batch_size`` wins; the CPU gets
     ``CPU_FRAME_BATCH`` (its memory is not the limit). Chunks are balanced by ``FrameBatcher``."""
-    if frame_batch_size:
-        sizes = dict.fromkeys(PLANNED_STAGES, frame_batch_size)
-        return FramePlan(sizes, checkpointing, {"source": "config", "chunk": frame_batch_size})
-    if device.type != "cuda":
-        sizes = dict.fromkeys(PLANNED_STAGES, CPU_FRAME_BATCH)
-        return FramePlan(sizes, checkpointing, {"source": "cpu", "chunk": CPU_FRAME_BATCH})
+    if frame_batch_size or device.type != "cuda":
+        chunk = frame_batch_size or CPU_FRAME_BATCH
+        record = {"source": "config" if frame_batch_size else "cpu", "chunk": chunk}
+        log.info("memory plan: %s", record)
+        return FramePlan(dict.fromkeys(PLANNED_STAGES, chunk), checkpointing, record)
     from engine.method import memory
 
     model = memory.model_for(modules, latent_hw)
