@@ -194,3 +194,68 @@ def test_predicted_peaks_match_real_cpu_jobs_within_10_percent(tiny_model_dir, s
         largest = balanced_chunks(stage_frames(stage, generated), chunk)[0]
         predicted = model.peak(stage, largest, steps=2)
         assert peaks[stage] == pytest.approx(predicted, rel=0.10), (stage, peaks[stage], predicted)
+
+
+# ----------------------------------------------------------------------------------------------
+# The engine's use of the plan on CUDA (no GPU needed: the device's numbers are stubbed)
+# ----------------------------------------------------------------------------------------------
+class _Config(dict):
+    __getattr__ = dict.__getitem__
+
+
+class _Module:
+    def __init__(self, dtype, **config):
+        self.config = _Config(config)
+        self.dtype = dtype
+
+    def parameters(self):
+        return iter(())
+
+
+def _sd15_like():
+    import torch
+
+    return {
+        "unet": _Module(
+            torch.float16,
+            block_out_channels=(320, 640, 1280, 1280),
+            cross_attention_dim=768,
+            layers_per_block=2,
+        ),
+        "controlnet": _Module(torch.float16, conditioning_embedding_out_channels=(16, 32, 96, 256)),
+        "vae": _Module(torch.float16, block_out_channels=(128, 256, 512, 512)),
+    }
+
+
+def test_free_memory_counts_pytorchs_reusable_cache(monkeypatch):
+    import torch
+
+    from engine.method import memory
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * GiB, 24 * GiB))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 6 * GiB)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 4 * GiB)
+    assert memory.device_available_bytes(torch.device("cuda")) == 12 * GiB
+
+
+def test_the_engine_plans_cuda_jobs_from_the_memory_model(monkeypatch):
+    import torch
+
+    from engine.method import batching, memory
+
+    modules = _sd15_like()
+    for free, chunk, ckpt in ((20 * GiB, 10, False), (9 * GiB, 7, False), (int(0.9 * GiB), 3, True)):
+        monkeypatch.setattr(memory, "device_available_bytes", lambda device, free=free: free)
+        plan = batching.plan_frame_batches(
+            modules, torch.device("cuda"), (64, 64), 20, steps=50, checkpointing=False
+        )
+        assert plan.record["source"] == "memory model" and plan.record["fits"]
+        assert plan.sizes["optimizing"] == chunk and plan.checkpointing is ckpt
+        peaks = [s["peak_bytes"] for s in plan.record["stages"].values()]
+        assert max(peaks) <= free  # weights are resident already: not in the free memory
+    fixed = batching.plan_frame_batches(
+        modules, torch.device("cuda"), (64, 64), 20, steps=50, checkpointing=False, frame_batch_size=5
+    )
+    assert (
+        fixed.sizes == {"optimizing": 5, "sampling": 5, "encoding": 5} and fixed.record["source"] == "config"
+    )
