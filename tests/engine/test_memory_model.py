@@ -259,3 +259,27 @@ def test_the_engine_plans_cuda_jobs_from_the_memory_model(monkeypatch):
     assert (
         fixed.sizes == {"optimizing": 5, "sampling": 5, "encoding": 5} and fixed.record["source"] == "config"
     )
+
+
+def test_the_committed_sd15_table_is_what_the_meta_device_measures():
+    """engine/method/memory_sd15.json against a fresh meta-device measurement (two stages, 512²)."""
+    import torch
+    from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+
+    from engine.method.memory import measure_stage
+    from engine.weights.random_model import OPENPOSE_CONTROLNET_EMBEDDING, SD15_UNET_CONFIG, SD15_VAE_CONFIG
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(SD15_UNET_CONFIG)
+        modules = {
+            "unet": unet,
+            "controlnet": ControlNetModel.from_unet(
+                unet, conditioning_embedding_out_channels=OPENPOSE_CONTROLNET_EMBEDDING
+            ),
+            "vae": AutoencoderKL.from_config(SD15_VAE_CONFIG),
+        }
+    for m in modules.values():
+        m.to(torch.float16).requires_grad_(False).eval()
+    table = next(m for m in load_table() if tuple(m.latent_hw) == (64, 64))
+    assert measure_stage(modules, "encoding", 2, (64, 64)) == table.stages["encoding"].peak(2)
+    assert measure_stage(modules, "optimizing", 1, (64, 64)) == table.stages["optimizing"].peak(1)
