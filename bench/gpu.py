@@ -27,10 +27,15 @@ peak (FLOPs from ``bench/cost_model.py``), peak memory, parameters per component
   early_stop       how often inversion early stopping fires at the default threshold (the main job
                    runs with it off, so its counts equal the cost model's upper bound)
   compile          torch.compile of U-Net and ControlNet: compile-inclusive and steady job (CUDA; last,
-                   it changes the models in place)
+                   it changes the models in place; only when asked: ``--levers default,compile``)
 
 Lever jobs run at reduced settings (``--lever-steps``, ``--lever-frames``) to fit the time budget;
-ratios per evaluation do not depend on T. ``--budget-s`` skips the remaining levers once exceeded.
+ratios per evaluation do not depend on T.
+
+A call cannot be wasted: ``gpu.json`` and ``gpu.md`` are written after the warm-up, after the main
+job and after every lever, and ``--deadline-s`` (seconds from the start) stops whatever runs at that
+moment (a SIGALRM), records where it stopped and writes the report. The one-call command for a
+lent GPU machine without diffusers or network is in docs/performance.md ("The one GPU call").
 """
 
 from __future__ import annotations
@@ -39,12 +44,16 @@ import argparse
 import contextlib
 import datetime
 import gc
+import importlib.metadata
 import json
+import os
 import platform
 import resource
+import signal
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -68,6 +77,7 @@ LEVERS = (
     "compile",
 )
 CUDA_ONLY = {"dtype", "frame_batch", "compile"}
+ASK_ONLY = {"compile"}  # changes the models in place and compiles for minutes: never by default
 CPU_DEFAULT_SKIP = {"checkpointing"}  # CPU-capable, but costly there: ask with --levers
 # Dense BF16/FP16 tensor-core peaks (no sparsity), vendors' datasheets; H200 = H100's compute.
 PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
@@ -95,7 +105,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--levers", default="default", help="comma list, 'all', 'none' or 'default' (all the device allows)"
     )
     parser.add_argument("--repeat", type=int, default=3, help="repeats of component timings (best)")
-    parser.add_argument("--budget-s", type=float, default=450.0, help="skip levers after this many s")
+    parser.add_argument(
+        "--deadline-s",
+        "--budget-s",
+        dest="deadline_s",
+        type=float,
+        default=450.0,
+        help="stop at this many seconds from the start, whatever runs, and write the report",
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=Path("bench-gpu"), help="dir for gpu.json, gpu.md")
     parser.add_argument("--dry-run", action="store_true", help="print the plan; load nothing")
@@ -109,18 +126,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.lever_steps = min(args.steps, 10 if cuda else 1)
     if args.lever_frames is None:
         args.lever_frames = args.frames if cuda else 1
-    if args.levers == "default":
-        chosen = [lv for lv in LEVERS if cuda or lv not in CUDA_ONLY | CPU_DEFAULT_SKIP]
-    elif args.levers == "all":
-        chosen = list(LEVERS)
-    elif args.levers == "none":
-        chosen = []
-    else:
-        chosen = [lv.strip() for lv in args.levers.split(",") if lv.strip()]
-        unknown = sorted(set(chosen) - set(LEVERS))
-        if unknown:
-            parser.error(f"unknown lever(s) {', '.join(unknown)}; choose from {', '.join(LEVERS)}")
-    args.lever_list = chosen
+    chosen: list[str] = []
+    for word in (w.strip() for w in args.levers.split(",")):
+        if word == "default":
+            chosen += [
+                lv for lv in LEVERS if lv not in ASK_ONLY and (cuda or lv not in CUDA_ONLY | CPU_DEFAULT_SKIP)
+            ]
+        elif word == "all":
+            chosen += list(LEVERS)
+        elif word and word != "none":
+            if word not in LEVERS:
+                parser.error(f"unknown lever {word}; choose from {', '.join(LEVERS)}")
+            chosen.append(word)
+    args.lever_list = [lv for lv in LEVERS if lv in chosen]  # the canonical order (compile last)
     return args
 
 
@@ -151,7 +169,9 @@ def plan(args: argparse.Namespace) -> dict:
         if lv in CUDA_ONLY and not cuda:
             skipped[lv] = "needs CUDA"
         elif lv not in args.lever_list:
-            skipped[lv] = "not selected (--levers)"
+            skipped[lv] = (
+                "only when asked (--levers default,compile)" if lv in ASK_ONLY else "not selected (--levers)"
+            )
     return {
         "device": args.device,
         "dtype": args.dtype,
@@ -172,6 +192,7 @@ def plan(args: argparse.Namespace) -> dict:
         },
         "levers": [lv for lv in args.lever_list if lv not in skipped],
         "skipped": skipped,
+        "deadline_s": args.deadline_s,
     }
 
 
@@ -209,12 +230,34 @@ def run_job(animator: PoseAnimator, targets: int, config: AnimateConfig) -> dict
     image, source, poses = _inputs(targets)
     device = animator.device
     _reset_peak(device)
+    cuda = device.type == "cuda"
+    resident = int(torch.cuda.memory_allocated(device)) if cuda else 0
+    stage_peaks: dict[str, int] = {}
+    current = {"stage": None}
+
+    def on_progress(stage: str, fraction: float) -> None:
+        # per-stage peak above what was resident before the job (the weights): what the memory
+        # model predicts (engine.method.memory; the plan is in result.memory_plan)
+        if cuda and stage != current["stage"]:
+            if current["stage"] is not None:
+                stage_peaks[current["stage"]] = int(torch.cuda.max_memory_allocated(device)) - resident
+            torch.cuda.reset_peak_memory_stats(device)
+            current["stage"] = stage
+
     started = time.perf_counter()
     result = animator.animate(
-        image, poses, "an astronaut", source_pose=source, config=config, keep_frames=False
+        image,
+        poses,
+        "an astronaut",
+        source_pose=source,
+        config=config,
+        keep_frames=False,
+        on_progress=on_progress,
     )
     _sync(device)
     seconds = time.perf_counter() - started
+    if cuda and current["stage"] is not None:
+        stage_peaks[current["stage"]] = int(torch.cuda.max_memory_allocated(device)) - resident
     expected = expected_evaluations(config, targets, cache_hit=result.cache_hit)
     losses = result.inversion_losses
     return {
@@ -223,9 +266,12 @@ def run_job(animator: PoseAnimator, targets: int, config: AnimateConfig) -> dict
         "evals": result.unet_evals,
         "expected_evals": expected,
         "evals_match": all(result.unet_evals.get(k, 0) == v for k, v in expected.items()),
-        "peak_memory_bytes": _peak(device),
+        "peak_memory_bytes": _peak(device) if not cuda else resident + max(stage_peaks.values(), default=0),
+        "stage_peak_bytes": stage_peaks,
+        "memory_plan": result.memory_plan,
         "cache_hit": result.cache_hit,
         "frame_batch_size": result.frame_batch_size,
+        "oom_backoffs": result.oom_backoffs,
         "frames_out": result.num_frames,
         "early_stopped_steps": sum(1 for x in losses if x < config.inversion_early_stop),
         "inversion_steps": len(losses),
@@ -293,6 +339,7 @@ def lever_sdpa(animator: PoseAnimator, args, report: dict) -> dict:
     with profile(activities=activities) as prof:
         job = run_job(animator, args.lever_frames, config)
     events = prof.key_averages()
+    backends = sdpa_backends(animator, args.size)
     sdpa = Counter()
     kernels = Counter()
     for ev in events:
@@ -303,16 +350,15 @@ def lever_sdpa(animator: PoseAnimator, args, report: dict) -> dict:
             s in low for s in ("flash", "fmha", "efficient_attention", "cudnn_attn", "softmax")
         ):
             kernels[ev.key[:90]] += ev.count
-    cuda = animator.device.type == "cuda"
-    sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
-    total = sum(getattr(ev, sort.replace("_total", "_total")) for ev in events) or 1.0
+    sort = self_time_attribute(animator.device)
+    total = sum(_self_time(ev, sort) for ev in events) or 1.0
     top = []
-    for ev in sorted(events, key=lambda e: getattr(e, sort), reverse=True)[:15]:
+    for ev in sorted(events, key=lambda e: _self_time(e, sort), reverse=True)[:15]:
         top.append(
             {
                 "op": ev.key[:80],
-                "self_ms": round(getattr(ev, sort) / 1e3, 1),
-                "share": round(getattr(ev, sort) / total, 3),
+                "self_ms": round(_self_time(ev, sort) / 1e3, 1),
+                "share": round(_self_time(ev, sort) / total, 3),
                 "calls": ev.count,
             }
         )
@@ -320,10 +366,72 @@ def lever_sdpa(animator: PoseAnimator, args, report: dict) -> dict:
         "job": job,
         "note": "profiled job at the default early-stop threshold",
         "sdpa_ops": dict(sdpa),
+        "sdpa_backend_ran": backend_of_ops(sdpa),
+        "sdpa_choice": backends,
         "attention_kernels": dict(kernels.most_common(12)),
         "top_ops": top,
         "sorted_by": sort,
     }
+
+
+# aten op -> the SDPA backend it is (what the profiler saw run, not what we hoped for)
+SDPA_OPS = {
+    "aten::_scaled_dot_product_flash_attention": "FLASH_ATTENTION",
+    "aten::_scaled_dot_product_flash_attention_for_cpu": "FLASH_ATTENTION",
+    "aten::_scaled_dot_product_efficient_attention": "EFFICIENT_ATTENTION",
+    "aten::_efficient_attention_forward": "EFFICIENT_ATTENTION",
+    "aten::_scaled_dot_product_cudnn_attention": "CUDNN_ATTENTION",
+    "aten::_scaled_dot_product_attention_math": "MATH",
+    "aten::_scaled_dot_product_fused_attention_overrideable": "OVERRIDEABLE",
+}
+
+
+def backend_of_ops(ops: dict[str, int]) -> dict[str, int]:
+    """{backend: calls} from the profiled aten ops (the kernels that really ran)."""
+    out: Counter[str] = Counter()
+    for op, calls in ops.items():
+        if op in SDPA_OPS:
+            out[SDPA_OPS[op]] += calls
+    return dict(out)
+
+
+def self_time_attribute(device: torch.device) -> str:
+    """``self_device_time_total`` (torch >= 2.4) on CUDA, ``self_cpu_time_total`` on the CPU."""
+    return "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+
+
+def _self_time(event, attribute: str) -> float:
+    value = getattr(event, attribute, None)
+    if value is None and attribute == "self_device_time_total":  # torch < 2.4
+        value = getattr(event, "self_cuda_time_total", 0.0)
+    return float(value or 0.0)
+
+
+def sdpa_backends(animator: PoseAnimator, size: int) -> dict[str, dict[str, str]]:
+    """The backend PyTorch's dispatcher picks (``torch._fused_sdp_choice``) for the calls DCAM and
+    MGDM make at every up-block level of this size: plain, and with MGDM's boolean key mask."""
+    from torch.nn.attention import SDPBackend
+
+    from engine.method.attention import token_grids
+
+    h = size // animator.vae_scale_factor
+    device, dtype = animator.device, animator.dtype
+    heads = animator.unet.config.attention_head_dim
+    heads = heads[-1] if isinstance(heads, (list, tuple)) else heads
+    out: dict[str, dict[str, str]] = {}
+    channels = list(animator.unet.config.block_out_channels)
+    for level, (tokens, _) in enumerate(sorted(token_grids((h, h)).items(), reverse=True)[: len(channels)]):
+        d = channels[level] // heads
+        q = torch.zeros(6, heads, tokens, d, device=device, dtype=dtype)
+        mask = torch.ones(6, 1, 1, tokens, device=device, dtype=torch.bool).expand(6, heads, tokens, tokens)
+        choice = {}
+        for label, m in (("plain", None), ("masked", mask)):
+            try:
+                choice[label] = SDPBackend(torch._fused_sdp_choice(q, q, q, m)).name
+            except Exception as exc:  # a private API: report, do not fail the lever
+                choice[label] = f"unknown ({type(exc).__name__})"
+        out[f"{tokens} tokens, head dim {d}"] = choice
+    return out
 
 
 def lever_channels_last(animator: PoseAnimator, args, report: dict) -> dict:
@@ -557,9 +665,14 @@ def lever_rows(report: dict) -> list[str]:
     if "sdpa" in lv:
         s = lv["sdpa"]
         ops = ", ".join(f"{k.removeprefix('aten::')} x{v}" for k, v in s["sdpa_ops"].items()) or "none seen"
+        ran = ", ".join(f"{k} x{v}" for k, v in s.get("sdpa_backend_ran", {}).items()) or "none seen"
         rows.append(
-            f"| SDPA backend chosen | {ops} | | | profiled job; kernels: {', '.join(list(s['attention_kernels'])[:4]) or 'n/a'} |"
+            f"| SDPA backend that ran | {ran} | {ops} | | profiled job; kernels: {', '.join(list(s['attention_kernels'])[:4]) or 'n/a'} |"
         )
+        for level, choice in s.get("sdpa_choice", {}).items():
+            rows.append(
+                f"| SDPA choice at {level} | plain: {choice['plain']} | MGDM mask: {choice['masked']} | | torch._fused_sdp_choice |"
+            )
     if "channels_last" in lv:
         c = lv["channels_last"]
         rows.append(
@@ -603,41 +716,77 @@ def lever_rows(report: dict) -> list[str]:
 
 
 def markdown(report: dict) -> str:
-    p, m = report["plan"]["main"], report["main"]
+    """The report as Markdown; whatever parts exist (a run cut at its deadline has fewer)."""
+    p = report["plan"]["main"]
     lines = [
-        f"# bench/gpu.py — {report['device_name']} ({report['device']}, {report['dtype']}), {report['date']}",
+        f"# bench/gpu.py — {report.get('device_name', '?')} ({report['device']}, {report['dtype']}), {report['date']}",
         "",
-        f"Model: {report['model_dir']}{' (RANDOM WEIGHTS)' if report['random_weights'] else ''}. "
-        f"Job: {p['targets']} targets + {p['transition']} transition frames, {p['size']}², T={p['steps']}, "
-        f"n={p['inner']}, early stop off; frame chunk {m['frame_batch_size']}; threads {report['threads']}.",
-        "",
-        "| component | parameters |",
-        "|---|---:|",
-        *(f"| {k} | {v / 1e6:,.1f} M |" for k, v in report["parameters"].items()),
-        "",
-        "| stage | seconds | U-Net fwd | expected | U-Net bwd | expected |",
-        "|---|---:|---:|---:|---:|---:|",
     ]
-    ev, ex = m["evals"], m["expected_evals"]
-    for stage in STAGES:
-        lines.append(
-            f"| {stage} | {m['stages'].get(stage, 0):.2f} | {ev.get(stage + '_forward', 0)} | {ex.get(stage + '_forward', 0)} "
-            f"| {ev.get(stage + '_backward', 0)} | {ex.get(stage + '_backward', 0)} |"
-        )
-    lines.append(
-        f"| **job** | **{m['seconds']:.2f}** | {ev['total_forward']} | {ex['total_forward']} | {ev['total_backward']} | {ex['total_backward']} |"
-    )
+    if report.get("stopped"):
+        lines += [f"**Stopped early: {report['stopped']}.** What ran is below.", ""]
     lines += [
+        f"Model: {report.get('model_dir', '?')}{' (RANDOM WEIGHTS)' if report.get('random_weights') else ''}. "
+        f"Job: {p['targets']} targets + {p['transition']} transition frames, {p['size']}², T={p['steps']}, "
+        f"n={p['inner']}, early stop off; threads {report.get('threads')}; torch {report.get('torch')}; "
+        f"diffusers {report.get('packages', {}).get('diffusers', {}).get('version', '?')}.",
         "",
-        f"evaluations equal engine.method.cost's prediction: **{'yes' if m['evals_match'] else 'NO'}**",
-        f"job FLOPs (cost model, actual counts): {report['job_pflop']:.3f} PFLOP; achieved {report['achieved_tflops']:.2f} TFLOP/s"
-        + (
-            f" = **{report['percent_of_peak']:.1f} %** of {report['peak_tflops']:.0f} TFLOP/s peak"
-            if report.get("peak_tflops")
-            else " (no peak known for this device)"
-        ),
-        f"peak memory: {_mib(m['peak_memory_bytes'])} ({'CUDA allocated' if report['device'].startswith('cuda') else 'process max RSS'})",
-        f"load (from_pretrained): {report['load_seconds']:.1f} s; warm-up job {report['warmup']['seconds']:.1f} s; total wall {report['wall_seconds']:.0f} s",
+    ]
+    if report.get("parameters"):
+        lines += [
+            "| component | parameters |",
+            "|---|---:|",
+            *(f"| {k} | {v / 1e6:,.1f} M |" for k, v in report["parameters"].items()),
+            "",
+        ]
+    m = report.get("main")
+    if m is not None:
+        lines += [
+            f"Main job: frame chunk {m['frame_batch_size']} (out-of-memory back-offs: {m.get('oom_backoffs', 0)}).",
+            "",
+            "| stage | seconds | U-Net fwd | expected | U-Net bwd | expected |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        ev, ex = m["evals"], m["expected_evals"]
+        for stage in STAGES:
+            lines.append(
+                f"| {stage} | {m['stages'].get(stage, 0):.2f} | {ev.get(stage + '_forward', 0)} | {ex.get(stage + '_forward', 0)} "
+                f"| {ev.get(stage + '_backward', 0)} | {ex.get(stage + '_backward', 0)} |"
+            )
+        lines.append(
+            f"| **job** | **{m['seconds']:.2f}** | {ev['total_forward']} | {ex['total_forward']} | {ev['total_backward']} | {ex['total_backward']} |"
+        )
+        lines += [
+            "",
+            f"evaluations equal engine.method.cost's prediction: **{'yes' if m['evals_match'] else 'NO'}**",
+            f"job FLOPs (cost model, actual counts): {report['job_pflop']:.3f} PFLOP; achieved {report['achieved_tflops']:.2f} TFLOP/s"
+            + (
+                f" = **{report['percent_of_peak']:.1f} %** of {report['peak_tflops']:.0f} TFLOP/s peak"
+                if report.get("peak_tflops")
+                else " (no peak known for this device)"
+            ),
+            f"peak memory: {_mib(m['peak_memory_bytes'])} ({'CUDA allocated' if report['device'].startswith('cuda') else 'process max RSS'})",
+        ]
+        planned = m.get("memory_plan", {}).get("stages", {})
+        if m.get("stage_peak_bytes"):
+            lines += [
+                "",
+                "| stage | planned chunk | predicted peak above weights | measured (max_memory_allocated) |",
+                "|---|---:|---:|---:|",
+            ]
+            for stage, measured in m["stage_peak_bytes"].items():
+                p_stage = planned.get(stage, {})
+                lines.append(
+                    f"| {stage} | {p_stage.get('chunk', '')} | {_mib(p_stage.get('peak_bytes'))} | {_mib(measured)} |"
+                )
+    else:
+        lines.append("Main job: did not finish.")
+    if "load_seconds" in report:
+        warm = report.get("warmup", {}).get("seconds")
+        lines.append(
+            f"load (from_pretrained): {report['load_seconds']:.1f} s; warm-up job "
+            f"{'n/a' if warm is None else f'{warm:.1f} s'}; wall so far {report.get('wall_seconds', 0):.0f} s"
+        )
+    lines += [
         "",
         f"Levers (lever jobs: {report['plan']['lever_job']['targets']} targets + {report['plan']['lever_job']['transition']} transition, T={report['plan']['lever_job']['steps']}):",
         "",
@@ -682,6 +831,80 @@ def ensure_model(args: argparse.Namespace) -> tuple[Path, float | None]:
     return target, round(time.perf_counter() - started, 1)
 
 
+class DeadlineReached(BaseException):
+    """Raised (from SIGALRM) in whatever runs when ``--deadline-s`` passes. A BaseException, so
+    ``except Exception`` blocks let it through; a library that still wraps it (diffusers' lazy
+    imports do) is recognised by ``deadline_passed()``."""
+
+
+_DEADLINE = {"fired": False}
+
+
+def deadline_passed() -> bool:
+    return _DEADLINE["fired"]
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Raise ``DeadlineReached`` in the main thread ``seconds`` from now (disarmed on exit)."""
+
+    def fire(signum, frame):
+        _DEADLINE["fired"] = True
+        raise DeadlineReached(f"deadline of {seconds:.0f} s reached")
+
+    previous = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def write_report(report: dict, out: Path) -> str:
+    """gpu.json and gpu.md, each replaced atomically (a reader never sees half a file)."""
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown(report)
+    for name, body in (("gpu.json", json.dumps(report, indent=2, default=str)), ("gpu.md", text)):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(body)
+        os.replace(tmp, out / name)
+    return text
+
+
+def package_versions() -> dict[str, dict[str, str]]:
+    """Where diffusers & co. came from (the wheel route puts diffusers under its --target)."""
+    out = {}
+    for name in ("diffusers", "transformers", "huggingface_hub", "safetensors"):
+        try:
+            module = importlib.import_module(name)
+            out[name] = {
+                "version": importlib.metadata.version(name),
+                "path": str(Path(module.__file__).parent),
+            }
+        except Exception as exc:
+            out[name] = {"version": "missing", "path": f"{type(exc).__name__}: {exc}"[:200]}
+    return out
+
+
+def run_levers(animator: PoseAnimator, args, report: dict, out: Path, wall: float) -> None:
+    for lever in report["plan"]["levers"]:
+        t = time.perf_counter()
+        try:
+            report["levers"][lever] = LEVER_FUNCS[lever](animator, args, report)
+        except DeadlineReached:
+            report["lever_errors"][lever] = f"stopped at the deadline ({args.deadline_s:.0f} s)"
+            raise
+        except Exception as exc:  # a lever failing must not lose the rest of the report
+            if deadline_passed():  # the deadline's exception, wrapped by a library
+                report["lever_errors"][lever] = f"stopped at the deadline ({args.deadline_s:.0f} s)"
+                raise DeadlineReached(f"deadline of {args.deadline_s:.0f} s reached") from exc
+            report["lever_errors"][lever] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        print(f"  {lever}: {time.perf_counter() - t:.1f} s", flush=True)
+        report["wall_seconds"] = round(time.perf_counter() - wall, 1)
+        write_report(report, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     the_plan = plan(args)
@@ -691,6 +914,40 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     wall = time.perf_counter()
+    report: dict = {
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "device": args.device,
+        "dtype": args.dtype,
+        "torch": torch.__version__,
+        "hf_hub_offline": os.environ.get("HF_HUB_OFFLINE", ""),
+        "plan": the_plan,
+        "levers": {},
+        "lever_errors": {},
+        "stopped": None,
+    }
+    report["packages"] = package_versions()
+    write_report(report, args.out)  # something is there whatever happens next
+    try:
+        with deadline(args.deadline_s):
+            measure(args, report, wall)
+    except (DeadlineReached, Exception) as exc:
+        if not deadline_passed():
+            report["stopped"] = f"failed: {type(exc).__name__}: {str(exc)[:300]}"
+            write_report(report, args.out)
+            raise
+        report["stopped"] = f"deadline of {args.deadline_s:.0f} s reached"
+        for lever in report["plan"]["levers"]:
+            if lever not in report["levers"] and lever not in report["lever_errors"]:
+                report["plan"]["skipped"][lever] = f"deadline ({args.deadline_s:.0f} s) reached first"
+    report["wall_seconds"] = round(time.perf_counter() - wall, 1)
+    text = write_report(report, args.out)
+    print(text)
+    main_job = report.get("main")
+    return 0 if main_job is not None and main_job["evals_match"] else 1
+
+
+def measure(args: argparse.Namespace, report: dict, wall: float) -> None:
+    """Everything that runs under the deadline; fills ``report`` and writes it after each part."""
     model_dir, build_seconds = ensure_model(args)
     started = time.perf_counter()
     animator = load_animator(model_dir, args.device, args.dtype)
@@ -698,30 +955,29 @@ def main(argv: list[str] | None = None) -> int:
     animator.inversion_cache = MemoryInversionCache()
     device = animator.device
     name, peak = gpu_peak(device)
-    report: dict = {
-        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "device": str(device),
-        "device_name": name,
-        "dtype": args.dtype,
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "model_dir": str(model_dir),
-        "random_weights": bool(animator.model_info.get("random_weights")),
-        "build_seconds": build_seconds,
-        "load_seconds": round(load_seconds, 2),
-        "parameters": {
-            k: sum(p.numel() for p in getattr(animator, k).parameters())
-            for k in ("unet", "controlnet", "vae", "text_encoder")
-        },
-        "plan": the_plan,
-        "levers": {},
-        "lever_errors": {},
-    }
+    report.update(
+        {
+            "device": str(device),
+            "device_name": name,
+            "threads": torch.get_num_threads(),
+            "model_dir": str(model_dir),
+            "random_weights": bool(animator.model_info.get("random_weights")),
+            "build_seconds": build_seconds,
+            "load_seconds": round(load_seconds, 2),
+            "parameters": {
+                k: sum(p.numel() for p in getattr(animator, k).parameters())
+                for k in ("unet", "controlnet", "vae", "text_encoder")
+            },
+        }
+    )
+    write_report(report, args.out)
     warm = main_config(args).replace(num_inference_steps=1, inversion_inner_steps=1, transition_frames=0)
     if device.type == "cpu":
         warm = warm.replace(height=64, width=64)
     with _no_cache(animator):
         report["warmup"] = run_job(animator, 1, warm)
+    report["wall_seconds"] = round(time.perf_counter() - wall, 1)
+    write_report(report, args.out)
     print(
         f"loaded in {load_seconds:.1f} s, warm-up job {report['warmup']['seconds']:.1f} s; main job ...",
         flush=True,
@@ -734,24 +990,13 @@ def main(argv: list[str] | None = None) -> int:
     report["percent_of_peak"] = (
         None if peak is None else 100 * report["achieved_tflops"] / report["peak_tflops"]
     )
-    print(f"main job {report['main']['seconds']:.1f} s; levers: {', '.join(the_plan['levers'])}", flush=True)
-    for lever in the_plan["levers"]:
-        if lever != "cold_start" and time.perf_counter() - wall > args.budget_s:
-            report["plan"]["skipped"][lever] = f"time budget ({args.budget_s:.0f} s) spent"
-            continue
-        t = time.perf_counter()
-        try:
-            report["levers"][lever] = LEVER_FUNCS[lever](animator, args, report)
-        except Exception as exc:  # a lever failing must not lose the rest of the report
-            report["lever_errors"][lever] = f"{type(exc).__name__}: {str(exc)[:200]}"
-        print(f"  {lever}: {time.perf_counter() - t:.1f} s", flush=True)
     report["wall_seconds"] = round(time.perf_counter() - wall, 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gpu.json").write_text(json.dumps(report, indent=2, default=str))
-    text = markdown(report)
-    (args.out / "gpu.md").write_text(text)
-    print(text)
-    return 0 if report["main"]["evals_match"] else 1
+    write_report(report, args.out)
+    print(
+        f"main job {report['main']['seconds']:.1f} s; levers: {', '.join(report['plan']['levers'])}",
+        flush=True,
+    )
+    run_levers(animator, args, report, args.out, wall)
 
 
 if __name__ == "__main__":

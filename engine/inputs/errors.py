@@ -101,3 +101,17 @@ class AnimationCancelled(Exception):
     def __init__(self, stage: str) -> None:
         super().__init__(f"animation cancelled during {stage}")
         self.stage = stage
+
+
+class NumericalError(RuntimeError):
+    """A stage produced inf/NaN (an fp16 overflow, say): the job fails with ``code`` rather than
+    returning black frames as a success."""
+
+    code = "non_finite_values"
+
+    def __init__(self, stage: str, what: str) -> None:
+        super().__init__(
+            f"{what} became non-finite (inf/NaN) during {stage}; try bfloat16 or float32, or fewer steps"
+        )
+        self.stage = stage
+        self.message = str(self)

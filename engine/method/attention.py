@@ -71,8 +71,19 @@ class AttentionController:
 
     # -- step / chunk bookkeeping --------------------------------------------------------------
     def begin_batch(self, frame_ids: Sequence[int]) -> None:
-        """Frames of the next U-Net call, in order. A step's chunks must come in frame order."""
+        """Frames of the next U-Net call, in order. A step's chunks must come in frame order.
+
+        References the new chunk cannot need are dropped here: only frame 0's and the frame just
+        before the chunk's first frame are kept, so what is held never grows with the frame count.
+        Dropping at the start of a chunk (not when storing) keeps a chunk retried after an
+        out-of-memory back-off correct: the frame it needs was stored by the last chunk that finished.
+        """
         self.frame_ids = list(frame_ids)
+        if self.frame_ids:
+            keep = {0, min(self.frame_ids) - 1}
+            for refs in self._kv.values():
+                for frame in [f for f in refs if f not in keep]:
+                    del refs[frame]
 
     def end_step(self) -> None:
         """Forget the reference keys/values of this denoising step."""
@@ -106,7 +117,20 @@ class AttentionController:
 
     # -- reference keys/values across chunks -----------------------------------------------------
     def store_kv(self, layer: str, frame: int, key: torch.Tensor, value: torch.Tensor) -> None:
-        self._kv.setdefault(layer, {})[frame] = (key, value)
+        """Keep one frame's keys/values (G, heads, L, d) as a copy: a view would keep the whole
+        chunk's keys alive."""
+        self._kv.setdefault(layer, {})[frame] = (key.clone(), value.clone())
+
+    def reference_bytes(self) -> int:
+        """Bytes of storage the cached references hold (each storage counted once)."""
+        seen: dict[object, int] = {}
+        for refs in self._kv.values():
+            for pair in refs.values():
+                for t in pair:
+                    storage = t.untyped_storage()
+                    ptr = storage.data_ptr()
+                    seen[(t.device, ptr) if ptr else id(t)] = storage.nbytes()
+        return sum(seen.values())
 
     def cached_kv(self, layer: str, frame: int) -> tuple[torch.Tensor, torch.Tensor]:
         try:
@@ -169,6 +193,16 @@ class DualConsistencyAttnProcessor:
         self.controller = controller
         self.name = name
         self._stock = AttnProcessor2_0()
+        self._indices: dict[tuple, torch.Tensor] = {}
+
+    def _index(self, values, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``torch.tensor(values)`` on ``device``, built once per job and layer (chunks repeat every
+        denoising step): no host-to-device copy per layer call."""
+        key = (repr(values), device, dtype)
+        tensor = self._indices.get(key)
+        if tensor is None:
+            tensor = self._indices[key] = torch.tensor(values, device=device, dtype=dtype)
+        return tensor
 
     def __call__(
         self,
@@ -250,7 +284,7 @@ class DualConsistencyAttnProcessor:
         out = torch.empty_like(q)
         source = [local for local, f in enumerate(frame_ids) if f == 0]
         if source:  # frame 0: plain self-attention
-            s = torch.tensor(source, device=q.device)
+            s = self._index(source, q.device)
             plain = F.scaled_dot_product_attention(
                 q[:, s].flatten(0, 1), k[:, s].flatten(0, 1), v[:, s].flatten(0, 1)
             )
@@ -258,10 +292,10 @@ class DualConsistencyAttnProcessor:
 
         targets = [local for local, f in enumerate(frame_ids) if f >= 1]
         if targets:
-            refs = torch.tensor(
-                [[position[0], position[frame_ids[i] - 1], i] for i in targets], device=q.device
+            refs = self._index(
+                [[position[0], position[frame_ids[i] - 1], i] for i in targets], q.device
             )  # (s, 3): frame 0, previous frame, current frame
-            sel = torch.tensor(targets, device=q.device)
+            sel = self._index(targets, q.device)
             out[:, sel] = self._fused_references(
                 q[:, sel], all_k[:, refs], all_v[:, refs], frame_ids, targets, tokens
             )
@@ -286,7 +320,7 @@ class DualConsistencyAttnProcessor:
         All references (and both mask regions) go through one batched SDPA call.
         """
         groups, s, heads, _, d = q.shape
-        weights = torch.tensor(self.lambdas, dtype=q.dtype, device=q.device)
+        weights = self._index(list(self.lambdas), q.device, q.dtype)
         ctl = self.controller
         if ctl is None or ctl.masks is None:
             q3 = q[:, :, None].expand(-1, -1, 3, -1, -1, -1)
@@ -296,7 +330,7 @@ class DualConsistencyAttnProcessor:
 
         grid_masks = ctl.grid_masks(ctl.grid(tokens))  # (num_frames, L) bool
         cur = [frame_ids[i] for i in targets]
-        ref_frames = torch.tensor([[0, f - 1, f] for f in cur], device=grid_masks.device)
+        ref_frames = self._index([[0, f - 1, f] for f in cur], grid_masks.device)
         inside = grid_masks[ref_frames]  # (s, 3, L): keys of each reference inside its mask
         allowed = torch.stack([inside, ~inside], dim=2)  # (s, 3, 2, L): character, background
         empty = ~allowed.any(-1, keepdim=True)
@@ -309,7 +343,7 @@ class DualConsistencyAttnProcessor:
             q6.flatten(0, 3), k6.flatten(0, 3), v6.flatten(0, 3), attn_mask=mask.flatten(0, 3)
         ).view(groups, s, 3, 2, heads, tokens, d)
         dca = (weights.view(1, 1, 3, 1, 1, 1, 1) * o).sum(2)  # (G, s, 2, heads, L, d)
-        m = grid_masks[torch.tensor(cur, device=grid_masks.device)].to(q.dtype).to(q.device)
+        m = grid_masks[self._index(cur, grid_masks.device)].to(q.dtype).to(q.device)
         m = m.view(1, s, 1, tokens, 1)  # query positions of frame i inside M_i
         return m * dca[:, :, 0] + (1 - m) * dca[:, :, 1]
 

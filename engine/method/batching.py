@@ -1,49 +1,100 @@
-"""Frame chunking: how many frames go through the U-Net together, and backing off on out-of-memory."""
+"""Frame chunking: how many frames go through the U-Net together (planned from the measured memory
+model), and backing off on out-of-memory as a counted safety net."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 
-# Activation memory of one 512x512 frame (64x64 latent) in the optimisation passes (forward + backward
-# of U-Net and ControlNet, input gradients only), fp16. Estimates, not measurements on this machine
-# (no GPU here); an underestimate costs one halving retry, an overestimate only some speed.
-_BYTES_PER_FRAME = {False: 3.0 * 2**30, True: 1.0 * 2**30}
-_HEADROOM = 0.7
 CPU_FRAME_BATCH = 16
 MAX_AUTO_FRAME_BATCH = 64
+PLANNED_STAGES = ("optimizing", "sampling", "encoding")
+
+log = logging.getLogger("engine.memory")
 
 
-def auto_frame_batch(
-    device: torch.device, dtype: torch.dtype, latent_hw: tuple[int, int], checkpointing: bool
-) -> int:
-    """Frames per chunk that fit in the device's free memory (16 on the CPU)."""
-    if device.type != "cuda":
-        return CPU_FRAME_BATCH
-    free, _ = torch.cuda.mem_get_info(device)
-    scale = latent_hw[0] * latent_hw[1] / 4096 * (2 if dtype == torch.float32 else 1)
-    per_frame = _BYTES_PER_FRAME[checkpointing] * scale
-    return int(min(MAX_AUTO_FRAME_BATCH, max(1, _HEADROOM * free // per_frame)))
+@dataclass
+class FramePlan:
+    """Frames per chunk for each batched stage, checkpointing, and the plan as recorded in the job."""
+
+    sizes: dict[str, int]
+    checkpointing: bool
+    record: dict = field(default_factory=dict)
+
+
+def plan_frame_batches(
+    modules: dict,
+    device: torch.device,
+    latent_hw: tuple[int, int],
+    generated_frames: int,
+    *,
+    steps: int,
+    checkpointing: bool,
+    use_pacm: bool = True,
+    frame_batch_size: int | None = None,
+) -> FramePlan:
+    """Per-stage chunks from the measured memory model (``engine.method.memory``) and the device's
+    free memory, PyTorch's reusable cache counted; a fixed ``frame_batch_size`` wins; the CPU gets
+    ``CPU_FRAME_BATCH`` (its memory is not the limit). Chunks are balanced by ``FrameBatcher``."""
+    if frame_batch_size or device.type != "cuda":
+        chunk = frame_batch_size or CPU_FRAME_BATCH
+        record = {"source": "config" if frame_batch_size else "cpu", "chunk": chunk}
+        log.info("memory plan: %s", record)
+        return FramePlan(dict.fromkeys(PLANNED_STAGES, chunk), checkpointing, record)
+    from engine.method import memory
+
+    model = memory.model_for(modules, latent_hw)
+    available = memory.device_available_bytes(device)
+    plan = memory.plan_job(
+        model,
+        generated_frames,
+        available,
+        steps=steps,
+        weights_counted=False,
+        max_chunk=MAX_AUTO_FRAME_BATCH,
+        use_pacm=use_pacm,
+    )
+    sizes = {s: plan.stages[s].chunk for s in PLANNED_STAGES if s in plan.stages}
+    sizes.setdefault("optimizing", 1)
+    ckpt = checkpointing or any(s.checkpointing for s in plan.stages.values())
+    record = {"source": "memory model", **plan.summary()}
+    log.info("memory plan: %s", record)
+    return FramePlan(sizes, ckpt, record)
 
 
 class FrameBatcher:
-    """Runs ``work(chunk)`` over frames in order, in chunks of ``size``. On CUDA out-of-memory the
+    """Runs ``work(chunk)`` over frames in order, in balanced chunks of at most ``size``. On CUDA out-of-memory the
     chunk size is halved and the failed chunk is run again (work must be idempotent per chunk),
-    and the smaller size is kept for the rest of the job."""
+    and the smaller size is kept for the rest of the job.
 
-    def __init__(self, size: int) -> None:
+    The back-off is a safety net, counted in ``shrinks``. With ``counter`` (the denoiser's
+    ``EvalCounter``) the evaluations a failed attempt counted are taken back, so a job's counts stay
+    those of the work that produced its frames.
+    """
+
+    def __init__(self, size: int, counter=None) -> None:
         self.size = max(1, size)
         self.shrinks = 0
+        self.counter = counter
 
     def run(self, frames: Sequence[int], work: Callable[[list[int]], None]) -> None:
         items = list(frames)
         start = 0
         while start < len(items):
-            chunk = items[start : start + self.size]
+            left = len(items) - start
+            length = -(-left // -(-left // self.size))  # balanced: 20 at most 17 -> 10 + 10
+            chunk = items[start : start + length]
+            counted = None
+            if self.counter is not None:
+                counted = (self.counter.forward.copy(), self.counter.backward.copy())
             try:
                 work(chunk)
             except torch.OutOfMemoryError:
+                if counted is not None:
+                    self.counter.forward, self.counter.backward = counted
                 if self.size == 1:
                     raise
                 self.size = max(1, self.size // 2)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from engine.inputs.errors import InvalidInput
+from engine.inputs.errors import InvalidInput, NumericalError
 from engine.inputs.models import DEFAULT_BASE, DEFAULT_CONTROLNET, is_random_weights
 from engine.inputs.rules import (
     check_image_size,
@@ -28,7 +28,7 @@ from engine.inputs.rules import (
     part_flags,
 )
 from engine.method.attention import AttentionController, downsampled_grid, install_processors
-from engine.method.batching import FrameBatcher, auto_frame_batch
+from engine.method.batching import FrameBatcher, plan_frame_batches
 from engine.method.cache import InversionCache, inversion_cache_key
 from engine.method.config import AnimateConfig
 from engine.method.ddim import DDIMSchedule
@@ -77,10 +77,22 @@ class AnimationResult:
     """The source-side inversion came from the inversion cache (0 U-Net evaluations for it)."""
     frame_batch_size: int = 0
     """Frames per chunk at the end of the job (after any out-of-memory halving)."""
+    oom_backoffs: int = 0
+    """Out-of-memory halvings of the chunk (the safety net; 0 when the plan fitted)."""
+    memory_plan: dict[str, object] = field(default_factory=dict)
+    """Per-stage chunks, checkpointing and predicted peaks the job ran with (``engine.method.memory``)."""
 
     @property
     def num_frames(self) -> int:
         return len(self.poses)
+
+
+def _check_finite(stage: str, **tensors: torch.Tensor | None) -> None:
+    """Fail the job (``NumericalError``, a stable code) when a stage's result holds inf/NaN: an fp16
+    overflow must never become black frames returned as a success. One device sync per stage."""
+    for name, tensor in tensors.items():
+        if tensor is not None and not bool(torch.isfinite(tensor).all()):
+            raise NumericalError(stage, name.replace("_", " "))
 
 
 class PoseAnimator:
@@ -287,6 +299,7 @@ class PoseAnimator:
     def decode_latents(self, latents: torch.Tensor) -> list[Image.Image]:
         """(B, 4, h, w) -> B RGB images."""
         x = self.vae.decode((latents / self.vae.config.scaling_factor).to(self.dtype)).sample
+        _check_finite("encoding", decoded_frames=x)
         x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         return [Image.fromarray(frame) for frame in x]
 
@@ -418,7 +431,34 @@ class PoseAnimator:
             self.unet, self.controlnet, schedule, config.controlnet_conditioning_scale
         )
 
-        # 5. PACM, source side: DDIM inversion (w = 1) and pose-aware inversion (Alg. 1 lines 1-2),
+        # 5. Memory plan: per-stage chunks and checkpointing from the measured memory model
+        latent_hw = (config.height // self.vae_scale_factor, config.width // self.vae_scale_factor)
+        frame_plan = plan_frame_batches(
+            {
+                "unet": self.unet,
+                "controlnet": self.controlnet,
+                "vae": self.vae,
+                "text_encoder": self.text_encoder,
+            },
+            self.device,
+            latent_hw,
+            pose_pixels.shape[0] - 1,
+            steps=config.num_inference_steps,
+            checkpointing=config.gradient_checkpointing,
+            use_pacm=config.use_pacm,
+            frame_batch_size=config.frame_batch_size,
+        )
+        run_config = config.replace(gradient_checkpointing=frame_plan.checkpointing)
+        if config.frame_batch_size:  # one chunk size for every stage, halved together on OOM
+            shared = FrameBatcher(config.frame_batch_size, counter=denoiser.counter)
+            batchers = dict.fromkeys(frame_plan.sizes, shared)
+        else:
+            batchers = {
+                stage: FrameBatcher(size, counter=denoiser.counter)
+                for stage, size in frame_plan.sizes.items()
+            }
+
+        # 6. PACM, source side: DDIM inversion (w = 1) and pose-aware inversion (Alg. 1 lines 1-2),
         #    reused from the cache when the same avatar was inverted with the same settings
         cache_key = None
         source_inv = None
@@ -429,24 +469,24 @@ class PoseAnimator:
         if source_inv is None:
             source_pose_image = self._to_device(pose_pixels[:1])
             z0 = self.encode_image(fitted)
-            source_inv = self.invert_source(denoiser, z0, cond, uncond, source_pose_image, config, tracker)
+            source_inv = self.invert_source(
+                denoiser, z0, cond, uncond, source_pose_image, run_config, tracker
+            )
+            _check_finite("inverting", latents=source_inv.latents, embeddings=source_inv.embeddings)
             if cache_key is not None:
                 self.inversion_cache.put(cache_key, source_inv)
         else:
             tracker.start("inverting", 1)
             tracker.advance()
 
-        # 6. PACM, per frame: pose-aware embedding optimisation (Alg. 1 lines 3-9), frames batched
+        # 7. PACM, per frame: pose-aware embedding optimisation (Alg. 1 lines 3-9), frames batched
         latent_hw = tuple(source_inv.latents.shape[-2:])
-        batcher = FrameBatcher(
-            config.frame_batch_size
-            or auto_frame_batch(self.device, self.dtype, latent_hw, config.gradient_checkpointing)
-        )
         frame_embeddings = self.optimise_frames(
-            denoiser, source_inv, uncond, pose_pixels, batcher, config, tracker
+            denoiser, source_inv, uncond, pose_pixels, batchers["optimizing"], run_config, tracker
         )
+        _check_finite("optimizing", embeddings=frame_embeddings)
 
-        # 7. Generation with DCAM/MGDM in the up-blocks
+        # 8. Generation with DCAM/MGDM in the up-blocks
         masks = None
         if use_masks:
             masks = self.initial_masks(poses, mask_array, latent_hw, config)
@@ -459,11 +499,22 @@ class PoseAnimator:
                 ratio=config.subject_token_ratio,
             )
         latents = self.sample(
-            denoiser, source_inv, frame_embeddings, cond, uncond, pose_pixels, masks, batcher, config, tracker
+            denoiser,
+            source_inv,
+            frame_embeddings,
+            cond,
+            uncond,
+            pose_pixels,
+            masks,
+            batchers["sampling"],
+            config,
+            tracker,
         )
 
-        # 8. Decode
-        frames = self.decode_frames(latents, batcher, tracker, on_frame, keep_frames)
+        _check_finite("sampling", latents=latents)
+
+        # 9. Decode
+        frames = self.decode_frames(latents, batchers["encoding"], tracker, on_frame, keep_frames)
         tracker.finish()
 
         chosen = masks.subject_tokens if masks is not None and masks.subject_tokens else []
@@ -481,7 +532,13 @@ class PoseAnimator:
             inversion_losses=source_inv.final_losses,
             model=dict(self.model_info),
             cache_hit=cache_key is not None and denoiser.counter.forward["inverting"] == 0,
-            frame_batch_size=batcher.size,
+            frame_batch_size=batchers["sampling"].size,
+            oom_backoffs=sum(b.shrinks for b in {id(b): b for b in batchers.values()}.values()),
+            memory_plan={
+                **frame_plan.record,
+                "chunks_at_end": {stage: b.size for stage, b in batchers.items()},
+                "checkpointing": frame_plan.checkpointing,
+            },
         )
 
     def invert_source(
