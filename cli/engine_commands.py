@@ -1,17 +1,27 @@
 """``poseanimate animate`` and ``poseanimate make-tiny-model``: the engine from the command line.
 
-Kept apart from the service commands so ``poseanimate serve`` never imports torch. Errors a user can
-cause print one line (``poseanimate: error: ...``) and exit with status 2, never a traceback.
+Kept apart from the service commands so ``poseanimate serve`` never imports torch. ``animate`` checks
+its inputs with the engine's torch-free rules first and imports torch only once they pass, so a
+refusal is quick. Errors a user can cause print one line (``poseanimate: error: ...``) and exit with
+status 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cli.poses_commands import add_extraction_arguments, describe, extraction_options
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from engine.method.config import AnimateConfig
+    from engine.method.pipeline import AnimationResult, PoseAnimator
+    from engine.poses.pose import Pose, PoseSequence
 
 DEFAULT_TINY_DIR = Path.home() / ".cache" / "poseanimate" / "tiny-model"
 
@@ -140,21 +150,45 @@ def _open_image(path: Path, what: str) -> Any:
 
 
 def animate_command(args: argparse.Namespace) -> int:
+    """``poseanimate animate``: check everything torch-free, then load the model, animate, write."""
+    # 1. The engine's input rules, before torch is imported or a model loaded (the API refuses the
+    #    same inputs): a refusal costs a fraction of a second.
+    inputs = _checked_inputs(args)
+    # 2. Torch from here on: the mask's fit, the device, the model.
+    _check_mask_after_the_crop(inputs)
+    animator = _load_animator(args)
+    # 3. Animate, streaming each frame into the MP4, with one progress bar per stage.
+    result, poster = _animate_to_mp4(animator, inputs, args)
+    # 4. Poster, previews, summary.
+    if args.poster and poster is not None:
+        from engine.poses.video import save_poster
 
-    import torch
-    from PIL import Image
-    from tqdm import tqdm
+        save_poster(poster, args.poster)
+    if args.previews:
+        _write_previews(result, inputs, args)
+    print(_summary(result, inputs.config, args.out))
+    return 0
 
-    from engine import AnimateConfig, Pose, PoseAnimator, PoseSequence
-    from engine.inputs import rules
-    from engine.inputs.models import DEFAULT_BASE
-    from engine.method.masks import fit_mask
-    from engine.poses.video import Mp4Writer, save_poster
-    from engine.weights.loading import resolve_model
-    from engine.weights.runtime import tune_cpu_allocator
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What ``animate`` was given, decoded and checked by the engine's torch-free rules."""
+
+    config: AnimateConfig
+    image: Image.Image
+    targets: PoseSequence
+    source: Pose | None
+    mask: Image.Image | None
+    """The decoded mask image (fitted to the output size once torch is loaded)."""
+    prompt: str
+    subjects: list[str]
+
+
+def _config(args: argparse.Namespace) -> AnimateConfig:
+    from engine.method.config import AnimateConfig
 
     width, height = _parse_size(args.size)
-    config = AnimateConfig(
+    return AnimateConfig(
         num_inference_steps=args.steps,
         guidance_scale=args.guidance,
         height=height,
@@ -170,31 +204,62 @@ def animate_command(args: argparse.Namespace) -> int:
         retarget=args.retarget,
         parts=args.parts,
     )
-    # The engine's rules, checked before anything is loaded (the API refuses the same inputs).
+
+
+def _lead_frames(config: AnimateConfig) -> int:
+    """Output frames before the first target pose: the source frame and PATA's transition."""
+    return 1 + (config.transition_frames if config.use_pata else 0)
+
+
+def _checked_inputs(args: argparse.Namespace) -> _Inputs:
+    """Config, prompt, subject words, image, poses (read or extracted), source pose, mask image,
+    frame count and output name, in that order; the first broken one is a one-line ValueError."""
+    from engine.inputs import rules
+    from engine.poses.pose import Pose
+
+    config = _config(args)
     rules.check_prompt(args.prompt)
     rules.check_subject_words(args.prompt, args.subject)
     image = _open_image(args.image, "image")
     rules.check_image_size(*image.size)
-    if args.video is not None:
-        from engine.poses.extract import extract_poses
-
-        # Room for the source frame and the transition within the output frame cap.
-        room = config.max_frames - 1 - (config.transition_frames if config.use_pata else 0)
-        extracted = extract_poses(
-            args.video, fps=args.fps, max_frames=max(room, 1), **extraction_options(args, "video-")
-        )
-        targets = extracted.poses
-        print(f"extracted {describe(extracted)}", file=sys.stderr)
-    else:
-        targets = PoseSequence.from_json(_read(args.poses, "poses"))
+    targets = _targets(args, config)
     source = Pose.from_json(_read(args.source_pose, "source pose")) if args.source_pose else None
-    mask = None
-    if args.mask:
-        mask = _open_image(args.mask, "mask")
-        fit_mask(mask, width, height)  # mask_empty: all black or fully transparent after the crop
-    rules.check_output_frames(1 + (config.transition_frames if config.use_pata else 0) + len(targets))
+    mask = _open_image(args.mask, "mask") if args.mask else None
+    rules.check_output_frames(_lead_frames(config) + len(targets))
     if args.out.suffix.lower() != ".mp4":
         raise ValueError("--out must end in .mp4")
+    return _Inputs(config, image, targets, source, mask, args.prompt, args.subject)
+
+
+def _targets(args: argparse.Namespace, config: AnimateConfig) -> PoseSequence:
+    """The target poses: read from --poses, or extracted from --video at --fps."""
+    if args.video is None:
+        from engine.poses.pose import PoseSequence
+
+        return PoseSequence.from_json(_read(args.poses, "poses"))
+    from engine.poses.extract import extract_poses
+
+    # Room for the source frame and the transition within the output frame cap.
+    room = config.max_frames - _lead_frames(config)
+    extracted = extract_poses(
+        args.video, fps=args.fps, max_frames=max(room, 1), **extraction_options(args, "video-")
+    )
+    print(f"extracted {describe(extracted)}", file=sys.stderr)
+    return extracted.poses
+
+
+def _check_mask_after_the_crop(inputs: _Inputs) -> None:
+    """Refused (``mask_empty``) when the mask, cropped like the image, marks nothing (all black or
+    fully transparent); the fit lives with the method's masks, which need torch."""
+    if inputs.mask is not None:
+        from engine.method.masks import fit_mask
+
+        fit_mask(inputs.mask, inputs.config.width, inputs.config.height)
+
+
+def _load_animator(args: argparse.Namespace) -> PoseAnimator:
+    """The pipeline on --device, with a one-line way out when CUDA or the weights are missing."""
+    import torch
 
     if args.device and args.device.startswith("cuda") and not torch.cuda.is_available():
         build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
@@ -202,14 +267,18 @@ def animate_command(args: argparse.Namespace) -> int:
             f"--device {args.device}: this machine has no usable CUDA device (torch {torch.__version__}, "
             f"{build}); use --device cpu, or install a CUDA build of torch on a GPU host"
         )
+    from engine.inputs.models import DEFAULT_BASE
+    from engine.method.pipeline import PoseAnimator  # diffusers and transformers
+    from engine.weights import runtime
+    from engine.weights.loading import resolve_model
+
     base, controlnet = resolve_model(args.model, args.controlnet, tiny_dir=args.tiny_dir)
-    dtype = getattr(torch, args.dtype) if args.dtype else None
     try:
         animator = PoseAnimator.from_pretrained(
             base,
             controlnet,
             device=args.device,
-            dtype=dtype,
+            dtype=getattr(torch, args.dtype) if args.dtype else None,
             channels_last=args.channels_last,
             compile=args.compile,
         )
@@ -225,60 +294,80 @@ def animate_command(args: argparse.Namespace) -> int:
     if animator.model_info.get("random_weights"):
         print("note: tiny RANDOM-WEIGHT model: the video will be noise", file=sys.stderr)
     if animator.device.type == "cpu" and args.allocator_tuning:
-        tune_cpu_allocator()
+        runtime.tune_cpu_allocator()
+    return animator
 
-    bars: dict[str, tqdm] = {}
 
-    def on_step(stage: str, done: int, total: int) -> None:
-        """One bar per stage, counting its units of work: U-Net steps, or frames while encoding."""
-        bar = bars.get(stage)
+class _StageBars:
+    """One tqdm bar per stage, counting its units of work: U-Net steps, or frames while encoding."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, Any] = {}
+
+    def on_step(self, stage: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        bar = self.bars.get(stage)
         if bar is None:
-            for other in bars.values():
-                other.close()
+            self.close()
             unit = "frame" if stage == "encoding" else "step"
-            bar = bars[stage] = tqdm(total=total, desc=f"{stage:>10}", unit=unit, leave=True)
+            bar = self.bars[stage] = tqdm(total=total, desc=f"{stage:>10}", unit=unit, leave=True)
         bar.update(done - bar.n)
 
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def _animate_to_mp4(
+    animator: PoseAnimator, inputs: _Inputs, args: argparse.Namespace
+) -> tuple[AnimationResult, Image.Image | None]:
+    """Animate, writing each frame to --out as it is decoded; returns the result and frame 0."""
+    from engine.poses.video import Mp4Writer
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    poster: list[Image.Image] = []
+    bars = _StageBars()
+    first: list[Image.Image] = []
     with Mp4Writer(args.out, fps=args.fps) as writer:
 
         def on_frame(index: int, frame: Image.Image) -> None:
             writer.write(frame)
             if index == 0:
-                poster.append(frame)
+                first.append(frame)
 
         result = animator.animate(
-            image,
-            targets,
-            args.prompt,
-            source_pose=source,
-            mask=mask,
-            subject_words=args.subject or None,
-            config=config,
-            on_step=on_step,
+            inputs.image,
+            inputs.targets,
+            inputs.prompt,
+            source_pose=inputs.source,
+            mask=inputs.mask,
+            subject_words=inputs.subjects or None,
+            config=inputs.config,
+            on_step=bars.on_step,
             on_frame=on_frame,
             keep_frames=False,
         )
-    for bar in bars.values():
-        bar.close()
-    if args.poster and poster:
-        save_poster(poster[0], args.poster)
-    if args.previews:
-        from engine.poses.previews import write_previews
+    bars.close()
+    return result, (first[0] if first else None)
 
-        written = write_previews(
-            result,
-            args.out,
-            image=image,
-            fps=args.fps,
-            transition_frames=config.transition_frames if config.use_pata else 0,
-        )
-        print("previews: " + ", ".join(str(p) for p in written.values()), file=sys.stderr)
+
+def _write_previews(result: AnimationResult, inputs: _Inputs, args: argparse.Namespace) -> None:
+    from engine.poses.previews import write_previews
+
+    written = write_previews(
+        result,
+        args.out,
+        image=inputs.image,
+        fps=args.fps,
+        transition_frames=_lead_frames(inputs.config) - 1,
+    )
+    print("previews: " + ", ".join(str(p) for p in written.values()), file=sys.stderr)
+
+
+def _summary(result: AnimationResult, config: AnimateConfig, out: Path) -> str:
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
-    print(
-        f"wrote {args.out} ({result.num_frames} frames, {width}x{height}); {timings}; "
+    return (
+        f"wrote {out} ({result.num_frames} frames, {config.width}x{config.height}); {timings}; "
         f"U-Net evals {result.unet_evals.get('total_forward', 0)} fwd / "
         f"{result.unet_evals.get('total_backward', 0)} bwd; pose: {result.pose_source}; mask: {result.mask_source}"
     )
-    return 0

@@ -335,6 +335,215 @@ def _detect(detector: PoseDetector, image: Image.Image, width: int, height: int)
     return kp
 
 
+def _check_sampling(
+    fps: Any, start: Any, end: Any, max_frames: Any, max_pixels: Any, max_duration: Any
+) -> Sampling:
+    fps = _positive(fps, "fps", allow_none=True)
+    start = _seconds(start, "start") or 0.0
+    end = _seconds(end, "end")
+    if end is not None and end <= start:
+        raise ExtractionError(f"end ({end:g} s) must be after start ({start:g} s)")
+    return Sampling(
+        fps,
+        start,
+        end,
+        _positive(max_frames, "max_frames", integer=True),
+        _positive(max_pixels, "max_pixels", integer=True),
+        _positive(max_duration, "max_duration"),
+    )
+
+
+def _check_cleaning(smoothing: Any, window: Any, max_gap: Any, no_person: Any) -> None:
+    if smoothing not in ("savgol", "one_euro", "none"):
+        raise ExtractionError(f"smoothing must be 'savgol', 'one_euro' or 'none', got {smoothing!r}")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 3 or window % 2 == 0:
+        raise ExtractionError(f"window must be an odd integer >= 3, got {window!r}")
+    if isinstance(max_gap, bool) or not isinstance(max_gap, int) or max_gap < 0:
+        raise ExtractionError(f"max_gap must be an integer >= 0, got {max_gap!r}")
+    if no_person not in ("drop", "keep", "error"):
+        raise ExtractionError(f"no_person must be 'drop', 'keep' or 'error', got {no_person!r}")
+
+
+class _Sampler:
+    """Timestamp sampling: fed the decoded frames in order, it detects a pose in each sampled frame.
+
+    With ``fps``, sample ``k`` is at ``start + k / fps`` and takes the frame on screen at that time
+    (the last frame whose timestamp is not after it); without, every frame in [start, end) is taken.
+    Enforces the frame, pixel and duration caps while decoding, since headers can lie.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        sampling: Sampling,
+        *,
+        source_fps: float,
+        promised: int,
+        detector: PoseDetector,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        self.label, self.sampling, self.source_fps = label, sampling, source_fps
+        self.promised, self.detector, self.progress = promised, detector, progress
+        self.detections: list[np.ndarray] = []
+        self.times: list[float] = []
+        self.canvas: tuple[int, int] | None = None
+        """Size of the first sampled frame as displayed (after any rotation); later ones are fitted to it."""
+        self.decoded = 0
+        self.last_t = 0.0
+        self._t0: float | None = None
+        self._previous: tuple[float, Any] | None = None
+        self._next_k = 0
+
+    def _sample_time(self) -> float:
+        assert self.sampling.fps is not None
+        return self.sampling.start + self._next_k / self.sampling.fps
+
+    def feed(self, raw_t: float | None, frame: Any) -> bool:
+        """Take the samples this frame settles; True once no later frame can be sampled."""
+        s = self.sampling
+        t = self._timestamp(raw_t)
+        if s.fps is None:
+            if t >= s.start - EPS and (s.end is None or t < s.end - EPS):
+                self._take(frame, t)
+        else:
+            # Every sample time before this frame's timestamp shows the previous frame.
+            self._take_previous_before(t if s.end is None else min(t, s.end))
+        self._previous = (t, frame)
+        return (
+            s.end is not None and t >= s.end - EPS and (s.fps is None or self._sample_time() >= s.end - EPS)
+        )
+
+    def finish(self, duration: float) -> None:
+        """After the last frame: the samples it still covers, then the truncation and empty checks."""
+        s, label = self.sampling, self.label
+        if self._previous is None:
+            raise VideoUnreadable(f"{label} holds no decodable frames")
+        if s.fps is not None:
+            # The last frame stays on screen for one frame interval.
+            stop_t = self._previous[0] + 1.0 / (self.source_fps or s.fps)
+            self._take_previous_before(stop_t if s.end is None else min(stop_t, s.end))
+        last_t = self.last_t
+        if (s.end is None or s.end > last_t) and looks_truncated(
+            last_t + 1.0 / (self.source_fps or 1.0), duration
+        ):
+            raise VideoUnreadable(
+                f"{label} is truncated: frames stop at {last_t:.2f} s of its declared {duration:.2f} s"
+            )
+        if not self.detections:
+            raise ExtractionError(
+                f"no frames between {s.start:g} s and {s.end if s.end is not None else last_t:g} s"
+            )
+
+    def _timestamp(self, raw_t: float | None) -> float:
+        """Seconds from the first frame, never running backwards; caps the decoding work."""
+        s, label = self.sampling, self.label
+        self.decoded += 1
+        if self.decoded > MAX_SOURCE_FPS * s.max_duration:
+            raise VideoTooLong(f"{label} holds more than {self.decoded - 1} frames; it is not a short clip")
+        if raw_t is None:
+            raw_t = (self.decoded - 1) / self.source_fps if self.source_fps else float(self.decoded - 1)
+        if self._t0 is None:
+            self._t0 = raw_t
+        t = raw_t - self._t0
+        if t < self.last_t - EPS and self._previous is not None:
+            t = self.last_t  # out-of-order timestamps: keep the display order
+        self.last_t = t
+        if t > s.max_duration + EPS:
+            raise VideoTooLong(f"{label} runs past {s.max_duration:g} s; at most that much is decoded")
+        return t
+
+    def _take_previous_before(self, stop_t: float) -> None:
+        """Sample times before ``stop_t`` show the previous frame (those before it appeared are skipped)."""
+        previous = self._previous
+        while previous is not None and self._sample_time() < stop_t - EPS:
+            if self._sample_time() >= previous[0] - EPS:
+                self._take(previous[1], self._sample_time())
+            self._next_k += 1
+
+    def _take(self, frame: Any, t: float) -> None:
+        s, label = self.sampling, self.label
+        if len(self.detections) >= s.max_frames:
+            raise VideoTooLong(
+                f"{label} gives more than {s.max_frames} frames"
+                + (f" at {s.fps:g} fps" if s.fps else "")
+                + "; lower fps or trim with start/end"
+            )
+        if frame.width * frame.height > s.max_pixels:
+            raise VideoTooLarge(
+                f"{label} has a {frame.width}x{frame.height} frame; "
+                f"at most {s.max_pixels:,} pixels per frame are allowed"
+            )
+        image = _to_image(frame)
+        if self.canvas is None:
+            self.canvas = image.size
+        elif image.size != self.canvas:
+            image = image.resize(self.canvas, Image.Resampling.BILINEAR)
+        self.detections.append(_detect(self.detector, image, image.width, image.height))
+        self.times.append(t)
+        if self.progress is not None:
+            self.progress(len(self.detections), max(self.promised, len(self.detections)))
+
+
+@dataclass(frozen=True)
+class _Track:
+    """The cleaned track and what cleaning did (frame indices into the sampled clip)."""
+
+    keypoints: np.ndarray
+    """(F, 18, 3) after bridging and smoothing, all sampled frames."""
+    keep: np.ndarray
+    """Indices of the frames that stay (all but the dropped ones)."""
+    without_person: tuple[int, ...]
+    bridged: tuple[int, ...]
+    dropped: tuple[int, ...]
+    gaps_bridged: int
+
+
+def _clean_track(
+    raw: np.ndarray,
+    label: str,
+    *,
+    rate: float,
+    smoothing: Smoothing,
+    window: int,
+    max_gap: int,
+    no_person: NoPersonPolicy,
+) -> _Track:
+    """Bridge short gaps, smooth, and apply the no-person policy to the (F, 18, 3) detections."""
+    empty = ~(raw[:, :, 2] > 0).any(axis=1)
+    if empty.all():
+        raise NoPersonFound(f"no person found in {label} ({len(raw)} frames sampled)")
+    bridged_kp, gaps = bridge_gaps(raw, max_gap)
+    still_empty = ~(bridged_kp[:, :, 2] > 0).any(axis=1)
+    smooth = smooth_track(bridged_kp, smoothing, fps=rate, window=window)
+    smooth[..., :2] = np.where(smooth[..., 2:] > 0, smooth[..., :2], 0.0)
+    dropped: tuple[int, ...] = ()
+    keep = np.arange(len(smooth))
+    if still_empty.any():
+        missing = np.flatnonzero(still_empty).tolist()
+        if no_person == "error":
+            shown = ", ".join(str(i) for i in missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise NoPersonFound(f"no person found in sampled frames {shown} of {label}")
+        if no_person == "drop":
+            dropped = tuple(missing)
+            keep = np.flatnonzero(~still_empty)
+    return _Track(
+        keypoints=smooth,
+        keep=keep,
+        without_person=tuple(np.flatnonzero(empty).tolist()),
+        bridged=tuple(np.flatnonzero(empty & ~still_empty).tolist()),
+        dropped=dropped,
+        gaps_bridged=gaps,
+    )
+
+
+def _close_if_owned(detector: str | PoseDetector, resolved: PoseDetector | None) -> None:
+    """A detector built here from a name is closed here; one the caller passed stays open."""
+    if isinstance(detector, str) and resolved is not None:
+        close = getattr(resolved, "close", None)
+        if callable(close):
+            close()
+
+
 def extract_poses(
     video: str | Path | bytes | bytearray | memoryview,
     *,
@@ -368,162 +577,61 @@ def extract_poses(
     :class:`~engine.poses.detect.DetectorUnavailable` when no detector can load.
     """
     # 1. Check arguments
-    fps = _positive(fps, "fps", allow_none=True)
-    start = _seconds(start, "start") or 0.0
-    end = _seconds(end, "end")
-    if end is not None and end <= start:
-        raise ExtractionError(f"end ({end:g} s) must be after start ({start:g} s)")
-    max_frames = _positive(max_frames, "max_frames", integer=True)
-    max_pixels = _positive(max_pixels, "max_pixels", integer=True)
-    max_duration = _positive(max_duration, "max_duration")
-    if smoothing not in ("savgol", "one_euro", "none"):
-        raise ExtractionError(f"smoothing must be 'savgol', 'one_euro' or 'none', got {smoothing!r}")
-    if isinstance(window, bool) or not isinstance(window, int) or window < 3 or window % 2 == 0:
-        raise ExtractionError(f"window must be an odd integer >= 3, got {window!r}")
-    if isinstance(max_gap, bool) or not isinstance(max_gap, int) or max_gap < 0:
-        raise ExtractionError(f"max_gap must be an integer >= 0, got {max_gap!r}")
-    if no_person not in ("drop", "keep", "error"):
-        raise ExtractionError(f"no_person must be 'drop', 'keep' or 'error', got {no_person!r}")
+    sampling = _check_sampling(fps, start, end, max_frames, max_pixels, max_duration)
+    _check_cleaning(smoothing, window, max_gap, no_person)
 
     # 2. Open and check the header before decoding anything
     container, label = open_video(video)
-    owned: PoseDetector | None = None
+    resolved: PoseDetector | None = None
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        promised = check_header(
-            container, stream, label, Sampling(fps, start, end, max_frames, max_pixels, max_duration)
-        )
+        promised = check_header(container, stream, label, sampling)
         duration = declared_duration(container, stream)
         source_fps = source_rate(stream)
-        owned = _resolve_detector(detector)
+        resolved = _resolve_detector(detector)
 
         # 3. Decode, sample by timestamps, detect
-        sampled: list[np.ndarray] = []
-        times: list[float] = []
-        decoded = 0
-        t0: float | None = None
-        previous: tuple[float, Any] | None = None
-        next_k = 0
-
-        def take(frame: Any, t: float) -> None:
-            if len(sampled) >= max_frames:
-                raise VideoTooLong(
-                    f"{label} gives more than {max_frames} frames"
-                    + (f" at {fps:g} fps" if fps else "")
-                    + "; lower fps or trim with start/end"
-                )
-            if frame.width * frame.height > max_pixels:
-                raise VideoTooLarge(
-                    f"{label} has a {frame.width}x{frame.height} frame; "
-                    f"at most {max_pixels:,} pixels per frame are allowed"
-                )
-            image = _to_image(frame)
-            if not canvas:
-                canvas.append(image.size)  # as displayed (after any rotation)
-            elif image.size != canvas[0]:
-                image = image.resize(canvas[0], Image.Resampling.BILINEAR)
-            sampled.append(_detect(owned, image, image.width, image.height))
-            times.append(t)
-            if progress is not None:
-                progress(len(sampled), max(promised, len(sampled)))
-
-        last_t = 0.0
-        canvas: list[tuple[int, int]] = []
+        sampler = _Sampler(
+            label, sampling, source_fps=source_fps, promised=promised, detector=resolved, progress=progress
+        )
         for raw_t, frame in _frames(container, stream, label):
-            decoded += 1
-            if decoded > MAX_SOURCE_FPS * max_duration:
-                raise VideoTooLong(f"{label} holds more than {decoded - 1} frames; it is not a short clip")
-            if raw_t is None:
-                raw_t = (decoded - 1) / source_fps if source_fps else float(decoded - 1)
-            if t0 is None:
-                t0 = raw_t
-            t = raw_t - t0
-            if t < last_t - EPS and previous is not None:
-                t = last_t  # out-of-order timestamps: keep the display order
-            last_t = t
-            if t > max_duration + EPS:
-                raise VideoTooLong(f"{label} runs past {max_duration:g} s; at most that much is decoded")
-            if fps is None:
-                if t >= start - EPS and (end is None or t < end - EPS):
-                    take(frame, t)
-            else:
-                # Every sample time before this frame's timestamp shows the previous frame.
-                while previous is not None and start + next_k / fps < t - EPS:
-                    sample_t = start + next_k / fps
-                    if end is not None and sample_t >= end - EPS:
-                        break
-                    if sample_t >= previous[0] - EPS:
-                        take(previous[1], sample_t)
-                    next_k += 1
-            previous = (t, frame)
-            if end is not None and t >= end - EPS and (fps is None or start + next_k / fps >= end - EPS):
+            if sampler.feed(raw_t, frame):
                 break
-        if previous is None:
-            raise VideoUnreadable(f"{label} holds no decodable frames")
-        if fps is not None:
-            # The last frame stays on screen for one frame interval.
-            last_interval = 1.0 / (source_fps or fps)
-            stop_t = previous[0] + last_interval
-            if end is not None:
-                stop_t = min(stop_t, end)
-            while start + next_k / fps < stop_t - EPS:
-                if start + next_k / fps >= previous[0] - EPS:
-                    take(previous[1], start + next_k / fps)
-                next_k += 1
-        if (end is None or end > last_t) and looks_truncated(last_t + 1.0 / (source_fps or 1.0), duration):
-            raise VideoUnreadable(
-                f"{label} is truncated: frames stop at {last_t:.2f} s of its declared {duration:.2f} s"
-            )
-        if not sampled:
-            raise ExtractionError(
-                f"no frames between {start:g} s and {end if end is not None else last_t:g} s"
-            )
+        sampler.finish(duration)
     finally:
         container.close()
-        if isinstance(detector, str) and owned is not None:
-            close = getattr(owned, "close", None)
-            if callable(close):
-                close()
+        _close_if_owned(detector, resolved)
 
     # 4. Clean the track: bridge short gaps, smooth, apply the no-person policy
-    raw = np.stack(sampled)  # (F, 18, 3)
-    frame_w, frame_h = canvas[0]
-    empty = ~(raw[:, :, 2] > 0).any(axis=1)
-    if empty.all():
-        raise NoPersonFound(f"no person found in {label} ({len(raw)} frames sampled)")
-    bridged_kp, gaps = bridge_gaps(raw, max_gap)
-    still_empty = ~(bridged_kp[:, :, 2] > 0).any(axis=1)
-    bridged_frames = tuple(np.flatnonzero(empty & ~still_empty).tolist())
-    rate = fps or source_fps or 1.0
-    smooth = smooth_track(bridged_kp, smoothing, fps=rate, window=window)
-    smooth[..., :2] = np.where(smooth[..., 2:] > 0, smooth[..., :2], 0.0)
-    dropped: tuple[int, ...] = ()
-    keep_idx = np.arange(len(smooth))
-    if still_empty.any():
-        missing = np.flatnonzero(still_empty).tolist()
-        if no_person == "error":
-            shown = ", ".join(str(i) for i in missing[:10]) + (" ..." if len(missing) > 10 else "")
-            raise NoPersonFound(f"no person found in sampled frames {shown} of {label}")
-        if no_person == "drop":
-            dropped = tuple(missing)
-            keep_idx = np.flatnonzero(~still_empty)
-    poses = PoseSequence(Pose(smooth[i], frame_w, frame_h) for i in keep_idx)
+    rate = sampling.fps or source_fps or 1.0
+    raw = np.stack(sampler.detections)  # (F, 18, 3)
+    track = _clean_track(
+        raw, label, rate=rate, smoothing=smoothing, window=window, max_gap=max_gap, no_person=no_person
+    )
+    assert sampler.canvas is not None  # set by the first sampled frame
+    frame_w, frame_h = sampler.canvas
     return ExtractionResult(
-        poses=poses,
+        poses=PoseSequence(Pose(track.keypoints[i], frame_w, frame_h) for i in track.keep),
         fps=float(rate),
         source_fps=source_fps,
         width=frame_w,
         height=frame_h,
         duration_s=duration,
-        frames_decoded=decoded,
+        frames_decoded=sampler.decoded,
         frames_sampled=len(raw),
-        times=tuple(times[i] for i in keep_idx),
-        frames_without_person=tuple(np.flatnonzero(empty).tolist()),
-        frames_bridged=bridged_frames,
-        frames_dropped=dropped,
-        keypoint_gaps_bridged=gaps,
-        detector=str(getattr(owned, "name", type(owned).__name__)),
+        times=tuple(sampler.times[i] for i in track.keep),
+        frames_without_person=track.without_person,
+        frames_bridged=track.bridged,
+        frames_dropped=track.dropped,
+        keypoint_gaps_bridged=track.gaps_bridged,
+        detector=str(getattr(resolved, "name", type(resolved).__name__)),
         smoothing=smoothing,
-        settings={"start": start, "end": end, "max_gap": max_gap, "window": window, "no_person": no_person},
+        settings={
+            "start": sampling.start,
+            "end": sampling.end,
+            "max_gap": max_gap,
+            "window": window,
+            "no_person": no_person,
+        },
     )

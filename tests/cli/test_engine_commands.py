@@ -216,3 +216,57 @@ def test_animate_on_a_cpu_tunes_the_allocator_unless_told_not_to(cli_model, tmp_
     ])  # fmt: skip
     assert code == 0 and (tmp_path / "a.mp4").stat().st_size > 0
     assert calls == ([] if flag else [True])
+
+
+def test_a_refused_animate_never_imports_torch(tmp_path):
+    from PIL import Image
+
+    """The input rules run before torch, diffusers or transformers are imported: a refusal is quick.
+    The last command passes them and is refused by the mask's fit, which does import torch: the probe
+    sees an import when there is one."""
+    ok = {
+        "--image": str(EXAMPLES / "astronaut.jpg"),
+        "--poses": str(EXAMPLES / "raise_arms.json"),
+        "--prompt": "an astronaut",
+        "--out": str(tmp_path / "a.mp4"),
+        "--size": "64",
+        "--model": str(tmp_path / "no-model"),
+    }
+    degenerate = _write(
+        tmp_path / "p.json", {"width": 512, "height": 512, "frames": [[[200, 200, 1.0]] * 18]}
+    )
+    refusals = [
+        {"--prompt": "   "},
+        {"--subject": "dancer"},
+        {"--image": str(_write(tmp_path / "img.png", _truncated_png()))},
+        {"--poses": str(degenerate)},
+        {"--size": "63"},
+        {"--out": str(tmp_path / "a.mov")},
+    ]
+    black = {"--mask": str(_write(tmp_path / "mask.png", Image.new("L", (64, 64), 0)))}
+    argvs = [
+        ["animate", *[x for kv in {**ok, **change}.items() for x in kv]] for change in [*refusals, black]
+    ]
+    probe = (
+        "import json, sys\n"
+        "from cli.main import main\n"
+        "heavy = ('torch', 'diffusers', 'transformers')\n"
+        "seen = []\n"
+        "for argv in json.loads(sys.argv[1]):\n"
+        "    code = main(argv)\n"
+        "    seen.append([code, sorted(m for m in heavy if m in sys.modules)])\n"
+        "print(json.dumps(seen))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, json.dumps(argvs)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen[:-1] == [[2, []]] * len(refusals), done.stderr
+    assert seen[-1][0] == 2 and "torch" in seen[-1][1], done.stderr  # fitting the mask does import torch
+    errors = [line for line in done.stderr.splitlines() if line.startswith("poseanimate: error:")]
+    assert len(errors) == len(refusals) + 1 and "mask is empty" in errors[-1], done.stderr
