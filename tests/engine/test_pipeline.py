@@ -81,8 +81,10 @@ def test_evaluation_counts_match_the_stated_formula(animator, example, use_pacm)
 
 
 def test_frame_0_reconstructs_the_source(animator, example):
+    # 12 inversion iterations at lr 0.2 (was 20 at 0.1: 146 s on a loaded CPU, 74 s now); the error
+    # ratio is about 7 against the asserted 5.
     config = FAST.replace(
-        num_inference_steps=6, inversion_inner_steps=20, inversion_lr=0.1, inversion_early_stop=0.0
+        num_inference_steps=6, inversion_inner_steps=12, inversion_lr=0.2, inversion_early_stop=0.0
     )
     captured = {}
     original = animator.decode_latents
