@@ -51,6 +51,7 @@ ATTENTION = ("tests/engine/test_attention.py",)
 MASKS = ("tests/engine/test_masks.py",)
 MGDM = ("tests/engine/test_mgdm_masks.py",)
 KILLERS = ("tests/engine/test_mutant_killers.py",)
+SUBJECT = ("tests/engine/test_subject_tokens.py",)
 ALIGNMENT = ("tests/engine/test_alignment.py",)
 RETARGET = ("tests/engine/test_retarget.py",)
 RENDER = ("tests/engine/test_pose.py",)
@@ -422,7 +423,7 @@ MUTANTS = [
         "subject-word-first-occurrence-only",
         "a subject word that occurs twice in the prompt maps to its first occurrence only",
         ("engine/method/masks.py", "for start in hits:", "for start in hits[:1]:"),
-        tests=KILLERS,
+        tests=SUBJECT,
     ),
     M(
         "subject-auto-best-token-only",
@@ -432,7 +433,7 @@ MUTANTS = [
             "if score >= ratio * best]",
             "if score >= best]",
         ),
-        tests=KILLERS,
+        tests=SUBJECT,
     ),
     M(
         "subject-auto-against-last-frame",
