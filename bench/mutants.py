@@ -650,7 +650,7 @@ MUTANTS = [
             "aligned = [transform.apply(p) for p in targets]",
             "aligned = [fit_similarity(source, p).apply(p) if _points(p) else transform.apply(p) for p in targets]",
         ),
-        tests=ALIGNMENT,
+        tests=(*KILLERS, *ALIGNMENT),
     ),
     M(
         "pata-transition-to-raw-target",

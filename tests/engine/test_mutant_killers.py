@@ -3,6 +3,7 @@ through: frame chunk boundaries and the video probe's limits (issue 25)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -77,3 +78,34 @@ def test_a_long_clip_trimmed_under_the_duration_cap_is_admitted():
 def test_the_pixel_cap_is_on_width_times_height():
     wide = blank_mp4(256, 64)
     assert probe_video(wide, max_frames=64, max_pixels=256 * 64).width == 256
+
+
+# ---------------------------------------------------------------------------------------------
+# PATA: one transform for the whole motion
+# ---------------------------------------------------------------------------------------------
+def test_a_motion_that_travels_and_approaches_keeps_its_travel_and_growth_after_alignment():
+    """A dancer who walks right and comes closer (the body grows): one similarity transform, fitted on
+    the first frame, keeps both; fitting every frame would pin every neck on the source's."""
+    from engine.poses.alignment import align_poses, fit_similarity
+    from engine.poses.pose import Pose, PoseSequence
+    from tests.support import EXAMPLES
+
+    source = Pose.from_json((EXAMPLES / "astronaut_pose.json").read_text()).to_canvas(512, 512)
+    base = source.keypoints.copy()
+    frames = []
+    for k in range(4):
+        kp = base.copy()
+        grow = 0.5 * (1 + 0.1 * k)
+        kp[:, :2] = (kp[:, :2] - 256) * grow + 256 + (15.0 * k, 0.0)
+        frames.append(source.with_keypoints(kp))
+    targets = PoseSequence(frames)
+    aligned = align_poses(source, targets, 0).keypoints()[1:]
+    transform = fit_similarity(source, targets[0])
+    original = targets.keypoints()
+    visible = original[0, :, 2] > 0
+    for k in range(1, 4):
+        np.testing.assert_allclose(
+            aligned[k, visible, :2] - aligned[0, visible, :2],
+            transform.scale * (original[k, visible, :2] - original[0, visible, :2]),
+            atol=1e-6,
+        )
