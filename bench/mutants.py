@@ -5,9 +5,13 @@ temporary COPY of the repository (engine/, tests/, examples/, pyproject.toml; ne
 tree), the selected engine tests run against the copy with ``pytest -x``, and the mutant counts as
 killed when they fail. Prints a table and the kill rate; ``--json`` writes the rows too.
 
-    .venv/bin/python bench/mutants.py                       # all mutants (~15-30 min on 2 cores)
-    .venv/bin/python bench/mutants.py --only cfg-wrong-sign  # one mutant
-    .venv/bin/python bench/mutants.py --list
+    .venv/bin/python bench/mutants.py                         # all mutants (about 45-60 min on 2 busy cores)
+    .venv/bin/python bench/mutants.py --only b-cfg-wrong-base  # one mutant
+    .venv/bin/python bench/mutants.py --list                   # names, mistakes and their test targets
+
+Each mutant runs only its own test targets (``Mutant.tests``: the files, or for the slow end-to-end
+tests the single tests, that hold its killers); ``--tests`` runs the given files for every mutant
+instead. Exit status 1 when a mutant survives.
 
 A snippet that no longer occurs (the code moved) is reported as ``stale``, not as survived.
 """
@@ -896,7 +900,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(
             json.dumps({"rows": rows, "killed": len(killed), "applicable": len(applicable)}, indent=2)
         )
-    return 0
+    return 1 if survived else 0
 
 
 if __name__ == "__main__":
