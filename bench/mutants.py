@@ -31,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 COPY = ("engine", "tests", "examples", "pyproject.toml")
+"""Copied always; every other top-level package (a folder with ``__init__.py``) is copied too, so the
+tests never import a package from another checkout (an editable install elsewhere)."""
 TESTS = (
     "tests/engine/test_method_invariants.py",
     "tests/engine/test_pacm.py",
@@ -769,7 +771,8 @@ MUTANTS = [
 
 
 def make_copy(dest: Path) -> None:
-    for name in COPY:
+    packages = sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file())
+    for name in dict.fromkeys([*COPY, *packages]):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -809,7 +812,10 @@ def run_tests(copy: Path, tests: tuple[str, ...], timeout: int) -> tuple[int, fl
     except subprocess.TimeoutExpired:
         return -1, time.perf_counter() - started, "timeout"
     failed = [line for line in proc.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
-    return proc.returncode, time.perf_counter() - started, (failed[0] if failed else proc.stdout[-200:])
+    if proc.returncode == 1 and not failed:
+        return 3, time.perf_counter() - started, proc.stdout[-200:]  # no test failed: not a kill
+    tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or [""]
+    return proc.returncode, time.perf_counter() - started, (failed[0] if failed else tail[0][:200])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -867,7 +873,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
             else:
                 code, seconds, detail = run_tests(copy, tests_for(m), args.timeout)
-                status = "survived" if code == 0 else ("timeout" if code == -1 else "killed")
+                # pytest exits 1 when a test failed; anything else (collection or usage error, an
+                # import that broke under the copy) is an error to look at, not a kill.
+                status = {0: "survived", 1: "killed", -1: "timeout"}.get(code, "error")
                 rows.append(
                     {
                         "name": m.name,
@@ -891,16 +899,18 @@ def main(argv: list[str] | None = None) -> int:
     rate = len(killed) / len(applicable) if applicable else 0.0
     print(f"\nkill rate: {len(killed)}/{len(applicable)} = {rate:.0%}")
     survived = [r["name"] for r in applicable if r["status"] == "survived"]
+    errors = [r["name"] for r in applicable if r["status"] == "error"]
     stale = [r["name"] for r in rows if r["status"] == "stale"]
-    print(f"killed {len(killed)}, survived {len(survived)}, stale {len(stale)}", end="")
+    print(f"killed {len(killed)}, survived {len(survived)}, errors {len(errors)}, stale {len(stale)}", end="")
     print(f" in {time.perf_counter() - started_all:.0f} s")
-    if survived:
-        print("survived: " + ", ".join(survived))
+    for label, names in (("survived", survived), ("errors", errors)):
+        if names:
+            print(f"{label}: " + ", ".join(names))
     if args.json:
         args.json.write_text(
             json.dumps({"rows": rows, "killed": len(killed), "applicable": len(applicable)}, indent=2)
         )
-    return 1 if survived else 0
+    return 1 if survived or errors else 0
 
 
 if __name__ == "__main__":
