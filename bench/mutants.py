@@ -5,7 +5,7 @@ temporary COPY of the repository (engine/, tests/, examples/, pyproject.toml; ne
 tree), the selected engine tests run against the copy with ``pytest -x``, and the mutant counts as
 killed when they fail. Prints a table and the kill rate; ``--json`` writes the rows too.
 
-    .venv/bin/python bench/mutants.py                         # all mutants (about 45-60 min on 2 busy cores)
+    .venv/bin/python bench/mutants.py                         # all mutants (~10 min on 2 quiet cores, ~1 h busy)
     .venv/bin/python bench/mutants.py --only b-cfg-wrong-base  # one mutant
     .venv/bin/python bench/mutants.py --list                   # names, mistakes and their test targets
 
