@@ -1,0 +1,81 @@
+"""Issue 24's findings on the app itself: security headers on every page (L5), a header-count bound
+(H1, with ``tests/api/test_server_limits.py`` for bytes and timeouts), a NUL in a static path (L2),
+and a readiness check that creates what a job creates."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.support.api import assert_problem, finish_with_outputs
+from tests.support.payloads import job_body
+
+PAGES = ["/", "/docs", "/static/playground.js", "/static/vendor/swagger-ui/swagger-ui.css", "/healthz"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_forbids_framing_and_mime_sniffing(client, path):
+    r = client.get(path)
+    assert r.status_code == 200
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+
+
+def test_the_playground_policy_allows_only_its_own_scripts_and_this_api():
+    from api.routes.playground import PLAYGROUND_CSP
+
+    directives = dict(d.strip().split(" ", 1) for d in PLAYGROUND_CSP.split(";"))
+    assert directives["script-src"] == "'self'" and directives["connect-src"] == "'self'"
+    assert "unsafe" not in PLAYGROUND_CSP
+
+
+def test_docs_allow_their_inline_start_up_script_by_hash_only(client):
+    r = client.get("/docs")
+    policy = r.headers["content-security-policy"]
+    scripts = re.findall(r"<script>(.*?)</script>", r.text, re.DOTALL)
+    assert (
+        scripts
+        and "'sha256-" in policy
+        and "'unsafe-inline'" not in policy.split("script-src")[1].split(";")[0]
+    )
+
+
+def test_signed_file_links_carry_the_headers_too(client):
+    job_id = client.post("/animations", json=job_body()).json()["id"]
+    finish_with_outputs(client, job_id)
+    url = client.get(f"/animations/{job_id}").json()["output"]["video_url"]
+    r = client.get(url)
+    assert r.status_code == 200 and r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["x-frame-options"] == "DENY"
+
+
+@pytest.mark.parametrize(
+    "path", ["/static/%00", "/static/a%00b.js", "/static/vendor/%00/x", "/static/" + "a" * 5000]
+)
+def test_a_nul_or_overlong_static_path_is_404_not_500(client, path):
+    assert_problem(client.get(path), 404, "not_found")
+
+
+def test_more_than_100_header_fields_answer_431(client):
+    headers = {f"x-filler-{k}": "1" for k in range(120)}
+    assert_problem(client.get("/healthz", headers=headers), 431, "headers_too_large")
+    assert client.get("/healthz", headers={f"x-filler-{k}": "1" for k in range(60)}).status_code == 200
+
+
+def test_readyz_fails_when_job_folders_cannot_be_created(make_settings, make_client, tmp_path):
+    root = tmp_path / "storage"
+    client = make_client(make_settings(storage_url=f"file://{root}"))
+    assert client.get("/readyz").status_code == 200
+    (root / ".readyz").write_bytes(b"ok")  # what the old check rewrote
+    for folder in ("inputs", "outputs"):
+        path = root / folder
+        if path.exists():
+            import shutil
+
+            shutil.rmtree(path)
+        path.write_bytes(b"not a folder")  # nothing can be created under it (even as root)
+    r = client.get("/readyz")
+    assert r.status_code == 503 and "storage" in r.json()["detail"]
+    assert list((root).glob("**/.readyz-*")) == []
