@@ -19,6 +19,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
+from api.bodies import read_form, read_json_object
 from api.errors import ApiError, validate_body
 from engine.inputs.poseformat import normalize_poses, normalize_source_pose, parse_pose_json
 from engine.inputs.rules import check_output_frames
@@ -50,18 +51,12 @@ def _hash(fields: dict[str, Any], files: dict[str, bytes]) -> str:
 async def read_submission(request: Request, settings: Settings) -> Submission:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
-        body = await request.body()
-        try:
-            fields = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            raise ApiError(400, "malformed_json", "the body is not valid JSON") from exc
-        if not isinstance(fields, dict):
-            raise ApiError(422, "validation_error", "the body must be a JSON object")
+        fields = await read_json_object(request)  # 400 for invalid JSON or Unicode, 422 if no object
         return Submission(validate_body(AnimationCreate, fields), {}, _hash(fields, {}))
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         try:
-            form = await request.form(
-                max_files=len(FILE_FIELDS), max_fields=32, max_part_size=settings.max_pose_bytes
+            form = await read_form(  # request.form() that also wants the closing boundary
+                request, max_files=len(FILE_FIELDS), max_fields=32, max_part_size=settings.max_pose_bytes
             )
         except (MultiPartException, HTTPException, ValueError) as exc:
             # Starlette turns its parser's errors into HTTPException(400) inside an app; python-multipart

@@ -12,7 +12,6 @@ skeleton MP4, or the extractor's refusal as problem+json (413 ``video_too_large`
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Annotated, Any
 
@@ -22,6 +21,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
+from api.bodies import read_form, read_json_object
 from api.deps import Owner, Services, ServicesDep
 from api.errors import ApiError, retry_after, validate_body
 from api.openapi import problems
@@ -64,16 +64,11 @@ async def read_poses_request(request: Request) -> tuple[PosesCreate, bytes | Non
     """The JSON body or the multipart form (a ``video`` file and text fields)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
-        try:
-            fields = json.loads(await request.body())
-        except (ValueError, RecursionError) as exc:
-            raise ApiError(400, "malformed_json", "the body is not valid JSON") from exc
-        if not isinstance(fields, dict):
-            raise ApiError(422, "validation_error", "the body must be a JSON object")
+        fields = await read_json_object(request)  # 400 for invalid JSON or Unicode, 422 if no object
         return validate_body(PosesCreate, fields), None
     if content_type == "multipart/form-data":
         try:
-            form = await request.form(max_files=1, max_fields=8, max_part_size=64 * 1024)
+            form = await read_form(request, max_files=1, max_fields=8, max_part_size=64 * 1024)
         except (MultiPartException, HTTPException, ValueError) as exc:
             raise ApiError(400, "malformed_multipart", "the multipart body does not parse") from exc
         upload, texts = None, {}
