@@ -60,6 +60,15 @@ def was_deleted_by(store: JobStore, job_id: str, owner: str) -> bool:
     return store.r.zscore(deleted_key(store, owner), job_id) is not None
 
 
+DELETION_CLAIM_S = 300
+
+
+def claim_deletion(store: JobStore, job_id: str) -> bool:
+    """Claim the job's deletion (``SET NX``, for :data:`DELETION_CLAIM_S`): only the claimant
+    deletes and sends ``animation.deleted``; a concurrent DELETE finds the claim and returns."""
+    return bool(store.r.set(f"{store.job_key(job_id)}:deleting", "1", nx=True, ex=DELETION_CLAIM_S))
+
+
 def _remove_record(store: JobStore, record: JobRecord, *, stub_ttl_s: int | None) -> None:
     job_id, r = record.id, store.r
     pipe = r.pipeline(transaction=True)
@@ -104,6 +113,8 @@ def delete_job(
     A job with a webhook is told: one ``animation.deleted`` event (its data is the job's id only),
     sent to the URL it had, since the record it would be read from is gone."""
     job_id = record.id
+    if not claim_deletion(store, job_id):
+        return  # another DELETE of this job is doing it: one deletion, one webhook
     if record.webhook_url and queue is not None:
         body = build_payload(
             WebhookEvent.DELETED.type, {"id": job_id, "object": "animation", "deleted": True}

@@ -83,7 +83,9 @@ def view_of(services: Services, request: Request, record: JobRecord) -> Job:
 
 def _prefer_wait(prefer: str | None) -> int:
     match = _WAIT.search(prefer or "")
-    return min(int(match.group(1)), MAX_PREFER_WAIT_S) if match else 0
+    digits = match.group(1).lstrip("0") if match else ""
+    # No int() of thousands of digits (a ValueError, after the job was created): long means the cap.
+    return MAX_PREFER_WAIT_S if len(digits) > 4 else min(int(digits or "0"), MAX_PREFER_WAIT_S)
 
 
 async def _wait_for_record(services: Services, job_id: str) -> JobRecord:

@@ -79,3 +79,55 @@ def test_readyz_fails_when_job_folders_cannot_be_created(make_settings, make_cli
     r = client.get("/readyz")
     assert r.status_code == 503 and "storage" in r.json()["detail"]
     assert list((root).glob("**/.readyz-*")) == []
+
+
+def test_prefer_wait_with_5000_digits_is_no_500_after_the_job_was_created(client):
+    """L1: int() of 5,000 digits raised after the job existed (a retry duplicated it)."""
+    r = client.post("/animations", json=job_body(), headers={"Prefer": "wait=" + "0" * 4999 + "1"})
+    assert r.status_code in (200, 202), r.text
+    assert r.headers["preference-applied"] == "wait=1"
+    assert len(client.get("/animations").json()["data"]) == 1
+
+
+def test_prefer_wait_numbers_clamp_to_the_cap():
+    from api.routes.animations import MAX_PREFER_WAIT_S, _prefer_wait
+
+    assert _prefer_wait("wait=" + "9" * 5000) == MAX_PREFER_WAIT_S
+    assert _prefer_wait("wait=12345") == MAX_PREFER_WAIT_S
+    assert _prefer_wait("respond-async, wait=7") == 7 and _prefer_wait(None) == 0
+
+
+def test_concurrent_deletes_of_one_job_send_one_deleted_webhook(make_client, monkeypatch):
+    """M3: two DELETEs at once both answered 204 and queued animation.deleted twice."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.support.api import fake_dns
+
+    client = make_client(resolver=fake_dns)
+    job_id = client.post("/animations", json=job_body(webhook_url="https://example.com/hook")).json()["id"]
+    queue = client.app.state.services.queue
+    events: list[str] = []
+    barrier = threading.Barrier(6)
+    real = queue.enqueue_webhook
+
+    def counting(job, event, *args, **kwargs):
+        events.append(event)
+        return real(job, event, *args, **kwargs)
+
+    monkeypatch.setattr(queue, "enqueue_webhook", counting)
+    real_get = client.app.state.services.store.get_owned
+
+    def get_together(*args):
+        found = real_get(*args)
+        barrier.wait(5)  # every DELETE has read the record before any deletes it
+        return found
+
+    monkeypatch.setattr(client.app.state.services.store, "get_owned", get_together)
+    with ThreadPoolExecutor(6) as pool:
+        statuses = list(pool.map(lambda _: client.delete(f"/animations/{job_id}").status_code, range(6)))
+    assert statuses == [204] * 6
+    assert events == ["deleted"], events
+    monkeypatch.setattr(client.app.state.services.store, "get_owned", real_get)
+    assert client.get(f"/animations/{job_id}").status_code == 404
+    assert client.delete(f"/animations/{job_id}").status_code == 204
