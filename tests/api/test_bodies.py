@@ -115,3 +115,12 @@ def test_big_json_bodies_are_parsed_off_the_event_loop(client, monkeypatch):
     small = client.post("/animations", json=job_body())
     assert small.status_code == 202
     assert len(threads) == 2 and threads[0] != threads[1]
+
+
+def test_a_jpeg_uploaded_as_poses_says_it_looks_like_a_jpeg(client):
+    files = {
+        "image": ("a.png", png_bytes(), "image/png"),
+        "poses": ("poses.json", png_bytes(fmt="JPEG"), "application/json"),
+    }
+    r = client.post("/animations", files=files, data={"prompt": "a person"})
+    assert r.status_code in (400, 422) and "looks like a JPEG image" in r.json()["detail"]
