@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DEMUXERS",
     "LOCAL_ONLY",
+    "VIDEO_CODECS",
     "ExtractionError",
     "Sampling",
     "VideoInfo",
@@ -105,6 +106,9 @@ DEMUXERS = {"mp4": "mov", "mov": "mov", "webm": "matroska", "gif": "gif"}
 # opens on its own (the file itself comes through PyAV's reader for bytes, ``file`` for paths), and
 # no demuxer but the chosen one; the MOV demuxer's external data references stay off.
 LOCAL_ONLY = {"protocol_whitelist": "file,pipe"}
+# Codecs cameras, phones and browsers write; FFmpeg's other few hundred decoders (old, rare, less
+# fuzzed) never see untrusted bytes.
+VIDEO_CODECS = frozenset({"av1", "gif", "h264", "hevc", "mjpeg", "mpeg4", "prores", "vp8", "vp9"})
 _DEMUXER_OPTIONS = {"mov": {"enable_drefs": "0", "use_absolute_path": "0"}}
 _EBML = b"\x1a\x45\xdf\xa3"
 _MAGIC_BYTES = 12
@@ -176,6 +180,12 @@ def open_video(video: VideoSource) -> tuple[Any, str]:
     if not container.streams.video:
         container.close()
         raise VideoUnreadable(f"{label} has no video stream")
+    codec = container.streams.video[0].codec_context.codec.canonical_name
+    if codec not in VIDEO_CODECS:
+        container.close()
+        raise VideoUnreadable(
+            f"{label} is {codec} video; accepted: {', '.join(sorted(VIDEO_CODECS))} (re-encode it, e.g. as H.264)"
+        )
     return container, label
 
 

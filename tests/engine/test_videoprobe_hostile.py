@@ -148,3 +148,23 @@ def test_a_clip_faster_than_240_fps_is_refused(rate):
 
 def test_a_240_fps_clip_still_passes():
     assert probe_video(blank_mp4(64, 64, frames=40, rate=240), max_frames=500).packets == 40
+
+
+@pytest.mark.parametrize("codec", ["mpeg2video", "ffv1"])
+def test_codecs_outside_the_list_are_refused_inside_matroska(codec):
+    """'Also seen': any codec FFmpeg decodes passed inside MKV."""
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="matroska") as container:
+        stream = container.add_stream(codec, rate=8)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for k in range(4):
+            frame = av.VideoFrame(64, 64, "yuv420p")
+            for plane in frame.planes:
+                plane.update(bytes([k * 30]) * plane.buffer_size)
+            frame.pts = k
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with pytest.raises(VideoUnreadable, match=f"is {codec} video; accepted"):
+        probe_video(buf.getvalue(), max_frames=64)
