@@ -131,3 +131,18 @@ def test_concurrent_deletes_of_one_job_send_one_deleted_webhook(make_client, mon
     monkeypatch.setattr(client.app.state.services.store, "get_owned", real_get)
     assert client.get(f"/animations/{job_id}").status_code == 404
     assert client.delete(f"/animations/{job_id}").status_code == 204
+
+
+def test_an_idempotency_key_whose_job_was_deleted_creates_a_new_job_at_once(client):
+    """Walk: reusing the key after DELETE hung 10 s, then answered 409 idempotency_in_progress."""
+    import time
+
+    headers = {"Idempotency-Key": "walk-1"}
+    first = client.post("/animations", json=job_body(), headers=headers).json()["id"]
+    assert client.delete(f"/animations/{first}").status_code == 204
+    began = time.monotonic()
+    r = client.post("/animations", json=job_body(), headers=headers)
+    assert r.status_code == 202 and r.json()["id"] != first, r.text
+    assert time.monotonic() - began < 3
+    replay = client.post("/animations", json=job_body(), headers=headers)
+    assert replay.json()["id"] == r.json()["id"]  # and the key replays the new job as usual
