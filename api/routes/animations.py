@@ -126,7 +126,7 @@ async def submit(
         raise
     job_id = new_job_id()
     if idempotency_key:
-        claim = (
+        claim = functools.partial(
             store.claim_idempotency,
             owner,
             idempotency_key,
@@ -135,11 +135,11 @@ async def submit(
             settings.idempotency_ttl_s,
             settings.interrupted_submission_s,
         )
-        existing = await run_in_threadpool(*claim)
+        existing = await run_in_threadpool(claim)
         if existing is not None and await run_in_threadpool(was_deleted_by, store, existing["job_id"], owner):
             # Its job was deleted: the key is free again (no 10 s wait for a record that is gone).
             await run_in_threadpool(store.release_idempotency, owner, idempotency_key, existing["job_id"])
-            existing = await run_in_threadpool(*claim)
+            existing = await run_in_threadpool(claim)
         if existing is not None:
             if existing["hash"] != submission.request_hash:
                 metrics.submitted.labels("invalid").inc()
