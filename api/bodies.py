@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import weakref
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -21,11 +23,21 @@ from starlette.types import Message
 
 from api.errors import ApiError
 
-__all__ = ["PARSE_OFF_LOOP_BYTES", "has_lone_surrogate", "parse_json", "read_form", "read_json_object"]
+__all__ = [
+    "BIG_BODY_SLOTS",
+    "PARSE_OFF_LOOP_BYTES",
+    "has_lone_surrogate",
+    "parse_json",
+    "read_form",
+    "read_json_object",
+]
 
 # Bodies bigger than this are parsed in a worker thread (json.loads holds the GIL, but the event
 # loop gets its turns between the thread's switches instead of waiting for the whole parse).
 PARSE_OFF_LOOP_BYTES = 256 * 1024
+# Big JSON bodies read and parsed at once per API process (each costs 3-4x its size while parsed).
+BIG_BODY_SLOTS = 2
+_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 # How much of the body's end is kept to find the closing boundary (``--`` + boundary of at most
 # 70 characters + ``--``, and an epilogue's line breaks).
 _TAIL_BYTES = 256
@@ -56,12 +68,28 @@ def parse_json(body: bytes) -> Any:
     return value
 
 
+def _big_body_slots() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    slots = _SLOTS.get(loop)
+    if slots is None:
+        slots = _SLOTS[loop] = asyncio.Semaphore(BIG_BODY_SLOTS)
+    return slots
+
+
 async def read_json_object(request: Request) -> dict[str, Any]:
-    """The request's JSON object (:func:`parse_json`; ``422 validation_error`` if not an object)."""
-    body = await request.body()
-    fields = (
-        await run_in_threadpool(parse_json, body) if len(body) > PARSE_OFF_LOOP_BYTES else parse_json(body)
-    )
+    """The request's JSON object (:func:`parse_json`; ``422 validation_error`` if not an object).
+    A body over :data:`PARSE_OFF_LOOP_BYTES` (or of unknown length) waits for one of
+    :data:`BIG_BODY_SLOTS` before it is read (until then the server stops reading it), then is parsed
+    in a thread: ten 32 MB bodies at once cost two bodies' memory, not ten."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) <= PARSE_OFF_LOOP_BYTES:
+        fields = parse_json(await request.body())
+    else:
+        async with _big_body_slots():
+            body = await request.body()
+            big = len(body) > PARSE_OFF_LOOP_BYTES
+            fields = await run_in_threadpool(parse_json, body) if big else parse_json(body)
+            del body
     if not isinstance(fields, dict):
         raise ApiError(422, "validation_error", "the body must be a JSON object")
     return fields
