@@ -64,9 +64,14 @@ DELETION_CLAIM_S = 300
 
 
 def claim_deletion(store: JobStore, job_id: str) -> bool:
-    """Claim the job's deletion (``SET NX``, for :data:`DELETION_CLAIM_S`): only the claimant
-    deletes and sends ``animation.deleted``; a concurrent DELETE finds the claim and returns."""
-    return bool(store.r.set(f"{store.job_key(job_id)}:deleting", "1", nx=True, ex=DELETION_CLAIM_S))
+    """Claim the job's deletion (``SET NX``, for :data:`DELETION_CLAIM_S`, removed with the record):
+    only the claimant deletes and sends ``animation.deleted``; a concurrent DELETE finds the claim,
+    or once it is gone, no live record, and returns."""
+    return bool(store.r.set(_claim_key(store, job_id), "1", nx=True, ex=DELETION_CLAIM_S))
+
+
+def _claim_key(store: JobStore, job_id: str) -> str:
+    return f"{store.job_key(job_id)}:deleting"
 
 
 def _remove_record(store: JobStore, record: JobRecord, *, stub_ttl_s: int | None) -> None:
@@ -115,6 +120,9 @@ def delete_job(
     job_id = record.id
     if not claim_deletion(store, job_id):
         return  # another DELETE of this job is doing it: one deletion, one webhook
+    if _live(store, job_id) is None:  # another DELETE did it since this one read the record
+        store.r.delete(_claim_key(store, job_id))
+        return
     if record.webhook_url and queue is not None:
         body = build_payload(
             WebhookEvent.DELETED.type, {"id": job_id, "object": "animation", "deleted": True}
@@ -135,6 +143,7 @@ def delete_job(
     for key in cache_keys:
         storage.delete(f"{CACHE_PREFIX}/{key}.safetensors")
     _remove_record(store, record, stub_ttl_s=settings.hard_time_limit_s + 60 if running else None)
+    store.r.delete(_claim_key(store, job_id))  # the record is gone: a late DELETE finds nothing to do
     log.info("job deleted", extra={"job_id": job_id, "was_running": running})
 
 
