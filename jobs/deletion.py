@@ -4,7 +4,8 @@
 its inputs, its outputs, the inversion-cache entries its runs recorded, and its record (job hash,
 webhook deliveries, owner index, queue/quota/outbox/running entries). A job that is still running is
 left a stub (id, status, ``cancel_requested``, nothing of the client's) so that its worker sees the
-cancel and stops; the stub expires after the hard time limit. Anything the stopping worker still
+cancel and stops; the worker's ending of the run removes it (the job counts as canceled, even if
+it failed for its deleted inputs), and it expires after the hard time limit anyway. Anything the stopping worker still
 uploads is removed by the next sweep (outputs of a job without a record).
 
 The sweeps (run by every API process, ``api/sweeper.py``):
