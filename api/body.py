@@ -3,24 +3,49 @@
 HTTP only: the body is parsed into fields (and, for multipart, the uploaded files, whose fields are
 marked ``jobs.intake.sources.UPLOADED``); whether the submission is acceptable is the intake's
 (``jobs.intake``) to decide.
+
+Hardened (issue 24):
+
+- JSON: ``400 malformed_json`` for what is not valid JSON *or not valid Unicode*: a lone UTF-16
+  surrogate (``"\\ud800"``) parses in Python but cannot be stored, sent in a webhook or read back by
+  strict parsers (it made a job whose listing answered 500) (M2). A body over
+  :data:`PARSE_OFF_LOOP_BYTES` (or of unknown length) waits for one of :data:`BIG_BODY_SLOTS` before
+  it is read, then is parsed in a thread: ten 32 MB bodies at once cost two bodies' memory, not ten,
+  and ``/healthz`` no longer stalls behind a parse on the event loop (M4).
+- Multipart: a body that ends before its closing boundary (``--boundary--``) is
+  ``400 malformed_multipart``; it used to be accepted with its cut-off last field dropped (L3).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
+from starlette.types import Message
 
 from api.errors import ApiError
 from engine.inputs.errors import Refusal
 from engine.inputs.poseformat import parse_pose_json
 from jobs.intake.sources import UPLOADED
+
+# Bodies bigger than this are parsed in a worker thread (json.loads holds the GIL, but the event
+# loop gets its turns between the thread's switches instead of waiting for the whole parse).
+PARSE_OFF_LOOP_BYTES = 256 * 1024
+# Big JSON bodies read and parsed at once per API process (each costs 3-4x its size while parsed).
+BIG_BODY_SLOTS = 2
+_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+# How much of the body's end is kept to find the closing boundary (``--`` + boundary of at most
+# 70 characters + ``--``, and an epilogue's line breaks).
+_TAIL_BYTES = 256
 
 
 @dataclass(frozen=True)
@@ -69,21 +94,100 @@ async def read_body(request: Request, form: BodyForm) -> Body:
     raise ApiError("unsupported_media_type", "send application/json or multipart/form-data")
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
-    body = await request.body()  # outside the try: a body over the limit is 413 body_too_large
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether a string anywhere in ``value`` (JSON types) holds an unpaired surrogate."""
     try:
-        fields = json.loads(body)
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def parse_json(body: bytes) -> Any:
+    """``body`` as JSON; 400 ``malformed_json`` for invalid JSON, too deep nesting or a lone
+    surrogate."""
+    try:
+        value = json.loads(body)
     except (ValueError, RecursionError) as exc:
         raise ApiError("malformed_json", "the body is not valid JSON") from exc
+    if has_lone_surrogate(value):
+        raise ApiError(
+            "malformed_json",
+            "the body holds an unpaired UTF-16 surrogate (\\ud800-\\udfff): not valid Unicode",
+        )
+    return value
+
+
+def _big_body_slots() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    slots = _SLOTS.get(loop)
+    if slots is None:
+        slots = _SLOTS[loop] = asyncio.Semaphore(BIG_BODY_SLOTS)
+    return slots
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    """The JSON object (:func:`parse_json`; 422 ``validation_error`` if not an object); big bodies
+    one of :data:`BIG_BODY_SLOTS` at a time, parsed in a thread. ``request.body()`` raises 413
+    ``body_too_large`` over the limit."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) <= PARSE_OFF_LOOP_BYTES:
+        fields = parse_json(await request.body())
+    else:
+        async with _big_body_slots():
+            body = await request.body()
+            big = len(body) > PARSE_OFF_LOOP_BYTES
+            fields = await run_in_threadpool(parse_json, body) if big else parse_json(body)
+            del body
     if not isinstance(fields, dict):
         raise ApiError("validation_error", "the body must be a JSON object")
     return fields
 
 
+async def _form_with_closing_boundary(request: Request, **limits: Any) -> FormData:
+    """``request.form(**limits)``; for ``multipart/form-data``, raises ``MultiPartException`` when the
+    body ends before its closing boundary (``--boundary--``)."""
+    content_type = request.headers.get("content-type", "")
+    boundary = _boundary(content_type) if content_type.lower().startswith("multipart/") else None
+    tail = bytearray()
+    receive = request._receive
+
+    async def watched() -> Message:
+        message = await receive()
+        if message["type"] == "http.request":
+            tail.extend(message.get("body", b""))
+            del tail[:-_TAIL_BYTES]
+        return message
+
+    request._receive = watched
+    try:
+        form = await request.form(**limits)
+    finally:
+        request._receive = receive
+    cached = getattr(request, "_body", None)  # read before: the stream replayed it, not receive
+    if isinstance(cached, bytes):
+        tail = bytearray(cached[-_TAIL_BYTES:])
+    if boundary is not None and b"--" + boundary + b"--" not in tail:
+        await form.close()
+        raise MultiPartException("the body ends before its closing boundary")
+    return form
+
+
+def _boundary(content_type: str) -> bytes | None:
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.strip().partition("=")
+        if name.strip().lower() == "boundary":
+            return value.strip().strip('"').encode("latin-1", "replace")
+    return None
+
+
 async def _parse_form(request: Request, form: BodyForm) -> FormData:
     try:
-        return await request.form(
-            max_files=len(form.file_fields), max_fields=form.max_fields, max_part_size=form.max_part_size
+        return await _form_with_closing_boundary(
+            request,
+            max_files=len(form.file_fields),
+            max_fields=form.max_fields,
+            max_part_size=form.max_part_size,
         )
     except Refusal:  # the body over the limit (413 body_too_large), read while parsing
         raise

@@ -47,6 +47,7 @@ _TITLES = {
     415: "Unsupported media type",
     422: "Invalid request",
     429: "Too many requests",
+    431: "Request header fields too large",
     500: "Internal error",
     503: "Service unavailable",
 }
@@ -64,6 +65,7 @@ API_CODES = declare_codes(
         "job_already_finished": 409,
         "idempotency_in_progress": 409,
         "body_too_large": 413,
+        "headers_too_large": 431,
         "unsupported_media_type": 415,
         "validation_error": 422,
         "idempotency_key_reused": 422,

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from jobs.queue import GPU_QUEUE, IO_QUEUE, QueueClient
+from jobs.queue import GPU_QUEUE, IO_QUEUE, WEBHOOK_QUEUE, QueueClient
 from jobs.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class QueueCollector(Collector):
             jobs.add_metric([], self.store.queue_depth())
             running.add_metric([], self.store.running_count())
             oldest.add_metric([], self.store.oldest_queued_age(time.time()))
-            for name in (GPU_QUEUE, IO_QUEUE):
+            for name in (GPU_QUEUE, IO_QUEUE, WEBHOOK_QUEUE):
                 messages.add_metric([name], self.queue.broker_queue_length(name))
         except Exception:  # a scrape must not fail because Redis blinked
             log.warning("queue metrics unavailable", exc_info=True)

@@ -1,4 +1,5 @@
-"""Per-request context (pure ASGI): request id, body size limit, access log, HTTP metrics."""
+"""Per-request context (pure ASGI): request id, header-count and body size limits, security headers,
+access log, HTTP metrics."""
 
 from __future__ import annotations
 
@@ -16,6 +17,26 @@ from jobs.logs import request_id_var
 log = logging.getLogger("api.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+# More header fields than this: 431 before anything else runs. (Their bytes are bounded by the
+# server, ``api.server.MAX_HEADER_BYTES``.) Browsers send about 20.
+MAX_HEADERS = 100
+
+# On every response that does not set its own: no MIME sniffing, never framed (the playground keeps
+# the key in localStorage; clickjacking it must not work), and a policy for any HTML that is not
+# the playground's or /docs' own (those routes send a fuller one).
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'"),
+    (b"referrer-policy", b"no-referrer"),
+)
+
+
+def with_security_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` plus each of :data:`SECURITY_HEADERS` it does not already carry."""
+    present = {name.lower() for name, _ in headers}
+    return [*headers, *((name, value) for name, value in SECURITY_HEADERS if name not in present)]
 
 
 class BodyTooLarge(ApiError):
@@ -49,7 +70,9 @@ class RequestContextMiddleware:
                 started_response = True
                 status = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                message["headers"] = with_security_headers(
+                    [*message["headers"], (b"x-request-id", request_id.encode())]
+                )
             await send(message)
 
         received = 0
@@ -65,7 +88,12 @@ class RequestContextMiddleware:
 
         try:
             declared = headers.get(b"content-length", b"")
-            if declared.isdigit() and int(declared) > limit:
+            if len(scope.get("headers") or ()) > MAX_HEADERS:
+                response = problem_response(
+                    "headers_too_large", f"the request has more than {MAX_HEADERS} header fields"
+                )
+                await response(scope, receive, send_with_id)
+            elif declared.isdigit() and int(declared) > limit:
                 response = problem_response(
                     "body_too_large", f"the request body is larger than {limit} bytes"
                 )

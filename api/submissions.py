@@ -16,6 +16,7 @@ from api.body import Body, BodyForm, read_body
 from api.deps import Services, limit_submissions
 from api.errors import ApiError, retry_after, validate_body
 from jobs.contract import AnimationCreate, PosesCreate
+from jobs.deletion import was_deleted_by
 from jobs.extractions import ExtractionStore
 from jobs.intake.acceptance import QuotaExceeded, ValidatedJob, accept_extraction, accept_job
 from jobs.intake.animation import check_animation
@@ -108,10 +109,11 @@ async def _submit(
 
 async def _claim(services: Services, owner: str, key: str, job_id: str, digest: str) -> str | None:
     """The job id an earlier request with this Idempotency-Key created (None: this request claimed
-    the key for ``job_id``); 422 ``idempotency_key_reused`` when that request had another body."""
-    settings = services.settings
-    existing = await run_in_threadpool(
-        services.store.claim_idempotency,
+    the key for ``job_id``, also when the earlier job was deleted since); 422
+    ``idempotency_key_reused`` when that request had another body."""
+    settings, store = services.settings, services.store
+    claim = functools.partial(
+        store.claim_idempotency,
         owner,
         key,
         job_id,
@@ -119,6 +121,11 @@ async def _claim(services: Services, owner: str, key: str, job_id: str, digest: 
         settings.idempotency_ttl_s,
         settings.interrupted_submission_s,
     )
+    existing = await run_in_threadpool(claim)
+    if existing is not None and await run_in_threadpool(was_deleted_by, store, existing["job_id"], owner):
+        # Its job was deleted: the key is free again (no 10 s wait for a record that is gone, then 409).
+        await run_in_threadpool(store.release_idempotency, owner, key, existing["job_id"])
+        existing = await run_in_threadpool(claim)
     if existing is None:
         return None
     if existing["hash"] != digest:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -30,6 +31,9 @@ from jobs.contract import ProgressEvent, Stage
 from jobs.store import JobRecord, JobStore
 
 log = logging.getLogger(__name__)
+
+MAX_PREFER_WAIT_S = 60
+_WAIT = re.compile(r"(?:^|[\s,;])wait=(\d+)")
 POLL_S = 1.0
 QUEUE_SIZE = 64
 READY_WAIT_S = 2.0
@@ -213,3 +217,12 @@ async def follow(
 async def wait_for_terminal(redis_url: str, store: JobStore, job_id: str, timeout_s: float) -> None:
     async for _ in follow(redis_url, store, job_id, timeout_s):
         pass
+
+
+def prefer_wait(prefer: str | None) -> int:
+    """Seconds asked for by ``Prefer: wait=N``, at most :data:`MAX_PREFER_WAIT_S` (0: none). Read
+    before the job is created; no ``int()`` of thousands of digits (a ValueError that was a 500 after
+    the job existed): a long number means the cap."""
+    match = _WAIT.search(prefer or "")
+    digits = match.group(1).lstrip("0") if match else ""
+    return MAX_PREFER_WAIT_S if len(digits) > 4 else min(int(digits or "0"), MAX_PREFER_WAIT_S)

@@ -123,6 +123,14 @@ def _parse_size(text: str) -> tuple[int, int]:
             w = h = int(text)
     except ValueError:
         raise ValueError(f"--size must be N or WxH, got {text!r}") from None
+    from engine.inputs.rules import LIMITS
+
+    step, low, high = LIMITS.size_multiple, LIMITS.min_size, LIMITS.max_size
+    if any(v % step or not low <= v <= high for v in (w, h)):
+        # Name the option the user typed, not the width/height it becomes.
+        raise ValueError(
+            f"--size must be N or WxH with each a multiple of {step} in {low}..{high}, got {text!r}"
+        )
     return w, h
 
 

@@ -18,6 +18,7 @@ ENGINE_COMMANDS = ("animate", "make-tiny-model")
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from api.server import server_options
     from jobs.logs import configure_logging
     from jobs.settings import get_settings
 
@@ -32,6 +33,8 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,  # the request middleware logs requests (without credentials)
         proxy_headers=args.proxy_headers,
         timeout_graceful_shutdown=30,
+        # h11 with bounded request heads, head/body read timeouts, a connection cap (api/server.py)
+        **server_options(),
     )
     return 0
 

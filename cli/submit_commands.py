@@ -1,12 +1,14 @@
 """``poseanimate submit``: send a job to a running API with :mod:`poseanimate_client`, follow it, save the MP4.
 
-Torch-free. The key comes from ``--key``, else ``POSEANIMATE_API_KEY``, else ``.run/api-key`` (what
-``make up`` writes).
+Torch-free. The API's URL comes from ``--api``, else ``POSEANIMATE_API_URL``, else the URL ``make up``
+recorded (``.run/stack.json``, whatever ``PORT`` it ran on), else ``http://127.0.0.1:8000``. The key
+comes from ``--key``, else ``POSEANIMATE_API_KEY``, else ``.run/api-key`` (what ``make up`` writes).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -14,6 +16,18 @@ from typing import Any
 
 DEFAULT_API = "http://127.0.0.1:8000"
 KEY_FILE = Path(".run/api-key")
+STACK_FILE = Path(".run/stack.json")
+
+
+def default_api() -> str:
+    """``POSEANIMATE_API_URL``, else the URL ``make up`` recorded, else :data:`DEFAULT_API`."""
+    if os.environ.get("POSEANIMATE_API_URL"):
+        return os.environ["POSEANIMATE_API_URL"]
+    try:
+        url = json.loads(STACK_FILE.read_text()).get("api_url")
+    except (OSError, ValueError, AttributeError):
+        url = None
+    return url if isinstance(url, str) and url.startswith(("http://", "https://")) else DEFAULT_API
 
 
 def add_submit_commands(sub: Any) -> None:
@@ -23,7 +37,12 @@ def add_submit_commands(sub: Any) -> None:
         description="Submit an animation job to the HTTP API; with --wait (or --out), follow it and "
         "save the MP4.",
     )
-    p.add_argument("--api", default=os.environ.get("POSEANIMATE_API_URL", DEFAULT_API), help="API base URL")
+    p.add_argument(
+        "--api",
+        default=None,
+        help=f"API base URL (default: $POSEANIMATE_API_URL, then the URL `make up` recorded in {STACK_FILE}, "
+        f"then {DEFAULT_API})",
+    )
     p.add_argument("--key", help="API key (default: $POSEANIMATE_API_KEY, then .run/api-key)")
     p.add_argument("--image", required=True, type=Path, help="character image (PNG, JPEG or WebP)")
     motion = p.add_mutually_exclusive_group(required=True)
@@ -68,8 +87,11 @@ def resolve_key(explicit: str | None) -> str | None:
 
 
 def _submit(args: argparse.Namespace) -> int:
+    import httpx
+
     from poseanimate_client import PoseAnimateClient, PoseAnimateError
 
+    args.api = args.api or default_api()
     key = resolve_key(args.key)
     if key is None:
         raise ValueError("no API key: pass --key, set POSEANIMATE_API_KEY, or run `make up` (.run/api-key)")
@@ -116,6 +138,7 @@ def _submit(args: argparse.Namespace) -> int:
                 print(f"poseanimate: error: job {job.id} {job.status}{reason}", file=sys.stderr)
                 return 1
             if args.out:
+                args.out.parent.mkdir(parents=True, exist_ok=True)
                 client.download(job, args.out)
                 print(f"saved {args.out}", file=sys.stderr)
             print(job.id)
@@ -124,8 +147,11 @@ def _submit(args: argparse.Namespace) -> int:
         raise ValueError(
             f"{exc.title} ({exc.status} {exc.code}){': ' + exc.detail if exc.detail else ''}"
         ) from exc
-    except OSError as exc:  # httpx.ConnectError is an OSError subclass only sometimes: both covered
-        raise ValueError(f"cannot reach {args.api}: {exc}") from exc
+    except (OSError, httpx.TransportError) as exc:  # no API there, refused, timed out: one line
+        raise ValueError(
+            f"cannot reach the API at {args.api} ({type(exc).__name__}: {exc}); is it running? "
+            "(`make up`, or set --api / POSEANIMATE_API_URL)"
+        ) from exc
 
 
 def _follow(client: Any, job_id: str, args: argparse.Namespace) -> Any:

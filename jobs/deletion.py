@@ -4,7 +4,8 @@
 its inputs, its outputs, the inversion-cache entries its runs recorded, and its record (job hash,
 webhook deliveries, owner index, queue/quota/outbox/running entries). A job that is still running is
 left a stub (id, status, ``cancel_requested``, nothing of the client's) so that its worker sees the
-cancel and stops; the stub expires after the hard time limit. Anything the stopping worker still
+cancel and stops; the worker's ending of the run removes it (the job counts as canceled, even if
+it failed for its deleted inputs), and it expires after the hard time limit anyway. Anything the stopping worker still
 uploads is removed by the next sweep (outputs of a job without a record).
 
 The sweeps (run by every API process, ``api/sweeper.py``):
@@ -58,6 +59,20 @@ def was_deleted_by(store: JobStore, job_id: str, owner: str) -> bool:
     return store.r.zscore(deleted_key(store, owner), job_id) is not None
 
 
+DELETION_CLAIM_S = 300
+
+
+def claim_deletion(store: JobStore, job_id: str) -> bool:
+    """Claim the job's deletion (``SET NX``, for :data:`DELETION_CLAIM_S`, removed with the record):
+    only the claimant deletes and sends ``animation.deleted``; a concurrent DELETE finds the claim,
+    or once it is gone, no live record, and returns."""
+    return bool(store.r.set(_claim_key(store, job_id), "1", nx=True, ex=DELETION_CLAIM_S))
+
+
+def _claim_key(store: JobStore, job_id: str) -> str:
+    return f"{store.job_key(job_id)}:deleting"
+
+
 def _remove_record(store: JobStore, record: JobRecord, *, stub_ttl_s: int | None) -> None:
     job_id, r = record.id, store.r
     pipe = r.pipeline(transaction=True)
@@ -92,9 +107,16 @@ def _remove_record(store: JobStore, record: JobRecord, *, stub_ttl_s: int | None
 
 def delete_job(record: JobRecord, services: JobServices) -> None:
     """Remove everything the job left; idempotent (a second call finds nothing and does nothing).
-    A job with a webhook is told (``JobServices.notify_deleted``). A job still queued or running is
-    canceled on the way, without a ``canceled`` event: its ending is the deletion."""
+    A job with a webhook is told (``JobServices.notify_deleted``): one ``animation.deleted`` event,
+    since the deletion is claimed first (:func:`claim_deletion`): concurrent DELETEs of one job all
+    return, one deletes and notifies. A job still queued or running is canceled on the way, without a
+    ``canceled`` event: its ending is the deletion."""
     job_id, store, storage, settings = record.id, services.store, services.storage, services.settings
+    if not claim_deletion(store, job_id):
+        return  # another DELETE of this job is doing it: one deletion, one webhook
+    if _live(store, job_id) is None:  # another DELETE did it since this one read the record
+        store.r.delete(_claim_key(store, job_id))
+        return
     services.notify_deleted(record)
     running = False
     if not record.status.is_terminal():
@@ -106,6 +128,7 @@ def delete_job(record: JobRecord, services: JobServices) -> None:
     for key in cache_keys:
         storage.delete(f"{CACHE_PREFIX}/{key}.safetensors")
     _remove_record(store, record, stub_ttl_s=settings.hard_time_limit_s + 60 if running else None)
+    store.r.delete(_claim_key(store, job_id))  # the record is gone: a late DELETE finds nothing to do
     log.info("job deleted", extra={"job_id": job_id, "was_running": running})
 
 

@@ -1,8 +1,10 @@
 """Celery configuration and the torch-free queue client the API uses to enqueue by task name.
 
-Queues: ``gpu`` (``poseanimate.animate``, one prefork process per GPU) and ``io``
-(``poseanimate.deliver_webhook``, threads), so a slow webhook receiver never holds a GPU.
-Messages carry ids only; the job record in Redis is the source of truth.
+Queues: ``gpu`` (``poseanimate.animate``, one prefork process per GPU), ``io`` (driving-video
+extractions, threads) and ``webhooks`` (``poseanimate.deliver_webhook``, threads, its own consumer),
+so a slow webhook receiver never holds a GPU, and one key's queued extractions never delay another
+key's webhooks (issue 24, M1: 14 GIF extractions of one key held another key's webhook 117 s when
+both shared ``io``). Messages carry ids only; the job record in Redis is the source of truth.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ EXTRACT_TASK = "poseanimate.extract_poses"
 JOB_EXTRACT_TASK = "poseanimate.extract_job_poses"
 GPU_QUEUE = "gpu"
 IO_QUEUE = "io"
+WEBHOOK_QUEUE = "webhooks"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -52,7 +55,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": GPU_QUEUE,
         "task_routes": {
             ANIMATE_TASK: {"queue": GPU_QUEUE},
-            WEBHOOK_TASK: {"queue": IO_QUEUE},
+            WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE},
             EXTRACT_TASK: {"queue": IO_QUEUE},
             JOB_EXTRACT_TASK: {"queue": IO_QUEUE},
         },
@@ -102,7 +105,7 @@ class QueueClient:
             WEBHOOK_TASK,
             args=[job_id, event, body, msg_id],
             kwargs={"attempt": attempt, "url": url},
-            queue=IO_QUEUE,
+            queue=WEBHOOK_QUEUE,
             countdown=countdown,
             # Celery logs task arguments; the body holds signed output links.
             argsrepr=repr([job_id, event, "<body>", msg_id]),

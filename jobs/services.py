@@ -147,9 +147,12 @@ class JobServices:
         """Fail the job with a stable ``code`` and a client-facing ``message``; if it applied, count
         it and queue its ``failed`` webhook. Returns whether it applied (False: the job had already
         ended, or is gone)."""
-        outcome, _ = self.store.fail(job_id, code, message)
+        outcome, status = self.store.fail(job_id, code, message)
         if outcome is not TransitionOutcome.OK:
             return False
+        if status == JobStatus.CANCELED.value:  # deleted as it ran (its inputs gone): not a failure
+            self.canceled(job_id)
+            return True
         self.count_finished(str(code))
         log.warning("job failed", extra={"job_id": job_id, "code": str(code), "error": message})
         self.notify(job_id, WebhookEvent.FAILED)

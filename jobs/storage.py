@@ -134,10 +134,16 @@ class LocalStorage:
         return self._path(key)
 
     def check(self) -> None:
+        """Create a new folder and file where jobs create theirs (``inputs/``, ``outputs/``), then
+        remove them: rewriting one existing file passed while new job folders could not be made."""
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            probe = self.root / ".readyz"
-            probe.write_bytes(b"ok")
+            for prefix in ("inputs", "outputs"):
+                (self.root / prefix).mkdir(parents=True, exist_ok=True)
+                folder = Path(tempfile.mkdtemp(prefix=".readyz-", dir=self.root / prefix))
+                try:
+                    (folder / "probe").write_bytes(b"ok")
+                finally:
+                    shutil.rmtree(folder, ignore_errors=True)
         except OSError as exc:
             raise StorageUnavailable(f"local storage not writable: {exc.strerror}") from exc
 

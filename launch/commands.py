@@ -58,7 +58,7 @@ def redis_argv(binary: str, port: int, workdir: Path, *, appendonly: bool, logfi
 
 def celery_argv(queue: str, concurrency: int, loglevel: str, app: str = "worker.celery_app:app") -> list[str]:
     """One Celery consumer of ``queue``, as ``poseanimate worker`` starts it: ``gpu`` is a prefork pool
-    of one process (one job per GPU), ``io`` a thread pool of ``concurrency`` threads."""
+    of one process (one job per GPU), ``io`` and ``webhooks`` a thread pool of ``concurrency`` threads."""
     pool = (
         ["--pool", "prefork", "--concurrency", "1"]
         if queue == "gpu"

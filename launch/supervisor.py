@@ -5,8 +5,9 @@ starts, then supervises one Celery consumer per queue kind:
 
 - ``gpu``: prefork pool, concurrency 1 (one job per GPU); the model loads in the pool child, after
   the fork, so CUDA is never initialised in a process that forks;
-- ``io``: thread pool (webhook deliveries wait on the network, not the CPU), so a slow receiver
-  never occupies the GPU process.
+- ``io``: two thread-pool consumers, one of the ``io`` queue (driving-video extractions) and one
+  of the ``webhooks`` queue (deliveries wait on the network, not the CPU), so a slow receiver never
+  occupies the GPU process and queued extractions never delay a webhook (issue 24, M1).
 
 The supervisor serves the aggregated ``/metrics`` of both on one port and forwards SIGTERM/SIGINT
 (warm shutdown: the running job finishes, or is redelivered if it cannot).
@@ -26,6 +27,8 @@ from typing import Any
 from launch.commands import celery_argv
 
 QUEUES = ("gpu", "io")
+# The Celery queues each kind's consumers take, one consumer (process) per queue.
+CONSUMERS = {"gpu": ("gpu",), "io": ("io", "webhooks")}
 PR_SET_PDEATHSIG = 1
 
 
@@ -90,7 +93,7 @@ def supervise(
 
     children: list[subprocess.Popen[bytes]] = []
     preexec = die_with_supervisor()
-    for queue in queues:
+    for queue in (consumer for kind in queues for consumer in CONSUMERS[kind]):
         child_env = dict(env, POSEANIMATE_PRELOAD_MODEL="true" if queue == "gpu" else "false")
         children.append(
             subprocess.Popen(celery_argv(queue, io_concurrency, loglevel), env=child_env, preexec_fn=preexec)

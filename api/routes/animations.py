@@ -27,7 +27,7 @@ from api.deps import (
 from api.errors import ApiError
 from api.openapi import CREATE_BODY, problems
 from api.submissions import submit_animation
-from api.waiting import StreamSlot, follow, wait_for_terminal
+from api.waiting import StreamSlot, follow, prefer_wait, wait_for_terminal
 from jobs.contract import Job, JobList, JobStatus
 from jobs.storage import LocalStorage
 from jobs.store import CancelOutcome, JobRecord, JobSnapshot
@@ -36,8 +36,6 @@ from jobs.views import job_view
 router = APIRouter(prefix="/animations", tags=["animations"])
 
 _JOB_ID = re.compile(JOB_ID_PATTERN)
-MAX_PREFER_WAIT_S = 60
-_WAIT = re.compile(r"(?:^|[\s,;])wait=(\d+)")
 
 
 class ListQuery(BaseModel):
@@ -79,11 +77,6 @@ def view_of(services: Services, request: Request, record: JobRecord) -> Job:
     return view(services, request, snapshot_of(services, record))
 
 
-def _prefer_wait(prefer: str | None) -> int:
-    match = _WAIT.search(prefer or "")
-    return min(int(match.group(1)), MAX_PREFER_WAIT_S) if match else 0
-
-
 @router.post(
     "",
     status_code=202,
@@ -110,17 +103,17 @@ async def create_animation(
 ) -> Job:
     """JSON (image as URL or data URI, poses inline) or multipart (files). Returns the queued job
     with `Location: /animations/{id}`; poll it, follow `/events`, or receive a webhook."""
+    wait = prefer_wait(prefer)  # before the job exists: no header can fail the reply after it
     record, replayed = await submit_animation(request, services, intake, owner, idempotency_key)
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    return await _reply(services, request, response, record, prefer)
+    return await _reply(services, request, response, record, wait)
 
 
 async def _reply(
-    services: Services, request: Request, response: Response, record: JobRecord, prefer: str | None
+    services: Services, request: Request, response: Response, record: JobRecord, wait: int
 ) -> Job:
     response.headers["Location"] = f"/animations/{record.id}"
-    wait = _prefer_wait(prefer)
     if wait:
         response.headers["Preference-Applied"] = f"wait={wait}"
         await wait_for_terminal(services.settings.redis_url, services.store, record.id, wait)

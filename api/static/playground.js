@@ -4,7 +4,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const KEY_STORE = "poseanimate.apiKey";
-  const STAGES = ["inverting", "optimizing", "sampling", "encoding"];
+  const STAGES = ["loading", "inverting", "optimizing", "sampling", "encoding", "uploading"];
   const EXAMPLES = [
     { file: "raise_arms.json", label: "Raise arms (14 frames, upper body)" },
     { file: "wave_openpose.json", label: "Wave (8 frames, OpenPose JSON, 640x480)" },
@@ -35,6 +35,7 @@
     $("error-detail").textContent = detail || "";
     $("error-meta").textContent = meta || "";
     $("error").hidden = false;
+    $("error").scrollIntoView({ block: "nearest" });  // never drawn above the viewport, unseen
   }
   function clearError() { $("error").hidden = true; }
   $("error-close").addEventListener("click", clearError);
@@ -207,7 +208,15 @@
   $("pose-file").addEventListener("change", async (ev) => {
     const file = ev.target.files[0];
     if (!file) return;
-    try { setMotion(Poses.parse(await readJsonFile(file)), file, file.name); } catch (err) { showError("Pose JSON", err.message); }
+    try { setMotion(Poses.parse(await readJsonFile(file)), file, file.name); } catch (err) {
+      // The refused file is not the motion: drop the previous one's label (it looked accepted).
+      state.motion = null;
+      state.motionBlob = null;
+      state.motionName = null;
+      $("motion-state").textContent = `${file.name} refused: ${err.message}`;
+      realign();
+      showError("Pose JSON", err.message);
+    }
   });
   $("video-file").addEventListener("change", (ev) => { $("extract-poses").disabled = !ev.target.files[0]; });
   $("extract-poses").addEventListener("click", async () => {
@@ -406,11 +415,13 @@
     $("progress-text").textContent = `${pct}%${job.stage ? ` · ${job.stage}` : ""}`;
     const current = STAGES.indexOf(job.stage);
     document.querySelectorAll("#stages li").forEach((li, i) => {
-      const done = job.status === "succeeded" || (current >= 0 && i < current) || (job.stage === "uploading" || job.stage === "done");
+      const done = job.status === "succeeded" || (current >= 0 && i < current) || job.stage === "done";
       li.className = done ? "done" : i === current && job.status === "running" ? "active" : "";
     });
     const terminal = ["succeeded", "failed", "canceled"].includes(job.status);
     $("cancel").hidden = terminal;
+    // The cancel note is about a job still stopping: once it ended, say how.
+    if (terminal && /^cancel requested/.test($("job-note").textContent)) $("job-note").textContent = job.status;
     if (job.status === "failed" && job.error) {
       showError(`Job failed: ${job.error.code}`, job.error.message, job.id);
     }
@@ -564,7 +575,7 @@
       }
       for (const job of list.data) {
         const tr = rows.insertRow();
-        tr.insertCell().append(Object.assign(document.createElement("code"), { textContent: job.id.slice(-10) }));
+        tr.insertCell().append(Object.assign(document.createElement("code"), { textContent: job.id, title: job.id }));
         const st = tr.insertCell().appendChild(Object.assign(document.createElement("span"), { className: "pill", textContent: job.status }));
         st.dataset.state = job.status;
         tr.insertCell().textContent = new Date(job.created_at).toLocaleString();

@@ -149,6 +149,9 @@ def parse_pose_json(text: str | bytes | bytearray | Path, *, max_bytes: int = PO
     if len(text) > max_bytes:
         raise PoseError("pose_too_large", f"pose JSON is larger than {max_bytes} bytes")
     if isinstance(text, bytes | bytearray):
+        kind = _binary_kind(bytes(text[:12]))
+        if kind is not None:
+            raise PoseError("pose_malformed", f"pose JSON looks like {kind}, not a JSON text file")
         try:
             text = bytes(text).decode("utf-8")
         except UnicodeDecodeError:
@@ -161,6 +164,25 @@ def parse_pose_json(text: str | bytes | bytearray | Path, *, max_bytes: int = PO
         raise PoseError("pose_malformed", f"invalid pose JSON: {exc.msg} at line {exc.lineno}") from None
     except (ValueError, RecursionError) as exc:
         raise PoseError("pose_malformed", f"pose JSON does not parse: {str(exc)[:100]}") from None
+
+
+_BINARY_MAGIC = (
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x89PNG", "a PNG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\x1a\x45\xdf\xa3", "a WebM/Matroska video"),
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive"),
+)
+
+
+def _binary_kind(head: bytes) -> str | None:
+    """What a binary file sent as pose JSON looks like (by its first bytes), or None."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image"
+    if head[4:8] == b"ftyp":
+        return "an MP4/MOV video"
+    return next((kind for magic, kind in _BINARY_MAGIC if head.startswith(magic)), None)
 
 
 def _load(obj: Any) -> Any:

@@ -27,13 +27,19 @@ from engine.inputs.errors import Refusal, declare_codes
 __all__ = [
     "DEFAULT_MAX_DURATION_S",
     "DEFAULT_MAX_PIXELS",
+    "DEMUXERS",
+    "LOCAL_ONLY",
+    "VIDEO_CODECS",
     "ExtractionError",
     "Sampling",
     "VideoInfo",
     "VideoTooLarge",
     "VideoTooLong",
     "VideoUnreadable",
+    "check_rate",
+    "open_untrusted",
     "probe_video",
+    "sniff_container",
 ]
 
 # 4K UHD: bigger frames cost seconds each to convert and say nothing more about a pose.
@@ -93,7 +99,7 @@ class VideoInfo:
     """What the header and the packets say about a clip."""
 
     container: str
-    """The demuxer's format name (``mov,mp4,m4a,3gp,3g2,mj2``, ``matroska,webm``, ``gif``)."""
+    """The demuxer the file was opened with (:data:`DEMUXERS`: ``mov``, ``matroska``, ``gif``)."""
     codec: str
     width: int
     height: int
@@ -107,33 +113,95 @@ class VideoInfo:
     when the detector finds someone in each."""
 
 
-def open_video(video: VideoSource) -> tuple[Any, str]:
-    """The PyAV container of ``video`` (a path or the file's bytes) and a label for messages."""
+# The only demuxers an untrusted file is ever opened with, chosen by its first bytes (FFmpeg is never
+# left to guess: its probe would pick SDP, HLS, concat, RTP/RTSP or MPEG-TS from text hidden behind
+# a WebM or MP4 magic and open network sockets or other files). ISO BMFF (MP4, MOV, ``ftyp``) and
+# QuickTime atoms -> ``mov``; EBML (WebM, Matroska) -> ``matroska``; GIF87a/89a -> ``gif``.
+DEMUXERS = {"mp4": "mov", "mov": "mov", "webm": "matroska", "gif": "gif"}
+# FFmpeg options for every untrusted open: no protocol but local reading for anything a demuxer
+# opens on its own (the file itself comes through PyAV's reader for bytes, ``file`` for paths), and
+# no demuxer but the chosen one; the MOV demuxer's external data references stay off.
+LOCAL_ONLY = {"protocol_whitelist": "file,pipe"}
+# Codecs cameras, phones and browsers write; FFmpeg's other few hundred decoders (old, rare, less
+# fuzzed) never see untrusted bytes.
+VIDEO_CODECS = frozenset({"av1", "gif", "h264", "hevc", "mjpeg", "mpeg4", "prores", "vp8", "vp9"})
+_DEMUXER_OPTIONS = {"mov": {"enable_drefs": "0", "use_absolute_path": "0"}}
+_EBML = b"\x1a\x45\xdf\xa3"
+_MAGIC_BYTES = 12
+_STILL_IMAGES = ((b"\xff\xd8\xff", "jpeg"), (b"\x89PNG", "png"), (b"RIFF", "webp"), (b"BM", "bmp"))
+
+
+def sniff_container(head: bytes) -> str | None:
+    """The container ``head`` (a file's first bytes) claims: ``mp4`` (ISO BMFF ``ftyp``), ``mov``
+    (QuickTime atoms without ``ftyp``), ``webm`` (EBML: WebM and Matroska) or ``gif``; ``None``
+    for anything else."""
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        return "mov" if head[8:12] == b"qt  " else "mp4"
+    if len(head) >= 8 and head[4:8] in (b"moov", b"mdat", b"wide", b"free"):
+        return "mov"
+    if head.startswith(_EBML):
+        return "webm"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    return None
+
+
+def open_untrusted(source: Any, head: bytes, label: str) -> Any:
+    """Open ``source`` (a path string or a binary file object whose first bytes are ``head``) with
+    the one demuxer its magic names and FFmpeg restricted to local reading (:data:`LOCAL_ONLY`,
+    ``format_whitelist`` = that demuxer). A file with no accepted magic, or whose contents are not
+    the container its magic claims, is :class:`VideoUnreadable`."""
     import av
 
+    claimed = sniff_container(head)
+    if claimed is None:
+        still = next((name for magic, name in _STILL_IMAGES if head.startswith(magic)), None)
+        if still is not None:
+            raise VideoUnreadable(f"{label} is a still image ({still}), not a video")
+        raise VideoUnreadable(
+            f"{label} is not a video PyAV can read (not MP4/MOV, WebM/Matroska or an animated GIF "
+            "by its first bytes)"
+        )
+    demuxer = DEMUXERS[claimed]
+    options = {**LOCAL_ONLY, "format_whitelist": demuxer, **_DEMUXER_OPTIONS.get(demuxer, {})}
+    try:
+        container = av.open(source, mode="r", format=demuxer, container_options=options)
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise VideoUnreadable(f"{label} is not a readable {claimed.upper()} file ({why(exc)})") from None
+    if demuxer not in (container.format.name or "").split(","):
+        container.close()
+        raise VideoUnreadable(f"{label} is not the {claimed.upper()} file its first bytes claim")
+    return container
+
+
+def open_video(video: VideoSource) -> tuple[Any, str]:
+    """The PyAV container of ``video`` (a path or the file's bytes) and a label for messages, opened
+    by :func:`open_untrusted` (explicit demuxer, local reading only)."""
     if isinstance(video, bytes | bytearray | memoryview):
         if len(video) == 0:
             raise VideoUnreadable("the video is empty (0 bytes)")
-        source: Any = io.BytesIO(bytes(video))
-        label = "the video"
+        data = bytes(video)
+        source: Any = io.BytesIO(data)
+        head, label = data[:_MAGIC_BYTES], "the video"
     elif isinstance(video, str | Path):
         path = Path(video)
         if not path.is_file():
             raise VideoUnreadable(f"no such video file: {path}")
-        source, label = str(path), str(path)
+        with path.open("rb") as file:
+            head = file.read(_MAGIC_BYTES)
+        source, label = f"file:{path}", str(path)
     else:
         raise ExtractionError(f"video must be a path or bytes, got {type(video).__name__}")
-    try:
-        container = av.open(source, mode="r")
-    except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise VideoUnreadable(f"{label} is not a video PyAV can read ({why(exc)})") from None
+    container = open_untrusted(source, head, label)
     if not container.streams.video:
         container.close()
         raise VideoUnreadable(f"{label} has no video stream")
-    format_name = container.format.name or ""
-    if format_name.endswith("_pipe") or format_name == "image2":
+    codec = container.streams.video[0].codec_context.codec.canonical_name
+    if codec not in VIDEO_CODECS:
         container.close()
-        raise VideoUnreadable(f"{label} is a still image ({format_name}), not a video")
+        raise VideoUnreadable(
+            f"{label} is {codec} video; accepted: {', '.join(sorted(VIDEO_CODECS))} (re-encode it, e.g. as H.264)"
+        )
     return container, label
 
 
@@ -217,6 +285,19 @@ def check_header(
     return expected
 
 
+def check_rate(stream: Any, label: str, packets: int, covered_s: float) -> None:
+    """Refuse a clip faster than :data:`MAX_SOURCE_FPS`, by its declared rate or by its packets'
+    timestamps (``video_invalid``): no camera films a motion at 1,000 fps; such a file only multiplies
+    the frames decoded per second of clip."""
+    measured = packets / covered_s if covered_s > 0 and packets > 1 else 0.0
+    declared = max((float(r) for r in (stream.average_rate, stream.guessed_rate) if r), default=0.0)
+    rate = max(measured, declared)
+    if rate > MAX_SOURCE_FPS * 1.01:
+        raise ExtractionError(
+            f"{label} runs at {rate:.0f} frames per second; at most {MAX_SOURCE_FPS:g} are accepted"
+        )
+
+
 def _scan(container: Any, stream: Any, label: str, max_packets: int) -> tuple[int, float, bool]:
     """Demux every video packet (decoding only until the first frame): (packets, seconds the
     packets span from the first timestamp to the end of the last, a packet was flagged corrupt)."""
@@ -277,6 +358,7 @@ def probe_video(
             shown = f"{packets} of its {stream.frames} frames" if stream.frames else f"{covered:.2f} s"
             raise VideoUnreadable(f"{label} is truncated or damaged: only {shown} are in the file")
         duration = declared or covered
+        check_rate(stream, label, packets, covered)
         frames = check_header(container, stream, label, sampling, duration=duration)
         return VideoInfo(
             container=container.format.name or "",

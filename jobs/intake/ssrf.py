@@ -208,13 +208,20 @@ def guarded_stream(
     allow_private: bool,
     max_redirects: int,
     resolver: Resolver = system_resolver,
+    deadline: float | None = None,
     **kwargs: object,
 ) -> Iterator[httpx.Response]:
-    """Send a request through the guard, following redirects by hand (each one vetted)."""
+    """Send a request through the guard, following redirects by hand (each one vetted). ``deadline``
+    (``time.monotonic()``): one limit for all hops; each request gets only the time left."""
     current = url
     for _ in range(max_redirects + 1):
         vetted = vet_url(current, allow_private=allow_private, resolver=resolver)
         request = _pinned_request(vetted, method, **kwargs)
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise httpx.ReadTimeout("the fetch's deadline passed between redirects")
+            request.extensions["timeout"] = httpx.Timeout(left).as_dict()
         response = client.send(request, stream=True, follow_redirects=False)
         if response.is_redirect and "location" in response.headers:
             response.close()
@@ -248,7 +255,13 @@ def fetch_bytes(
     deadline = time.monotonic() + timeout_s
     try:
         with guarded_stream(
-            client, "GET", url, allow_private=allow_private, max_redirects=max_redirects, resolver=resolver
+            client,
+            "GET",
+            url,
+            allow_private=allow_private,
+            max_redirects=max_redirects,
+            resolver=resolver,
+            deadline=deadline,  # one limit for every redirect and the body, not one per hop
         ) as response:
             if response.status_code != 200:
                 raise FetchError("url_fetch_failed", f"fetching the URL answered HTTP {response.status_code}")

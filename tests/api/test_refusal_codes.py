@@ -42,6 +42,7 @@ EXPECTED = {
         "webhook_events_without_url"
     ),
     429: "quota_exceeded rate_limited too_many_streams",
+    431: "headers_too_large",
     500: "internal_error",
     503: "extraction_lost not_ready queue_unavailable service_unavailable storage_unavailable",
 }

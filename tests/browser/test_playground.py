@@ -49,7 +49,9 @@ class Page:
 
     def __init__(self, browser: Any, base: str) -> None:
         self.base = base
-        self.page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        # Playwright's wait_for_function polls with eval, which the page's CSP forbids (as it should);
+        # test_the_page_works_under_its_content_security_policy runs without the bypass.
+        self.page = browser.new_page(viewport={"width": 1400, "height": 1400}, bypass_csp=True)
         self.requests: list[str] = []
         self.errors: list[str] = []
         self.page.on("request", lambda r: self.requests.append(r.url))
@@ -297,3 +299,74 @@ def test_a_whole_body_pose_file_is_previewed_with_hands_and_face_and_parts_is_se
     job = stack.api.get(f"/animations/{p.text_content('#job-id')}").json()
     assert job["params"]["parts"] == "body+hands"
     assert page.errors == []
+
+
+def test_a_phone_width_page_fits_the_screen_with_the_key_field_on_it(browser, stack):
+    """Walk: at 390 px the page was 821 px wide and the key field off-screen."""
+    import os
+
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(stack.api_url + "/")
+    page.wait_for_selector("#example-select option", state="attached")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    box = page.locator("#api-key").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    shots = os.environ.get("POSEANIMATE_SCREENSHOTS")  # refresh docs/playground*.png when set
+    if shots:
+        page.screenshot(path=f"{shots}/playground-phone.png", full_page=False)
+    page.close()
+
+
+def test_a_refused_pose_file_clears_the_motion_and_shows_its_error_on_screen(page, tmp_path):
+    p = page.open()
+    p.wait_for_function("window.playground.state.motion")
+    bad = tmp_path / "broken.json"
+    bad.write_text('{"frames": [')
+    p.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    p.check("input[name=motion][value=file]")
+    p.set_input_files("#pose-file", str(bad))
+    p.wait_for_selector("#error:not([hidden])")
+    assert "refused" in p.text_content("#motion-state") and "broken.json" in p.text_content("#motion-state")
+    assert p.evaluate("window.playground.state.motion") is None
+    top = p.evaluate("document.getElementById('error').getBoundingClientRect().top")
+    assert 0 <= top < p.viewport_size["height"]
+
+
+def test_desktop_screenshot(page):
+    """Not a check: writes docs/playground.png's source when POSEANIMATE_SCREENSHOTS is set."""
+    import os
+
+    shots = os.environ.get("POSEANIMATE_SCREENSHOTS")
+    if not shots:
+        pytest.skip("set POSEANIMATE_SCREENSHOTS=DIR to write the screenshots")
+    p = page.open()
+    _prepare(p, steps=2)
+    p.set_viewport_size({"width": 1400, "height": 1000})
+    p.screenshot(path=f"{shots}/playground.png", full_page=False)
+
+
+def test_the_page_works_under_its_content_security_policy(browser, stack):
+    """No CSP bypass here: the page loads its scripts, the examples and the schema, accepts a key,
+    submits the example and plays the result, and the browser reports no policy violation."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    errors: list[str] = []
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    response = page.goto(stack.api_url + "/")
+    assert response is not None and "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    page.wait_for_selector("#example-select option", state="attached")
+    page.fill("#api-key", API_KEY)
+    page.click("#save-key")
+    page.wait_for_selector("#key-state[data-state=ok]")
+    page.click("#use-example-image")
+    page.fill("#steps", "2")
+    page.fill("#size", "64")
+    page.fill("#transition_frames", "1")
+    page.wait_for_selector("#align-note:has-text('poses')")
+    page.click("#submit")
+    page.wait_for_selector("#job-status:text-is('succeeded')", timeout=30000)
+    page.wait_for_selector("#result:not([hidden])")
+    page.wait_for_timeout(500)
+    assert page.evaluate("document.getElementById('result-video').readyState") >= 1
+    assert errors == [], errors
+    page.close()

@@ -3,6 +3,7 @@
 import http.server
 import ipaddress
 import threading
+import time
 
 import pytest
 
@@ -204,3 +205,41 @@ def test_a_too_large_video_url_is_video_too_large_not_image_too_large(http_serve
         load_video_bytes(f"{http_server}/big", None, max_bytes=100, fetch=policy)
     assert (refused.value.code, refused.value.status) == ("video_too_large", 413)
     assert refused.value.message == "driving_video is larger than 100 bytes"
+
+
+@pytest.fixture
+def slow_hops():
+    """Each hop answers after 1.5 s: /hop1 -> /hop2 -> /img (also slow)."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            time.sleep(1.5)
+            target = {"/hop1": "/hop2", "/hop2": "/img"}.get(self.path)
+            if target:
+                self.send_response(302)
+                self.send_header("Location", target)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", "10")
+            self.end_headers()
+            self.wfile.write(b"x" * 10)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_the_fetch_limit_covers_every_redirect_and_the_body_together(slow_hops):
+    """M5: the limit restarted at each redirect (two slow redirects and a slow body: 38 s for 10)."""
+    began = time.monotonic()
+    with pytest.raises(FetchError) as err:
+        fetch_bytes(f"{slow_hops}/hop1", max_bytes=100, timeout_s=2.5, allow_private=True)
+    assert err.value.code == "url_fetch_timeout"
+    assert time.monotonic() - began < 3.5
+    assert fetch_bytes(f"{slow_hops}/hop1", max_bytes=100, timeout_s=8, allow_private=True) == b"x" * 10

@@ -52,3 +52,20 @@ def test_queue_lists(spec: str, queues: list[str]):
 def test_unknown_or_empty_queue_lists_are_refused(spec: str):
     with pytest.raises(ValueError, match="--queues takes gpu and/or io"):
         parse_queues(spec)
+
+
+def test_the_io_kind_runs_webhooks_on_their_own_thread_pool_consumer():
+    """M1 (issue 24): webhooks and extractions shared one io consumer, so one key's queued
+    extractions held another key's webhook for 117 s. Each Celery queue has its own consumer."""
+    from jobs.queue import WEBHOOK_QUEUE, celery_config
+    from jobs.settings import Settings
+    from launch.supervisor import CONSUMERS
+
+    assert CONSUMERS["io"] == ("io", WEBHOOK_QUEUE) and CONSUMERS["gpu"] == ("gpu",)
+    hooks = celery_argv(WEBHOOK_QUEUE, 8, "INFO")
+    assert _option(hooks, "--queues") == "webhooks" and _option(hooks, "--pool") == "threads"
+    routes = celery_config(Settings(_env_file=None))["task_routes"]
+    assert routes["poseanimate.deliver_webhook"] == {"queue": WEBHOOK_QUEUE}
+    assert {routes[t]["queue"] for t in ("poseanimate.extract_poses", "poseanimate.extract_job_poses")} == {
+        "io"
+    }

@@ -145,3 +145,42 @@ def test_a_cancel_seen_by_the_worker_records_counts_and_notifies_once(env):
     assert store.get(record.id).status is JobStatus.CANCELED
     assert finished("canceled") == before + 1
     assert [event for job, event in queue.webhooks if job == record.id] == ["started", "canceled"]
+
+
+def test_a_job_deleted_while_it_runs_leaves_nothing_once_the_worker_stops(env):
+    """L4 (issue 24): the canceled stub of a deleted running job stayed for 7 days (the retention of
+    a finished job); now nothing of it stays once its worker stops."""
+    from jobs.deletion import delete_job
+
+    store, _, queue, runner = env
+    record = submit(env, steps=200)
+    before = finished("canceled")
+    threading.Timer(0.3, lambda: delete_job(store.get(record.id), runner.services)).start()
+    assert runner.run(record.id) == "canceled"
+    assert store.get(record.id) is None and not store.r.exists(store.job_key(record.id))
+    assert not store.r.exists(store.deliveries_key(record.id))
+    assert store.r.zscore(store.running_key, record.id) is None
+    assert finished("canceled") == before + 1
+    assert [event for job, event in queue.webhooks if job == record.id] == ["started", "deleted"]
+
+
+def test_a_job_deleted_as_it_starts_is_canceled_not_failed(env, monkeypatch):
+    """L4: deleted between its start and reading its inputs, it ended failed/internal_error
+    ("source_pose.json missing") and counted as a failure."""
+    from jobs.deletion import delete_job
+
+    store, _, queue, runner = env
+    record = submit(env)
+    real_start = store.start_attempt
+
+    def start_then_delete(job_id, *args, **kwargs):
+        started = real_start(job_id, *args, **kwargs)
+        delete_job(store.get(job_id), runner.services)  # its inputs go, a stub stays for the worker
+        return started
+
+    monkeypatch.setattr(store, "start_attempt", start_then_delete)
+    failures, canceled = finished("internal_error"), finished("canceled")
+    runner.run(record.id)
+    assert finished("internal_error") == failures and finished("canceled") == canceled + 1
+    assert not store.r.exists(store.job_key(record.id))
+    assert [event for job, event in queue.webhooks if job == record.id and event == "failed"] == []
