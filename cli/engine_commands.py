@@ -94,6 +94,19 @@ def add_engine_commands(subparsers: Any) -> None:
         help="also write OUT.poses.json, OUT.skeleton.mp4 and OUT.side_by_side.mp4 next to --out",
     )
     add_extraction_arguments(anim, prefix="video-")
+    anim.add_argument(
+        "--no-audio",
+        dest="audio",
+        action="store_false",
+        help="with --video: leave the clip's sound out (by default it is kept, in sync with the driven frames)",
+    )
+    anim.add_argument(
+        "--audio-lead-in",
+        choices=["silence", "clip"],
+        default="silence",
+        help="with --video: the source and transition frames play over silence (default) or over the "
+        "clip's sound from just before the segment; the driven frames stay in sync either way",
+    )
     anim.set_defaults(func=animate_command)
 
 
@@ -175,16 +188,34 @@ def animate_command(args: argparse.Namespace) -> int:
     rules.check_subject_words(args.prompt, args.subject)
     image = _open_image(args.image, "image")
     rules.check_image_size(*image.size)
+    lead_in_frames = 1 + (config.transition_frames if config.use_pata else 0)
+    audio = None
+    clip_times: tuple[float, ...] | None = None
     if args.video is not None:
+        from engine.poses.audio import AudioError, clip_audio
         from engine.poses.extract import extract_poses
 
         # Room for the source frame and the transition within the output frame cap.
-        room = config.max_frames - 1 - (config.transition_frames if config.use_pata else 0)
-        extracted = extract_poses(
-            args.video, fps=args.fps, max_frames=max(room, 1), **extraction_options(args, "video-")
-        )
+        room = config.max_frames - lead_in_frames
+        options = extraction_options(args, "video-")
+        extracted = extract_poses(args.video, fps=args.fps, max_frames=max(room, 1), **options)
         targets = extracted.poses
+        clip_times = extracted.times
         print(f"extracted {describe(extracted)}", file=sys.stderr)
+        if args.audio:
+            try:
+                audio = clip_audio(
+                    args.video,
+                    clip_times=extracted.times,
+                    lead_in_frames=lead_in_frames,
+                    fps=args.fps,
+                    end=options["end"],
+                    lead_in=args.audio_lead_in,
+                )
+                if audio is None:
+                    print("note: the clip has no audio stream: the output is silent", file=sys.stderr)
+            except AudioError as exc:
+                print(f"note: the clip's audio is left out: {exc} ({exc.code})", file=sys.stderr)
     else:
         targets = PoseSequence.from_json(_read(args.poses, "poses"))
     source = Pose.from_json(_read(args.source_pose, "source pose")) if args.source_pose else None
@@ -241,7 +272,7 @@ def animate_command(args: argparse.Namespace) -> int:
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     poster: list[Image.Image] = []
-    with Mp4Writer(args.out, fps=args.fps) as writer:
+    with Mp4Writer(args.out, fps=args.fps, audio=audio) as writer:
 
         def on_frame(index: int, frame: Image.Image) -> None:
             writer.write(frame)
@@ -272,7 +303,9 @@ def animate_command(args: argparse.Namespace) -> int:
             args.out,
             image=image,
             fps=args.fps,
-            transition_frames=config.transition_frames if config.use_pata else 0,
+            transition_frames=lead_in_frames - 1,
+            audio=audio,
+            clip_times=clip_times,
         )
         print("previews: " + ", ".join(str(p) for p in written.values()), file=sys.stderr)
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import wave
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,7 @@ __all__ = [
     "LeadIn",
     "audio_from_wav",
     "audio_to_wav",
+    "clip_audio",
     "place_audio",
     "read_audio",
 ]
@@ -196,8 +198,10 @@ def place_audio(
 
 
 def audio_to_wav(track: AudioTrack) -> bytes:
-    """16-bit PCM WAV of ``track``'s samples (how the io worker hands the segment to the GPU job)."""
-    pcm = (np.clip(track.samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    """16-bit PCM WAV of ``track`` from output time 0 (its ``offset`` as leading silence): how the io
+    worker hands the placed sound track to the GPU job."""
+    lead = np.zeros((track.channels, max(0, round(track.offset * track.sample_rate))), dtype=np.float32)
+    pcm = (np.clip(np.concatenate([lead, track.samples], axis=1), -1.0, 1.0) * 32767.0).round().astype("<i2")
     out = io.BytesIO()
     with wave.open(out, "wb") as w:
         w.setnchannels(track.channels)
@@ -208,7 +212,7 @@ def audio_to_wav(track: AudioTrack) -> bytes:
 
 
 def audio_from_wav(data: bytes, *, clip_start: float = 0.0) -> AudioTrack:
-    """The inverse of :func:`audio_to_wav` (16-bit PCM WAV only)."""
+    """The inverse of :func:`audio_to_wav` (16-bit PCM WAV only): a track that starts at output time 0."""
     try:
         with wave.open(io.BytesIO(data), "rb") as w:
             channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
@@ -219,3 +223,29 @@ def audio_from_wav(data: bytes, *, clip_start: float = 0.0) -> AudioTrack:
         raise AudioError(f"not a WAV file: {exc}") from exc
     pcm = np.frombuffer(raw, dtype="<i2").reshape(-1, channels).T.astype(np.float32) / 32767.0
     return AudioTrack(np.ascontiguousarray(pcm), rate, 0.0, clip_start)
+
+
+def clip_audio(
+    video: str | Path | bytes | bytearray | memoryview,
+    *,
+    clip_times: Sequence[float],
+    lead_in_frames: int,
+    fps: float,
+    end: float | None = None,
+    lead_in: LeadIn = "silence",
+    max_duration: float = 120.0,
+) -> AudioTrack | None:
+    """The output's sound track for an animation driven by ``video``: the clip's audio from the first
+    driven pose's clip time (``clip_times[0]``) to ``end``, placed so that it plays from output frame
+    ``lead_in_frames`` (the source and transition frames before it; :func:`place_audio`). ``None``
+    when the clip has no audio stream; :class:`AudioError` when it has one that cannot be used."""
+    if not clip_times:
+        return None
+    first = float(clip_times[0])
+    pre_roll = lead_in_frames / fps if lead_in == "clip" else 0.0
+    track = read_audio(video, start=first, end=end, max_duration=max_duration, pre_roll=pre_roll)
+    if track is None:
+        return None
+    return place_audio(
+        track, first_driven_clip_time=first, first_driven_frame=lead_in_frames, fps=fps, lead_in=lead_in
+    )

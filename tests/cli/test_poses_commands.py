@@ -11,6 +11,7 @@ from PIL import Image
 from cli.main import main
 from engine.poses.pose import PoseSequence
 from engine.poses.video import encode_mp4, probe_mp4
+from tests.support.audio import audio_duration
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CLIP_FRAMES, CLIP_FPS = 10, 24  # 0.417 s
@@ -93,7 +94,9 @@ def test_animate_from_a_video_gives_clip_plus_source_plus_transition_frames(
     assert main(argv) == 0
     resampled = 5  # the 0.417 s clip at the output rate, 12 fps
     assert probe_mp4(out)["frames"] == resampled + 1 + 3
-    assert "extracted 5 poses at 12 fps" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "extracted 5 poses at 12 fps" in err
+    assert "the clip has no audio stream" in err and audio_duration(out) is None
     doc = json.loads((tmp_path / "a.poses.json").read_text())
     assert len(doc["frames"]) == 9 and doc["roles"] == {
         "source": [0, 1],
