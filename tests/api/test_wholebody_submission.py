@@ -45,8 +45,7 @@ def test_bad_parts_and_the_openapi_enum(client):
 def test_body_25_and_coco_17_files_are_accepted(client):
     body25 = [*STANDING[:8], [256, 282, 0.9], *STANDING[8:], *([[0, 0, 0]] * 6)]
     r = client.post(
-        "/animations",
-        json=job_body(poses={"people": [{"pose_keypoints_2d": [v for p in body25 for v in p]}]}),
+        "/animations", json=job_body(poses={"people": [{"pose_keypoints_2d": [v for p in body25 for v in p]}]})
     )
     assert r.status_code == 202, r.text
     coco17 = [STANDING[i] for i in (0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4, 11, 8, 12, 9, 13, 10)]
