@@ -197,13 +197,13 @@ def write_previews(
     :func:`preview_paths` of ``out``). Returns the paths by kind (``poses``, ``skeleton``,
     ``side_by_side``). ``audio``: the output's sound track, also muxed into the side by side.
     ``clip_times``: the clip time of each driven pose (an animation from a clip): ``poses.json`` then
-    lists every frame's role and clip time (``"timeline"``, :func:`engine.poses.timing.frame_timeline`).
+    lists every frame's role and clip time (``"timeline"``, :func:`engine.inputs.timing.frame_timeline`).
     """
     poses: PoseSequence = result.poses
     paths = paths or preview_paths(out)
     extra: dict[str, Any] = {}
     if clip_times is not None:
-        from engine.poses.timing import frame_timeline
+        from engine.inputs.timing import frame_timeline
 
         extra["timeline"] = frame_timeline(len(poses), fps, transition_frames or 0, clip_times)
     document = poses_document(poses, fps=fps, transition_frames=transition_frames, **extra)

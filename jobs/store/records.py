@@ -36,8 +36,10 @@ class JobRecord:
     outputs: dict[str, str] = field(default_factory=dict)
     webhook_url: str | None = None
     webhook_events: list[str] = field(default_factory=list)
+    timeline: list[dict[str, Any]] | None = None  # a clip's jobs: each output frame's role and clip time
+    notes: list[str] = field(default_factory=list)
 
-    _JSON = ("params", "inputs", "timings", "unet_evals", "outputs", "webhook_events")
+    _JSON = ("params", "inputs", "timings", "unet_evals", "outputs", "webhook_events", "timeline", "notes")
     _FLOAT = ("progress", "created_at", "started_at", "finished_at", "updated_at")
     _INT = ("attempts", "num_frames")
     _BOOL = ("cancel_requested", "random_weights")
