@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from engine.inputs.audioprobe import MAX_CHANNELS, MAX_SAMPLE_RATE
+
 __all__ = [
     "AUDIO_RATE",
     "AudioError",
@@ -40,8 +42,6 @@ __all__ = [
 
 AUDIO_RATE = 48_000
 """Output sample rate (AAC's usual rate; 44.1 kHz sources keep theirs)."""
-MAX_SAMPLE_RATE = 192_000
-MAX_CHANNELS = 8
 LeadIn = Literal["silence", "clip"]
 
 

@@ -25,10 +25,10 @@ EXPECTED = {
     404: "not_found",
     405: "method_not_allowed",
     409: "idempotency_in_progress job_already_finished",
-    413: "body_too_large image_too_large image_too_many_pixels video_too_large video_too_long",
+    413: "audio_too_large body_too_large image_too_large image_too_many_pixels video_too_large video_too_long",
     415: "image_unsupported_format unsupported_media_type video_type_unsupported",
     422: (
-        "idempotency_key_reused image_corrupt image_data_uri_invalid image_reference_invalid "
+        "audio_unreadable idempotency_key_reused image_corrupt image_data_uri_invalid image_reference_invalid "
         "image_too_small invalid_input mask_empty mask_reference_invalid motion_ambiguous "
         "motion_missing no_person parameter_out_of_range pose_canvas_inconsistent "
         "pose_canvas_invalid pose_canvas_missing pose_confidence pose_degenerate pose_empty_frame "
