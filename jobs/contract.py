@@ -219,7 +219,12 @@ class PosesCreate(BaseModel):
     start: float | None = Field(default=None, ge=0, description="Start at this second.")
     end: float | None = Field(default=None, gt=0, description="Stop at this second.")
     max_frames: int | None = Field(
-        default=None, ge=1, description="Refuse clips giving more frames (default and cap: MAX_FRAMES)."
+        default=None,
+        ge=1,
+        description=(
+            "Keep the first max_frames sampled frames of a longer clip (the report says `trimmed`);"
+            " at most MAX_FRAMES. Without it, a clip giving more than MAX_FRAMES frames is refused (413)."
+        ),
     )
 
 

@@ -126,6 +126,7 @@ def run_extraction(extraction_id: str, services: JobServices) -> str:
             start=params.get("start"),
             end=params.get("end"),
             max_frames=params["max_frames"],
+            trim=bool(params.get("trim")),
         )
         preview = skeleton_data_uri(result, str(settings.worker_tmp_dir) if settings.worker_tmp_dir else None)
         extractions.succeed(extraction_id, result.poses.to_compact(), result.report(), preview)

@@ -350,6 +350,7 @@ def extract_poses(
     no_person: NoPersonPolicy = "drop",
     detector: str | PoseDetector = "auto",
     progress: Callable[[int, int], None] | None = None,
+    trim: bool = False,
 ) -> ExtractionResult:
     """Extract one person's COCO-18 pose per sampled frame of ``video`` (a path or the file's bytes).
 
@@ -361,7 +362,9 @@ def extract_poses(
     name from :func:`engine.poses.detect.available_pose_detectors` (``"auto"``: the first that loads) or a
     :class:`~engine.poses.detect.PoseDetector`. ``progress(done, total)`` is called after each sampled
     frame is detected (``total``: the frames the header promises, at least ``done``); an exception it
-    raises stops the extraction and propagates (how a caller cancels).
+    raises stops the extraction and propagates (how a caller cancels). ``trim``: keep the first
+    ``max_frames`` sampled frames of a longer clip instead of refusing it (the report says
+    ``"trimmed": true``); ``max_duration`` and ``max_pixels`` still refuse.
 
     Raises :class:`ExtractionError` subclasses (all ``ValueError``) for bad arguments and refused or
     unreadable videos, :class:`NoPersonFound` when nobody is found, and
@@ -391,9 +394,12 @@ def extract_poses(
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        header_cap = int(MAX_SOURCE_FPS * max_duration) + 1 if trim else max_frames
         promised = check_header(
-            container, stream, label, Sampling(fps, start, end, max_frames, max_pixels, max_duration)
+            container, stream, label, Sampling(fps, start, end, header_cap, max_pixels, max_duration)
         )
+        promised = min(promised, max_frames)
+        trimmed = False
         duration = declared_duration(container, stream)
         source_fps = source_rate(stream)
         owned = _resolve_detector(detector)
@@ -407,6 +413,10 @@ def extract_poses(
         next_k = 0
 
         def take(frame: Any, t: float) -> None:
+            nonlocal trimmed
+            if len(sampled) >= max_frames and trim:
+                trimmed = True
+                return
             if len(sampled) >= max_frames:
                 raise VideoTooLong(
                     f"{label} gives more than {max_frames} frames"
@@ -431,6 +441,8 @@ def extract_poses(
         last_t = 0.0
         canvas: list[tuple[int, int]] = []
         for raw_t, frame in _frames(container, stream, label):
+            if trimmed:
+                break
             decoded += 1
             if decoded > MAX_SOURCE_FPS * max_duration:
                 raise VideoTooLong(f"{label} holds more than {decoded - 1} frames; it is not a short clip")
@@ -471,7 +483,11 @@ def extract_poses(
                 if start + next_k / fps >= previous[0] - EPS:
                     take(previous[1], start + next_k / fps)
                 next_k += 1
-        if (end is None or end > last_t) and looks_truncated(last_t + 1.0 / (source_fps or 1.0), duration):
+        if (
+            not trimmed
+            and (end is None or end > last_t)
+            and looks_truncated(last_t + 1.0 / (source_fps or 1.0), duration)
+        ):
             raise VideoUnreadable(
                 f"{label} is truncated: frames stop at {last_t:.2f} s of its declared {duration:.2f} s"
             )
@@ -525,5 +541,12 @@ def extract_poses(
         keypoint_gaps_bridged=gaps,
         detector=str(getattr(owned, "name", type(owned).__name__)),
         smoothing=smoothing,
-        settings={"start": start, "end": end, "max_gap": max_gap, "window": window, "no_person": no_person},
+        settings={
+            "start": start,
+            "end": end,
+            "max_gap": max_gap,
+            "window": window,
+            "no_person": no_person,
+            **({"max_frames": max_frames, "trimmed": trimmed} if trim else {}),
+        },
     )

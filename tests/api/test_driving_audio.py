@@ -59,3 +59,22 @@ def test_audio_far_longer_than_the_limit_is_a_413(client, tmp_path):
     r = _post(client, clip, "mp4")
     assert r.status_code == 413 and r.json()["code"] == "audio_too_large", r.text
     assert "runs 200" in r.json()["detail"]
+
+
+def test_poses_max_frames_trims_but_the_service_cap_still_refuses_at_the_door(
+    make_client, make_settings, monkeypatch
+):
+    """``POST /poses`` with a max_frames below the clip's frames is accepted (the io worker keeps the
+    first frames); a clip over the service's MAX_FRAMES is still a 413 before anything is queued."""
+    import api.routes.poses as poses
+    from tests.support.clips import astronaut_mp4
+
+    monkeypatch.setattr(poses, "POSES_WAIT_S", 0.1)
+    clip = astronaut_mp4(8, fps=8)  # 8 frames at 8 fps
+    client = make_client(make_settings(max_frames=16))
+    files = {"video": ("clip.mp4", clip, "video/mp4")}
+    r = client.post("/poses", files=files, data={"fps": "8", "max_frames": "3"})
+    assert r.status_code == 202, r.text  # queued for the io worker, which trims
+    small = make_client(make_settings(max_frames=4))
+    r = small.post("/poses", files=files, data={"fps": "8", "max_frames": "3"})
+    assert r.status_code == 413 and r.json()["code"] == "video_too_long", r.text
