@@ -117,3 +117,23 @@ def test_wav_round_trip():
     assert np.max(np.abs(back.samples - samples)) < 1e-4
     with pytest.raises(AudioError):
         audio_from_wav(b"RIFF1234")
+
+
+def test_frame_timeline_roles_times_and_clip_times():
+    from engine.inputs.timing import frame_timeline
+
+    timeline = frame_timeline(7, 8, 2, [0.5, 0.625, 0.875, 1.0])
+    assert [f["role"] for f in timeline] == ["source", "transition", "transition"] + ["driven"] * 4
+    assert [f["time"] for f in timeline] == [i / 8 for i in range(7)]
+    assert [f.get("clip_time") for f in timeline] == [None, None, None, 0.5, 0.625, 0.875, 1.0]
+    assert all("clip_time" not in f for f in frame_timeline(5, 8, 1))
+
+
+def test_clip_audio_places_the_first_driven_clip_time_at_the_first_driven_frame(tmp_path):
+    from engine.poses.audio import clip_audio
+
+    clip = clip_with_audio(tmp_path / "clip.mp4", burst_at=1.0)
+    # A frame with nobody at 0.5 s was dropped: the first driven pose is at 0.625 s.
+    track = clip_audio(clip, clip_times=[0.625, 0.75], lead_in_frames=3, fps=FPS)
+    assert track.offset == pytest.approx(3 / FPS) and track.clip_start == pytest.approx(0.625)
+    assert clip_audio(clip, clip_times=[], lead_in_frames=3, fps=FPS) is None
