@@ -137,3 +137,15 @@ def test_clip_audio_places_the_first_driven_clip_time_at_the_first_driven_frame(
     track = clip_audio(clip, clip_times=[0.625, 0.75], lead_in_frames=3, fps=FPS)
     assert track.offset == pytest.approx(3 / FPS) and track.clip_start == pytest.approx(0.625)
     assert clip_audio(clip, clip_times=[], lead_in_frames=3, fps=FPS) is None
+
+
+def test_a_long_clip_stays_in_sync_to_the_end(tmp_path):
+    """20 s at 8 fps, a burst 0.25 s before the end: heard within a frame period of its frame."""
+    clip = clip_with_audio(tmp_path / "long.mp4", frames=160, fps=FPS, burst_at=19.75)
+    lead_in = 5
+    placed = place_audio(read_audio(clip), first_driven_clip_time=0.0, first_driven_frame=lead_in, fps=FPS)
+    out = encode_mp4(_frames(lead_in + 160), tmp_path / "out.mp4", FPS, audio=placed)
+    expected = (lead_in + round(19.75 * FPS)) / FPS
+    heard = burst_time(out)
+    assert heard is not None and abs(heard - expected) < PERIOD / 2, (heard, expected)
+    assert probe_mp4(out)["fps"] == FPS

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from engine.poses.video import probe_mp4
 from jobs.contract import JobStatus
 from jobs.views import job_view
 from tests.support.audio import audio_duration, burst_time, clip_with_audio
@@ -73,6 +74,7 @@ def test_the_burst_plays_with_the_driven_frame_sampled_at_its_clip_time(
         heard = burst_time(path)
         assert heard is not None and abs(heard - at_burst.time) < 1 / FPS, (path.name, heard, at_burst)
         assert abs(audio_duration(path) - view.num_frames / FPS) < 1 / FPS
+        assert probe_mp4(path)["fps"] == FPS  # exactly the job's rate
 
 
 def test_audio_false_and_a_silent_clip_give_no_audio_stream(env, tmp_path):
