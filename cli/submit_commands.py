@@ -54,7 +54,8 @@ def add_submit_commands(sub: Any) -> None:
         action="store_const",
         const=False,
         default=None,
-        help="a driving video's job: leave the clip's sound out of the output (kept by default)",
+        help="send audio=false: a driving video's job leaves the clip's sound out (kept by default; "
+        "note that --video extracts the poses with POST /poses first, so its job has no sound anyway)",
     )
     p.add_argument("--webhook-url")
     p.add_argument("--idempotency-key")
