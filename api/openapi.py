@@ -68,6 +68,10 @@ def _multipart_schema() -> dict[str, Any]:
         },
         "video_start": {"type": "number", "description": "with driving_video: start second"},
         "video_end": {"type": "number", "description": "with driving_video: end second"},
+        "audio": {
+            "type": "boolean",
+            "description": "with driving_video: keep the clip's sound (default: true)",
+        },
         "source_pose": {
             "type": "string",
             "format": "binary",

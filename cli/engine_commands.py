@@ -104,6 +104,19 @@ def add_engine_commands(subparsers: Any) -> None:
         help="also write OUT.poses.json, OUT.skeleton.mp4 and OUT.side_by_side.mp4 next to --out",
     )
     add_extraction_arguments(anim, prefix="video-")
+    anim.add_argument(
+        "--no-audio",
+        dest="audio",
+        action="store_false",
+        help="with --video: leave the clip's sound out (by default it is kept, in sync with the driven frames)",
+    )
+    anim.add_argument(
+        "--audio-lead-in",
+        choices=["silence", "clip"],
+        default="silence",
+        help="with --video: the source and transition frames play over silence (default) or over the "
+        "clip's sound from just before the segment; the driven frames stay in sync either way",
+    )
     anim.set_defaults(func=animate_command)
 
 
@@ -190,6 +203,10 @@ class _Inputs:
     """The decoded mask image (fitted to the output size once torch is loaded)."""
     prompt: str
     subjects: list[str]
+    audio: Any = None
+    """The driving clip's sound placed on the output timeline (``engine.poses.audio``), or None."""
+    clip_times: tuple[float, ...] | None = None
+    """The clip time each driven frame was sampled at (``--video``)."""
 
 
 def _config(args: argparse.Namespace) -> AnimateConfig:
@@ -230,30 +247,52 @@ def _checked_inputs(args: argparse.Namespace) -> _Inputs:
     rules.check_subject_words(args.prompt, args.subject)
     image = _open_image(args.image, "image")
     rules.check_image_size(*image.size)
-    targets = _targets(args, config)
+    targets, audio, clip_times = _targets(args, config)
     source = Pose.from_json(_read(args.source_pose, "source pose")) if args.source_pose else None
     mask = _open_image(args.mask, "mask") if args.mask else None
     rules.check_output_frames(_lead_frames(config) + len(targets))
     if args.out.suffix.lower() != ".mp4":
         raise ValueError("--out must end in .mp4")
-    return _Inputs(config, image, targets, source, mask, args.prompt, args.subject)
+    return _Inputs(config, image, targets, source, mask, args.prompt, args.subject, audio, clip_times)
 
 
-def _targets(args: argparse.Namespace, config: AnimateConfig) -> PoseSequence:
-    """The target poses: read from --poses, or extracted from --video at --fps."""
+def _targets(args: argparse.Namespace, config: AnimateConfig) -> tuple[PoseSequence, Any, Any]:
+    """The target poses: read from --poses, or extracted from --video at --fps (with the clip's
+    sound placed on the output timeline unless --no-audio, and each driven frame's clip time)."""
     if args.video is None:
         from engine.poses.pose import PoseSequence
 
-        return PoseSequence.from_json(_read(args.poses, "poses"))
+        return PoseSequence.from_json(_read(args.poses, "poses")), None, None
     from engine.poses.extract import extract_poses
 
     # Room for the source frame and the transition within the output frame cap.
     room = config.max_frames - _lead_frames(config)
-    extracted = extract_poses(
-        args.video, fps=args.fps, max_frames=max(room, 1), **extraction_options(args, "video-")
-    )
+    options = extraction_options(args, "video-")
+    extracted = extract_poses(args.video, fps=args.fps, max_frames=max(room, 1), **options)
     print(f"extracted {describe(extracted)}", file=sys.stderr)
-    return extracted.poses
+    audio = _clip_audio(args, extracted.times, _lead_frames(config), options["end"]) if args.audio else None
+    return extracted.poses, audio, extracted.times
+
+
+def _clip_audio(args: argparse.Namespace, times: Any, lead_in_frames: int, end: float | None) -> Any:
+    """The clip's sound for the output, or None (said in a note) when it has none or cannot be read."""
+    from engine.poses.audio import AudioError, clip_audio
+
+    try:
+        audio = clip_audio(
+            args.video,
+            clip_times=times,
+            lead_in_frames=lead_in_frames,
+            fps=args.fps,
+            end=end,
+            lead_in=args.audio_lead_in,
+        )
+    except AudioError as exc:
+        print(f"note: the clip's audio is left out: {exc} ({exc.code})", file=sys.stderr)
+        return None
+    if audio is None:
+        print("note: the clip has no audio stream: the output is silent", file=sys.stderr)
+    return audio
 
 
 def _check_mask_after_the_crop(inputs: _Inputs) -> None:
@@ -336,7 +375,7 @@ def _animate_to_mp4(
     args.out.parent.mkdir(parents=True, exist_ok=True)
     bars = _StageBars()
     first: list[Image.Image] = []
-    with Mp4Writer(args.out, fps=args.fps) as writer:
+    with Mp4Writer(args.out, fps=args.fps, audio=inputs.audio) as writer:
 
         def on_frame(index: int, frame: Image.Image) -> None:
             writer.write(frame)
@@ -368,6 +407,8 @@ def _write_previews(result: AnimationResult, inputs: _Inputs, args: argparse.Nam
         image=inputs.image,
         fps=args.fps,
         transition_frames=_lead_frames(inputs.config) - 1,
+        audio=inputs.audio,
+        clip_times=inputs.clip_times,
     )
     print("previews: " + ", ".join(str(p) for p in written.values()), file=sys.stderr)
 

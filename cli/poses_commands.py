@@ -40,7 +40,10 @@ def add_poses_commands(subparsers: Any) -> None:
         "--fps", type=float, default=None, help="sample rate (default: keep the video's own frame rate)"
     )
     extract.add_argument(
-        "--max-frames", type=int, default=None, help="refuse clips giving more frames (default: 300)"
+        "--max-frames",
+        type=int,
+        default=None,
+        help="keep the first N sampled frames of a longer clip (without it: refuse clips over 300)",
     )
     extract.add_argument("--preview", type=Path, help="also write the skeleton frames as an H.264 MP4 here")
     extract.set_defaults(func=extract_command)
@@ -122,11 +125,13 @@ def extract_command(args: argparse.Namespace) -> int:
         args.video,
         fps=args.fps,
         max_frames=args.max_frames or DEFAULT_MAX_FRAMES,
+        trim=args.max_frames is not None,
         **extraction_options(args),
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_poses_json(poses_document(result.poses, fps=result.fps, extraction=result.report()), args.out)
-    print(f"wrote {args.out}: {describe(result)}")
+    trimmed = f"; trimmed to the first {args.max_frames} frames" if result.settings.get("trimmed") else ""
+    print(f"wrote {args.out}: {describe(result)}{trimmed}")
     if args.preview is not None:
         args.preview.parent.mkdir(parents=True, exist_ok=True)
         w, h = preview_size(result.width, result.height)

@@ -67,6 +67,15 @@ def add_submit_commands(sub: Any) -> None:
     )
     p.add_argument("--video-start", type=float, help="with --video: start at this second")
     p.add_argument("--video-end", type=float, help="with --video: stop at this second")
+    p.add_argument(
+        "--no-audio",
+        dest="audio",
+        action="store_const",
+        const=False,
+        default=None,
+        help="send audio=false: a driving video's job leaves the clip's sound out (kept by default; "
+        "note that --video extracts the poses with POST /poses first, so its job has no sound anyway)",
+    )
     p.add_argument("--webhook-url")
     p.add_argument("--idempotency-key")
     p.add_argument("--out", type=Path, help="save the MP4 here (implies --wait)")
@@ -116,6 +125,7 @@ def _submit(args: argparse.Namespace) -> int:
         "parts": args.parts,
         "video_start": args.video_start,
         "video_end": args.video_end,
+        "audio": args.audio,
     }
     try:
         with PoseAnimateClient(args.api, key) as client:

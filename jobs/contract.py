@@ -139,6 +139,15 @@ class AnimationParams(BaseModel):
             " proportions)."
         ),
     )
+    audio: bool | None = Field(
+        default=None,
+        description=(
+            "With driving_video: keep the clip's sound in `animation.mp4` and `side_by_side.mp4` (AAC,"
+            " default true). The lead-in (source frame and transition) plays over silence and each driven"
+            " frame with the sound the clip had when it was sampled. A clip without audio, or whose audio"
+            " cannot be used (noted in the job's `notes`), gives a silent video; false leaves it out."
+        ),
+    )
     video_start: float | None = Field(
         default=None, ge=0, description="With driving_video: start at this second of the video."
     )
@@ -210,7 +219,12 @@ class PosesCreate(BaseModel):
     start: float | None = Field(default=None, ge=0, description="Start at this second.")
     end: float | None = Field(default=None, gt=0, description="Stop at this second.")
     max_frames: int | None = Field(
-        default=None, ge=1, description="Refuse clips giving more frames (default and cap: MAX_FRAMES)."
+        default=None,
+        ge=1,
+        description=(
+            "Keep the first max_frames sampled frames of a longer clip (the report says `trimmed`);"
+            " at most MAX_FRAMES. Without it, a clip giving more than MAX_FRAMES frames is refused (413)."
+        ),
     )
 
 
@@ -278,6 +292,17 @@ class ModelInfo(BaseModel):
     )
 
 
+class FrameTiming(BaseModel):
+    """One output frame: when it is shown and what it shows."""
+
+    index: int = Field(..., ge=0)
+    time: float = Field(..., ge=0, description="Output seconds: index / fps, exactly.")
+    role: Literal["source", "transition", "driven"]
+    clip_time: float | None = Field(
+        default=None, description="Driven frames of a driving_video: the clip second the pose was sampled at."
+    )
+
+
 class Job(BaseModel):
     """The job envelope: what ``GET /animations/{id}``, SSE and webhooks carry."""
 
@@ -324,6 +349,18 @@ class Job(BaseModel):
     error: JobError | None = None
     output: JobOutput | None = None
     webhook: WebhookInfo | None = None
+    timeline: list[FrameTiming] | None = Field(
+        default=None,
+        description=(
+            "Every output frame's role (`source`, then `transition_frames` of `transition`, then `driven`)"
+            " and output time; with a driving_video, each driven frame's clip time (once its poses are"
+            " extracted). See docs/service.md (Timing)."
+        ),
+    )
+    notes: list[str] = Field(
+        default_factory=list,
+        description="What the job did differently from what was asked, e.g. audio left out.",
+    )
 
 
 class JobList(BaseModel):

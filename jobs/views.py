@@ -10,8 +10,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from engine.inputs.timing import frame_timeline
 from jobs.contract import (
     AnimationParams,
+    FrameTiming,
     Job,
     JobError,
     JobOutput,
@@ -21,6 +23,7 @@ from jobs.contract import (
     WebhookAttempt,
     WebhookInfo,
 )
+from jobs.intake.limits import effective_params
 from jobs.storage import Storage
 from jobs.store import JobRecord
 
@@ -87,4 +90,15 @@ def job_view(
         error=error,
         output=output,
         webhook=webhook,
+        timeline=_timeline(record),
+        notes=record.notes,
     )
+
+
+def _timeline(record: JobRecord) -> list[FrameTiming]:
+    """The stored timeline (a clip's job, once extracted), else the roles the frame count implies."""
+    frames = record.timeline
+    if frames is None:
+        params = effective_params(record.params)
+        frames = frame_timeline(record.num_frames, params["fps"], params["transition_frames"])
+    return [FrameTiming.model_validate(f) for f in frames]

@@ -36,6 +36,7 @@ from worker import metrics
 if TYPE_CHECKING:  # the worker-engine seam, checked by mypy; imported at run time inside methods
     from engine.method.cache import InversionCache
     from engine.method.pipeline import PoseAnimator
+    from engine.poses.audio import AudioTrack
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,11 @@ class JobInputs:
     seed: int | None = None
     retarget: Literal["scale", "bones"] = DEFAULTS.retarget
     parts: Literal["body", "body+hands", "body+face", "full"] = DEFAULTS.parts
+    audio: bytes | None = None
+    """The output's sound track, a 16-bit WAV from output time 0 (a driving video's, see
+    ``worker.extraction``); None: a silent video."""
+    clip_times: list[float] | None = None
+    """A driving video's job: the clip time of each driven pose (for ``poses.json``'s timeline)."""
 
 
 @dataclass
@@ -183,7 +189,8 @@ class NoopAnimator:
         frames = [
             Image.new("RGB", (job.width, job.height), (40 + 13 * i % 200, 90, 160)) for i in range(count)
         ]
-        video.encode_mp4(frames, out_dir / VIDEO_NAME, job.fps)
+        audio = output_audio(job.audio)
+        video.encode_mp4(frames, out_dir / VIDEO_NAME, job.fps, audio=audio)
         video.save_poster(frames[0], out_dir / POSTER_NAME)
         previews = write_previews(
             _Frames(frames, poses),
@@ -192,12 +199,27 @@ class NoopAnimator:
             fps=job.fps,
             transition_frames=job.transition_frames,
             paths=preview_paths(out_dir),
+            audio=audio,
+            clip_times=job.clip_times,
         )
         on_progress("encoding", 1.0)
         timings["encoding"] = time.perf_counter() - started
         return Rendered(
             out_dir / VIDEO_NAME, out_dir / POSTER_NAME, count, timings, {}, {"backend": "noop"}, previews
         )
+
+
+def output_audio(wav: bytes | None) -> AudioTrack | None:
+    """The job's sound track (``JobInputs.audio``; ``None``: silent). The io worker wrote it; a WAV that does not read
+    back is ours, not the client's: the job fails as an internal error."""
+    if wav is None:
+        return None
+    from engine.poses.audio import audio_from_wav
+
+    try:
+        return audio_from_wav(wav)
+    except ValueError as exc:
+        raise JobFailure(f"the job's audio track does not read back: {exc}") from exc
 
 
 @dataclass
@@ -253,6 +275,8 @@ BESIDE_CONFIG: dict[str, str] = {
     "mask": "animate's mask",
     "subject_words": "animate's subject_words",
     "fps": "the written video's frame rate (the MP4 writer and the previews): rendering has none",
+    "audio": "the written videos' AAC track (the MP4 writer and the side by side)",
+    "clip_times": "poses.json's timeline (the previews)",
 }
 """The ``JobInputs`` fields deliberately not in the engine config, and where each goes instead.
 Every field is in exactly one of the two tables (a test checks it, and that each arrives)."""
@@ -317,7 +341,8 @@ class EngineAnimator:
             raise InvalidJobInput(str(exc)) from exc
 
         video_path, poster_path = out_dir / VIDEO_NAME, out_dir / POSTER_NAME
-        writer = video.Mp4Writer(video_path, fps=job.fps)
+        audio = output_audio(job.audio)
+        writer = video.Mp4Writer(video_path, fps=job.fps, audio=audio)
 
         def on_frame(index: int, frame: Image.Image) -> None:
             if index == 0:
@@ -376,6 +401,8 @@ class EngineAnimator:
                 fps=job.fps,
                 transition_frames=job.transition_frames,
                 paths=preview_paths(out_dir),
+                audio=audio,
+                clip_times=job.clip_times,
             )
         except ValueError as exc:  # VideoError: ours, not the client's input
             raise JobFailure(f"writing the previews failed: {exc}") from exc

@@ -46,6 +46,8 @@ PREVIEW_MAX_SIDE = 256
 PROGRESS_EVERY_S = 0.5
 """How often a job's extraction progress is written (and its cancel noticed), at most."""
 """The inline skeleton preview of POST /poses is at most this many pixels on its long side."""
+AUDIO_NAME = "audio.wav"
+"""The output's sound track (from output time 0, the lead-in silent), an input of the GPU job."""
 
 
 def _extract(data: bytes, limits: ServiceLimits, **options: Any) -> ExtractionResult:
@@ -59,6 +61,32 @@ def _extract(data: bytes, limits: ServiceLimits, **options: Any) -> ExtractionRe
             max_duration=limits.max_video_seconds,
             **options,
         )
+
+
+def _clip_audio(
+    data: bytes, result: ExtractionResult, params: dict[str, Any], limits: ServiceLimits
+) -> tuple[bytes | None, str | None]:
+    """(the output's sound track as WAV, a note for the job view): the clip's audio from the first
+    driven pose's clip time, after the lead-in's silence (``engine.poses.audio.clip_audio``). A clip
+    without audio gives no track; one whose audio cannot be used gives no track and a note."""
+    from engine.poses.audio import AudioError, audio_to_wav, clip_audio
+
+    try:
+        track = clip_audio(
+            data,
+            clip_times=result.times,
+            lead_in_frames=1 + params["transition_frames"],
+            fps=params["fps"],
+            end=params.get("video_end"),
+            max_duration=limits.max_video_seconds,
+        )
+    except AudioError as exc:
+        log.info("driving video audio left out", extra={"code": exc.code, "error": str(exc)})
+        return None, f"audio left out: {exc} ({exc.code}); the video is silent"
+    except Exception as exc:  # never fail a job over its sound
+        log.warning("driving video audio failed", exc_info=True)
+        return None, f"audio left out: it could not be decoded ({type(exc).__name__}); the video is silent"
+    return (None, None) if track is None else (audio_to_wav(track), None)
 
 
 def _refusal(exc: ValueError) -> tuple[str, str]:
@@ -98,6 +126,7 @@ def run_extraction(extraction_id: str, services: JobServices) -> str:
             start=params.get("start"),
             end=params.get("end"),
             max_frames=params["max_frames"],
+            trim=bool(params.get("trim")),
         )
         preview = skeleton_data_uri(result, str(settings.worker_tmp_dir) if settings.worker_tmp_dir else None)
         extractions.succeed(extraction_id, result.poses.to_compact(), result.report(), preview)
@@ -190,12 +219,25 @@ def run_job_extraction(job_id: str, services: JobServices) -> str:
     poses = result.poses.to_compact()
     if store.get(job_id) is None:
         return "skipped"
+    num_frames = 1 + params["transition_frames"] + len(result.poses)
+    inputs, notes = [*record.inputs], [*record.notes]
+    if params["audio"]:
+        audio_wav, note = _clip_audio(data, result, params, limits)
+        if audio_wav is not None:
+            storage.put_bytes(input_key(job_id, AUDIO_NAME), audio_wav, "audio/wav")
+            inputs.append(AUDIO_NAME)
+        if note:
+            notes.append(note)
     storage.put_bytes(input_key(job_id, "poses.json"), json.dumps(poses).encode(), "application/json")
     seconds = round(time.perf_counter() - started, 4)
+    from engine.inputs.timing import frame_timeline
+
     recorded = store.update_queued(
         job_id,
-        inputs=[*record.inputs, "poses.json"],
-        num_frames=1 + params["transition_frames"] + len(result.poses),
+        inputs=[*inputs, "poses.json"],
+        notes=notes,
+        timeline=frame_timeline(num_frames, params["fps"], params["transition_frames"], result.times),
+        num_frames=num_frames,
         progress=overall_progress(Stage.EXTRACTING_POSES.value, 1.0),
         timings={**record.timings, Stage.EXTRACTING_POSES.value: seconds},
     )

@@ -49,6 +49,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def _clip_times(timeline: list[dict[str, Any]] | None) -> list[float] | None:
+    """The driven frames' clip times of a clip's job (``None`` for a job sent with poses)."""
+    if timeline is None:
+        return None
+    return [float(f["clip_time"]) for f in timeline if f.get("role") == "driven" and "clip_time" in f]
+
+
 class RunOutcome(StrEnum):
     """What one delivery of a job's message came to (the Celery task acts on LOCKED and LOCK_LOST)."""
 
@@ -376,6 +383,8 @@ class JobRunner:
             seed=params.get("seed"),
             retarget=params["retarget"],
             parts=params["parts"],
+            audio=get("audio.wav") if params["audio"] and "audio.wav" in record.inputs else None,
+            clip_times=_clip_times(record.timeline),
         )
 
     def _observe_success(

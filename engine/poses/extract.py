@@ -25,6 +25,7 @@ PyAV is imported when extraction starts; MediaPipe when the detector is first bu
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import numbers
@@ -381,8 +382,11 @@ class _Sampler:
         promised: int,
         detector: PoseDetector,
         progress: Callable[[int, int], None] | None,
+        trim: bool = False,
     ) -> None:
         self.label, self.sampling, self.source_fps = label, sampling, source_fps
+        self.trim, self.trimmed = trim, False
+        """With ``trim``, frames past ``max_frames`` end the sampling (``trimmed``) instead of refusing."""
         self.promised, self.detector, self.progress = promised, detector, progress
         self.detections: list[np.ndarray] = []
         self.times: list[float] = []
@@ -409,7 +413,7 @@ class _Sampler:
             # Every sample time before this frame's timestamp shows the previous frame.
             self._take_previous_before(t if s.end is None else min(t, s.end))
         self._previous = (t, frame)
-        return (
+        return self.trimmed or (
             s.end is not None and t >= s.end - EPS and (s.fps is None or self._sample_time() >= s.end - EPS)
         )
 
@@ -418,13 +422,15 @@ class _Sampler:
         s, label = self.sampling, self.label
         if self._previous is None:
             raise VideoUnreadable(f"{label} holds no decodable frames")
-        if s.fps is not None:
+        if s.fps is not None and not self.trimmed:
             # The last frame stays on screen for one frame interval.
             stop_t = self._previous[0] + 1.0 / (self.source_fps or s.fps)
             self._take_previous_before(stop_t if s.end is None else min(stop_t, s.end))
         last_t = self.last_t
-        if (s.end is None or s.end > last_t) and looks_truncated(
-            last_t + 1.0 / (self.source_fps or 1.0), duration
+        if (
+            not self.trimmed
+            and (s.end is None or s.end > last_t)
+            and looks_truncated(last_t + 1.0 / (self.source_fps or 1.0), duration)
         ):
             raise VideoUnreadable(
                 f"{label} is truncated: frames stop at {last_t:.2f} s of its declared {duration:.2f} s"
@@ -462,6 +468,9 @@ class _Sampler:
 
     def _take(self, frame: Any, t: float) -> None:
         s, label = self.sampling, self.label
+        if len(self.detections) >= s.max_frames and self.trim:
+            self.trimmed = True
+            return
         if len(self.detections) >= s.max_frames:
             raise VideoTooLong(
                 f"{label} gives more than {s.max_frames} frames"
@@ -559,6 +568,7 @@ def extract_poses(
     no_person: NoPersonPolicy = "drop",
     detector: str | PoseDetector = "auto",
     progress: Callable[[int, int], None] | None = None,
+    trim: bool = False,
 ) -> ExtractionResult:
     """Extract one person's COCO-18 pose per sampled frame of ``video`` (a path or the file's bytes).
 
@@ -570,7 +580,9 @@ def extract_poses(
     name from :func:`engine.poses.detect.available_pose_detectors` (``"auto"``: the first that loads) or a
     :class:`~engine.poses.detect.PoseDetector`. ``progress(done, total)`` is called after each sampled
     frame is detected (``total``: the frames the header promises, at least ``done``); an exception it
-    raises stops the extraction and propagates (how a caller cancels).
+    raises stops the extraction and propagates (how a caller cancels). ``trim``: keep the first
+    ``max_frames`` sampled frames of a longer clip instead of refusing it (the report says
+    ``"trimmed": true``); ``max_duration`` and ``max_pixels`` still refuse.
 
     Raises :class:`ExtractionError` subclasses (all ``ValueError``) for bad arguments and refused or
     unreadable videos, :class:`NoPersonFound` when nobody is found, and
@@ -586,14 +598,25 @@ def extract_poses(
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        promised = check_header(container, stream, label, sampling)
+        # With trim, the header may promise more than max_frames: the first max_frames are kept.
+        header_cap = int(MAX_SOURCE_FPS * sampling.max_duration) + 1 if trim else sampling.max_frames
+        promised = check_header(
+            container, stream, label, dataclasses.replace(sampling, max_frames=header_cap)
+        )
+        promised = min(promised, sampling.max_frames)
         duration = declared_duration(container, stream)
         source_fps = source_rate(stream)
         resolved = _resolve_detector(detector)
 
         # 3. Decode, sample by timestamps, detect
         sampler = _Sampler(
-            label, sampling, source_fps=source_fps, promised=promised, detector=resolved, progress=progress
+            label,
+            sampling,
+            source_fps=source_fps,
+            promised=promised,
+            detector=resolved,
+            progress=progress,
+            trim=trim,
         )
         for raw_t, frame in _frames(container, stream, label):
             if sampler.feed(raw_t, frame):
@@ -633,5 +656,6 @@ def extract_poses(
             "max_gap": max_gap,
             "window": window,
             "no_person": no_person,
+            **({"max_frames": sampling.max_frames, "trimmed": sampler.trimmed} if trim else {}),
         },
     )

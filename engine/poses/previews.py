@@ -15,13 +15,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageOps
 
 from engine.poses.pose import PoseSequence
 from engine.poses.render import render_pose
 from engine.poses.video import Mp4Writer, VideoError
+
+if TYPE_CHECKING:
+    from engine.poses.audio import AudioTrack
 
 __all__ = [
     "poses_document",
@@ -113,10 +116,16 @@ def side_by_side_frames(columns: Sequence[Column], *, height: int | None = None)
 
 
 def write_side_by_side(
-    columns: Sequence[Column], path: str | Path, fps: float = 8, *, height: int | None = None
+    columns: Sequence[Column],
+    path: str | Path,
+    fps: float = 8,
+    *,
+    height: int | None = None,
+    audio: AudioTrack | None = None,
 ) -> Path:
-    """Encode :func:`side_by_side_frames` as an H.264 MP4 at ``path``; returns the path."""
-    with Mp4Writer(path, fps) as writer:
+    """Encode :func:`side_by_side_frames` as an H.264 MP4 at ``path`` (with ``audio`` as AAC);
+    returns the path."""
+    with Mp4Writer(path, fps, audio=audio) as writer:
         for frame in side_by_side_frames(columns, height=height):
             writer.write(frame)
     return writer.path
@@ -177,6 +186,8 @@ def write_previews(
     fps: float = 8,
     transition_frames: int | None = None,
     paths: dict[str, Path] | None = None,
+    audio: AudioTrack | None = None,
+    clip_times: Sequence[float] | None = None,
 ) -> dict[str, Path]:
     """Write the three previews of an animation.
 
@@ -184,13 +195,21 @@ def write_previews(
     otherwise the frames are decoded back from the MP4 at ``out``). ``image``: the character image,
     shown fitted to the output canvas as the pipeline sees it. ``paths``: where to write (default
     :func:`preview_paths` of ``out``). Returns the paths by kind (``poses``, ``skeleton``,
-    ``side_by_side``).
+    ``side_by_side``). ``audio``: the output's sound track, also muxed into the side by side.
+    ``clip_times``: the clip time of each driven pose (an animation from a clip): ``poses.json`` then
+    lists every frame's role and clip time (``"timeline"``, :func:`engine.inputs.timing.frame_timeline`).
     """
     poses: PoseSequence = result.poses
     paths = paths or preview_paths(out)
-    write_poses_json(poses_document(poses, fps=fps, transition_frames=transition_frames), paths["poses"])
+    extra: dict[str, Any] = {}
+    if clip_times is not None:
+        from engine.inputs.timing import frame_timeline
+
+        extra["timeline"] = frame_timeline(len(poses), fps, transition_frames or 0, clip_times)
+    document = poses_document(poses, fps=fps, transition_frames=transition_frames, **extra)
+    write_poses_json(document, paths["poses"])
     write_skeleton_video(poses, paths["skeleton"], fps)
     frames: Iterable[Image.Image] = result.frames if getattr(result, "frames", None) else read_frames(out)
     source = ImageOps.fit(image.convert("RGB"), (poses.width, poses.height), centering=(0.5, 0.5))
-    write_side_by_side([source, skeleton_frames(poses), frames], paths["side_by_side"], fps)
+    write_side_by_side([source, skeleton_frames(poses), frames], paths["side_by_side"], fps, audio=audio)
     return paths

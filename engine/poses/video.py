@@ -12,10 +12,13 @@ from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from engine.poses.audio import AudioTrack
 
 __all__ = ["DEFAULT_CRF", "FPS_RANGE", "Mp4Writer", "VideoError", "encode_mp4", "probe_mp4", "save_poster"]
 
@@ -23,6 +26,8 @@ __all__ = ["DEFAULT_CRF", "FPS_RANGE", "Mp4Writer", "VideoError", "encode_mp4", 
 DEFAULT_CRF = 18
 FPS_RANGE = (1, 60)
 _CRF_RANGE = (0, 51)
+_AUDIO_FRAME = 1024  # AAC's frame size, samples
+_AUDIO_BITRATE = 160_000
 
 
 class VideoError(ValueError):
@@ -49,9 +54,15 @@ class Mp4Writer:
     first frame's); odd sizes are padded to even by repeating the last row/column, as yuv420p needs.
     The file is yuv420p with ``movflags=+faststart`` (index first, so players start before the
     download ends), which requires a real file path. If the block raises, the partial file is removed.
+
+    ``audio`` (an :class:`engine.poses.audio.AudioTrack` placed on the output timeline): an AAC
+    stream is added, encoded as the frames arrive (interleaved), as long as the video: silence where
+    the track has none, cut at the last frame's end.
     """
 
-    def __init__(self, path: str | Path, fps: float = 8, *, crf: int = DEFAULT_CRF) -> None:
+    def __init__(
+        self, path: str | Path, fps: float = 8, *, crf: int = DEFAULT_CRF, audio: AudioTrack | None = None
+    ) -> None:
         self.path = Path(path)
         self._rate = _fps_fraction(fps)
         if isinstance(crf, bool) or not isinstance(crf, int) or not _CRF_RANGE[0] <= crf <= _CRF_RANGE[1]:
@@ -64,6 +75,9 @@ class Mp4Writer:
         self._container: Any = None
         self._stream: Any = None
         self._closed = False
+        self.audio = audio
+        self._audio_stream: Any = None
+        self._audio_pos = 0  # samples encoded
 
     @property
     def fps(self) -> Fraction:
@@ -92,6 +106,37 @@ class Mp4Writer:
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": str(self.crf)}
         self._stream = stream
+        if self.audio is not None:
+            audio = self._container.add_stream("aac", rate=self.audio.sample_rate)
+            audio.layout = "mono" if self.audio.channels == 1 else "stereo"
+            audio.bit_rate = _AUDIO_BITRATE
+            self._audio_stream = audio
+
+    def _encode_audio_until(self, seconds: float, *, final: bool = False) -> None:
+        """Encode the audio track up to output time ``seconds`` (whole AAC frames unless ``final``)."""
+        import av
+
+        track = self.audio
+        if track is None or self._audio_stream is None:
+            return
+        target = round(seconds * track.sample_rate)
+        layout = "mono" if track.channels == 1 else "stereo"
+        while self._audio_pos < target:
+            n = min(_AUDIO_FRAME, target - self._audio_pos)
+            if n < _AUDIO_FRAME and not final:
+                break
+            rate = track.sample_rate
+            chunk = track.span(self._audio_pos / rate, (self._audio_pos + n) / rate)
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout=layout)
+            frame.sample_rate = rate
+            frame.pts = self._audio_pos
+            frame.time_base = Fraction(1, rate)
+            for packet in self._audio_stream.encode(frame):
+                self._container.mux(packet)
+            self._audio_pos += n
+        if final:
+            for packet in self._audio_stream.encode(None):
+                self._container.mux(packet)
 
     def write(self, frame: Image.Image) -> None:
         """Encode one frame (any PIL mode; converted to RGB)."""
@@ -119,6 +164,7 @@ class Mp4Writer:
         for packet in self._stream.encode(video_frame):
             self._container.mux(packet)
         self.frames_written += 1
+        self._encode_audio_until(self.frames_written / self._rate)
 
     def close(self) -> Path:
         """Flush the encoder and finish the file (the faststart pass rewrites it here)."""
@@ -130,6 +176,7 @@ class Mp4Writer:
         try:
             for packet in self._stream.encode(None):
                 self._container.mux(packet)
+            self._encode_audio_until(self.frames_written / self._rate, final=True)
         finally:
             self._container.close()
         return self.path
@@ -144,10 +191,16 @@ class Mp4Writer:
 
 
 def encode_mp4(
-    frames: Iterable[Image.Image], path: str | Path, fps: float = 8, *, crf: int = DEFAULT_CRF
+    frames: Iterable[Image.Image],
+    path: str | Path,
+    fps: float = 8,
+    *,
+    crf: int = DEFAULT_CRF,
+    audio: AudioTrack | None = None,
 ) -> Path:
-    """Encode ``frames`` (consumed one at a time) to an H.264 MP4 at ``path``; returns the path."""
-    with Mp4Writer(path, fps, crf=crf) as writer:
+    """Encode ``frames`` (consumed one at a time) to an H.264 MP4 at ``path`` (with ``audio`` as AAC,
+    see :class:`Mp4Writer`); returns the path."""
+    with Mp4Writer(path, fps, crf=crf, audio=audio) as writer:
         for frame in frames:
             writer.write(frame)
     return writer.path

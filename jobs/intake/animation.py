@@ -80,7 +80,13 @@ def _check_video(
     )
     ext = sniff_video(video)
     info = check_video(
-        video, intake.limits, fps=fps, start=req.video_start, end=req.video_end, max_frames=budget
+        video,
+        intake.limits,
+        fps=fps,
+        start=req.video_start,
+        end=req.video_end,
+        max_frames=budget,
+        audio=req.audio is not False,
     )
     return video, ext, max(1, min(info.frames, budget))
 

@@ -35,8 +35,14 @@ def check_extraction(intake: Intake, req: PosesCreate, upload: bytes | None) -> 
         req.video, upload, max_bytes=intake.settings.max_video_bytes, fetch=intake.fetch, what="video"
     )
     ext = sniff_video(data)
-    check_video(
-        data, intake.limits, fps=req.fps, start=req.start, end=req.end, max_frames=max_frames, what="video"
-    )
-    params = {"fps": req.fps, "start": req.start, "end": req.end, "max_frames": max_frames}
+    # The service's frame cap refuses at the door; a smaller max_frames keeps the first frames (the
+    # io worker trims, and its report says "trimmed").
+    check_video(data, intake.limits, fps=req.fps, start=req.start, end=req.end, max_frames=cap, what="video")
+    params = {
+        "fps": req.fps,
+        "start": req.start,
+        "end": req.end,
+        "max_frames": max_frames,
+        "trim": req.max_frames is not None,
+    }
     return CheckedClip(data, ext, params)

@@ -99,6 +99,7 @@ def defaults() -> dict[str, Any]:
         "size": DEFAULTS.size,
         "retarget": DEFAULTS.retarget,
         "parts": DEFAULTS.parts,
+        "audio": True,
     }
 
 

@@ -13,8 +13,9 @@ truncated), ``video_invalid`` (422: e.g. a start past the end), ``video_referenc
 
 from __future__ import annotations
 
+from engine.inputs.audioprobe import check_audio_header
 from engine.inputs.errors import declare_codes
-from engine.inputs.videoprobe import ExtractionError, VideoInfo, probe_video
+from engine.inputs.videoprobe import ExtractionError, VideoInfo, open_video, probe_video
 from jobs.intake.limits import ServiceLimits
 from jobs.intake.sources import FetchPolicy, VideoRefused, load_reference
 
@@ -63,6 +64,19 @@ def load_video_bytes(
     return data
 
 
+def check_clip_audio(data: bytes, limits: ServiceLimits, *, what: str = "driving_video") -> None:
+    """The header of ``data``'s audio stream, if it has one (a container PyAV cannot open is left
+    to the video probe, which refuses it)."""
+    try:
+        container, _ = open_video(data)
+    except ExtractionError:
+        return
+    try:
+        check_audio_header(container, max_duration=limits.max_video_seconds, label=what)
+    finally:
+        container.close()
+
+
 def check_video(
     data: bytes,
     limits: ServiceLimits,
@@ -72,10 +86,15 @@ def check_video(
     end: float | None,
     max_frames: int,
     what: str = "driving_video",
+    audio: bool = False,
 ) -> VideoInfo:
     """Probe ``data`` (header and packets, no decoding beyond the first frame) against the service's
     video limits and the sampling the job asks for; a refusal is ``VideoRefused`` with the probe's
-    code (413 for the size limits, 422 otherwise)."""
+    code (413 for the size limits, 422 otherwise). ``audio``: the job keeps the clip's sound, so its
+    audio stream's header is checked too (``engine.inputs.audioprobe``: ``audio_too_large`` 413,
+    ``audio_unreadable`` 422)."""
+    if audio:
+        check_clip_audio(data, limits, what=what)
     try:
         return probe_video(
             data,

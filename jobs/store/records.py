@@ -38,8 +38,10 @@ class JobRecord:
     webhook_events: list[str] = field(default_factory=list)
     api: str | None = None  # "openai": submitted through /v1/videos (its webhooks take OpenAI's shape)
     remixed_from: str | None = None  # the job a /v1/videos remix was made from
+    timeline: list[dict[str, Any]] | None = None  # a clip's jobs: each output frame's role and clip time
+    notes: list[str] = field(default_factory=list)
 
-    _JSON = ("params", "inputs", "timings", "unet_evals", "outputs", "webhook_events")
+    _JSON = ("params", "inputs", "timings", "unet_evals", "outputs", "webhook_events", "timeline", "notes")
     _FLOAT = ("progress", "created_at", "started_at", "finished_at", "updated_at")
     _INT = ("attempts", "num_frames")
     _BOOL = ("cancel_requested", "random_weights")

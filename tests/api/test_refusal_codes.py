@@ -25,10 +25,10 @@ EXPECTED = {
     404: "content_expired not_found",
     405: "method_not_allowed",
     409: "idempotency_in_progress inputs_not_kept job_already_finished video_not_ready",
-    413: "body_too_large image_too_large image_too_many_pixels video_too_large video_too_long",
+    413: "audio_too_large body_too_large image_too_large image_too_many_pixels video_too_large video_too_long",
     415: "image_unsupported_format unsupported_media_type video_type_unsupported",
     422: (
-        "idempotency_key_reused image_ambiguous image_corrupt image_data_uri_invalid "
+        "audio_unreadable idempotency_key_reused image_ambiguous image_corrupt image_data_uri_invalid "
         "image_reference_invalid image_too_small invalid_input model_not_found seconds_invalid size_ambiguous "
         "size_invalid mask_empty mask_reference_invalid motion_ambiguous "
         "motion_missing no_person parameter_out_of_range pose_canvas_inconsistent "

@@ -11,6 +11,7 @@ from PIL import Image
 from cli.main import main
 from engine.poses.pose import PoseSequence
 from engine.poses.video import encode_mp4, probe_mp4
+from tests.support.audio import audio_duration
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CLIP_FRAMES, CLIP_FPS = 10, 24  # 0.417 s
@@ -65,11 +66,20 @@ def test_poses_extract_keeps_the_source_rate_and_trims(astronaut_clip, tmp_path)
     assert len(PoseSequence.from_json(out)) == CLIP_FRAMES - 3  # frames at 3/24 s onwards
 
 
+def test_poses_extract_max_frames_keeps_the_first_frames(astronaut_clip, tmp_path, capsys):
+    out = tmp_path / "p.json"
+    argv = ["poses", "extract", str(astronaut_clip), "--out", str(out), "--max-frames", "3"]
+    assert main(argv) == 0  # a 10-frame clip: the first 3 (issue 21; it used to be refused)
+    assert "trimmed to the first 3 frames" in capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert len(doc["frames"]) == 3 and doc["extraction"]["trimmed"] is True
+    assert main([*argv[:-1], "20"]) == 0  # more than the clip has: nothing trimmed
+    doc = json.loads(out.read_text())
+    assert len(doc["frames"]) == CLIP_FRAMES and doc["extraction"]["trimmed"] is False
+
+
 def test_poses_extract_refuses_bad_input_in_one_line(astronaut_clip, tmp_path, capsys):
     out = str(tmp_path / "p.json")
-    fails_with(
-        capsys, ["poses", "extract", str(astronaut_clip), "--out", out, "--max-frames", "3"], "at most 3"
-    )
     fails_with(capsys, ["poses", "extract", str(EXAMPLES / "raise_arms.json"), "--out", out], "not a video")
     fails_with(capsys, ["poses", "extract", str(tmp_path / "nope.mp4"), "--out", out], "no such video file")
     fails_with(capsys, ["poses", "extract", str(astronaut_clip), "--out", str(tmp_path / "p.txt")], ".json")
@@ -93,7 +103,9 @@ def test_animate_from_a_video_gives_clip_plus_source_plus_transition_frames(
     assert main(argv) == 0
     resampled = 5  # the 0.417 s clip at the output rate, 12 fps
     assert probe_mp4(out)["frames"] == resampled + 1 + 3
-    assert "extracted 5 poses at 12 fps" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "extracted 5 poses at 12 fps" in err
+    assert "the clip has no audio stream" in err and audio_duration(out) is None
     doc = json.loads((tmp_path / "a.poses.json").read_text())
     assert len(doc["frames"]) == 9 and doc["roles"] == {
         "source": [0, 1],

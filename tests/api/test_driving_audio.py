@@ -1,0 +1,80 @@
+"""A driving video's audio stream at submission (issue 21): its header is checked with the video's
+(``engine.inputs.audioprobe``), hostile headers are a 4xx, ``audio=false`` skips the check and is
+recorded in the job; every refusal is a problem+json, never a 5xx."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.audio import clip_with_audio
+
+
+def _post(client, clip: bytes, ext: str, **data):
+    files = {"image": ("a.png", _png(), "image/png"), "driving_video": (f"clip.{ext}", clip, "video/mp4")}
+    return client.post("/animations", files=files, data={"prompt": "a dancer", "fps": "8", **data})
+
+
+def _png() -> bytes:
+    from tests.support.jobs import png
+
+    return png(size=256)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "ext", "vcodec", "acodec"),
+    [
+        ("mp4", "mp4", "libx264", "aac"),
+        ("mp4", "mp4", "libx264", "libmp3lame"),
+        ("mov", "mov", "libx264", "pcm_s16le"),
+        ("webm", "webm", "libvpx-vp9", "libopus"),
+        ("matroska", "mkv", "libx264", "pcm_s16le"),
+    ],
+)
+def test_clips_with_common_audio_are_accepted_and_audio_is_recorded(
+    client, tmp_path, fmt, ext, vcodec, acodec
+):
+    clip = clip_with_audio(tmp_path / f"c.{ext}", frames=8, fmt=fmt, video_codec=vcodec, audio_codec=acodec)
+    r = _post(client, clip.read_bytes(), ext)
+    assert r.status_code == 202, r.text
+    assert r.json()["params"]["audio"] is True
+    r = _post(client, clip.read_bytes(), ext, audio="false")
+    assert r.status_code == 202, r.text
+    assert r.json()["params"]["audio"] is False
+
+
+def test_a_hostile_sample_rate_is_refused_unless_audio_is_false(client, tmp_path):
+    clip = clip_with_audio(
+        tmp_path / "c.mkv", frames=8, fmt="matroska", audio_codec="pcm_s16le", rate=384_000
+    ).read_bytes()
+    r = _post(client, clip, "mkv")
+    assert r.status_code == 413 and r.json()["code"] == "audio_too_large", r.text
+    assert "384000 Hz" in r.json()["detail"] and "audio=false" in r.json()["detail"]
+    assert _post(client, clip, "mkv", audio="false").status_code == 202
+
+
+def test_audio_far_longer_than_the_limit_is_a_413(client, tmp_path):
+    clip = clip_with_audio(
+        tmp_path / "c.mp4", frames=8, audio_codec="aac", rate=8000, channels=1, audio_duration=200.0
+    ).read_bytes()
+    r = _post(client, clip, "mp4")
+    assert r.status_code == 413 and r.json()["code"] == "audio_too_large", r.text
+    assert "runs 200" in r.json()["detail"]
+
+
+def test_poses_max_frames_trims_but_the_service_cap_still_refuses_at_the_door(
+    make_client, make_settings, monkeypatch
+):
+    """``POST /poses`` with a max_frames below the clip's frames is accepted (the io worker keeps the
+    first frames); a clip over the service's MAX_FRAMES is still a 413 before anything is queued."""
+    import api.routes.poses as poses
+    from tests.support.clips import astronaut_mp4
+
+    monkeypatch.setattr(poses, "POSES_WAIT_S", 0.1)
+    clip = astronaut_mp4(8, fps=8)  # 8 frames at 8 fps
+    client = make_client(make_settings(max_frames=16))
+    files = {"video": ("clip.mp4", clip, "video/mp4")}
+    r = client.post("/poses", files=files, data={"fps": "8", "max_frames": "3"})
+    assert r.status_code == 202, r.text  # queued for the io worker, which trims
+    small = make_client(make_settings(max_frames=4))
+    r = small.post("/poses", files=files, data={"fps": "8", "max_frames": "3"})
+    assert r.status_code == 413 and r.json()["code"] == "video_too_long", r.text

@@ -1,0 +1,151 @@
+"""The driving clip's sound (engine.poses.audio) and its AAC track in the output MP4 (issue 21)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.poses.audio import AudioError, audio_from_wav, audio_to_wav, place_audio, read_audio
+from engine.poses.video import encode_mp4, probe_mp4
+from tests.support.audio import audio_duration, burst_time, clip_with_audio
+
+FPS = 8
+PERIOD = 1 / FPS
+
+# (container, video codec, audio codec): PyAV's encoders here (the native Vorbis encoder is
+# experimental and refuses to open, so Vorbis is not made here).
+CLIPS = [
+    ("mp4", "libx264", "aac"),
+    ("mp4", "libx264", "libmp3lame"),
+    ("mov", "libx264", "aac"),
+    ("mov", "libx264", "pcm_s16le"),
+    ("webm", "libvpx-vp9", "libopus"),
+    ("matroska", "libx264", "pcm_s16le"),
+    ("matroska", "libx264", "libmp3lame"),
+]
+
+
+def _frames(n: int) -> list[Image.Image]:
+    return [Image.new("RGB", (64, 64), (10 * k % 255, 80, 120)) for k in range(n)]
+
+
+@pytest.mark.parametrize(("fmt", "vcodec", "acodec"), CLIPS)
+@pytest.mark.parametrize("start", [None, 0.5])
+def test_burst_plays_with_the_driven_frame_sampled_at_its_clip_time(tmp_path, fmt, vcodec, acodec, start):
+    clip = clip_with_audio(tmp_path / f"clip.{fmt}", fmt=fmt, video_codec=vcodec, audio_codec=acodec)
+    track = read_audio(clip, start=start)
+    assert track is not None
+    lead_in = 1 + 4  # source + transition frames
+    placed = place_audio(track, first_driven_clip_time=start or 0.0, first_driven_frame=lead_in, fps=FPS)
+    driven = round((2.0 - (start or 0.0)) * FPS)
+    out = encode_mp4(_frames(lead_in + driven), tmp_path / "out.mp4", FPS, audio=placed)
+    # The driven frame k shows clip time start + k / fps and the burst is at clip time 1.0.
+    k = round((1.0 - (start or 0.0)) * FPS)
+    expected = (lead_in + k) / FPS
+    heard = burst_time(out)
+    assert heard is not None and abs(heard - expected) < PERIOD, (heard, expected)
+    # As long as the video, and the lead-in is silent.
+    assert abs(audio_duration(out) - (lead_in + driven) / FPS) < PERIOD
+    assert probe_mp4(out)["frames"] == lead_in + driven
+
+
+def test_lead_in_from_the_clip_keeps_the_sync(tmp_path):
+    clip = clip_with_audio(tmp_path / "clip.mp4", burst_at=0.3)
+    # Segment from 1.0 s; a 5-frame lead-in (0.625 s) is filled with the clip's sound from 0.375 s.
+    track = read_audio(clip, start=1.0, pre_roll=5 / FPS)
+    placed = place_audio(track, first_driven_clip_time=1.0, first_driven_frame=5, fps=FPS, lead_in="clip")
+    out = encode_mp4(_frames(5 + 8), tmp_path / "out.mp4", FPS, audio=placed)
+    assert burst_time(out) is None  # 0.3 s is before the pre-roll: not heard
+    clip2 = clip_with_audio(tmp_path / "clip2.mp4", burst_at=0.75)
+    track = read_audio(clip2, start=1.0, pre_roll=5 / FPS)
+    placed = place_audio(track, first_driven_clip_time=1.0, first_driven_frame=5, fps=FPS, lead_in="clip")
+    out = encode_mp4(_frames(5 + 8), tmp_path / "out2.mp4", FPS, audio=placed)
+    heard = burst_time(out)  # 0.25 s before the first driven frame (output 0.625 s)
+    assert heard is not None and abs(heard - (5 / FPS - 0.25)) < PERIOD
+    silent = place_audio(
+        read_audio(clip2, start=1.0), first_driven_clip_time=1.0, first_driven_frame=5, fps=FPS
+    )
+    out = encode_mp4(_frames(5 + 8), tmp_path / "out3.mp4", FPS, audio=silent)
+    assert burst_time(out) is None
+
+
+def test_no_audio_stream_gives_none_and_a_video_only_mp4(tmp_path):
+    clip = clip_with_audio(tmp_path / "clip.mp4", audio_codec=None)
+    assert read_audio(clip) is None
+    out = encode_mp4(_frames(4), tmp_path / "out.mp4", FPS)
+    assert audio_duration(out) is None
+
+
+def test_mono_44k_is_kept_mono_at_its_rate(tmp_path):
+    clip = clip_with_audio(
+        tmp_path / "clip.mkv", fmt="matroska", audio_codec="pcm_s16le", rate=44_100, channels=1
+    )
+    track = read_audio(clip)
+    assert track.sample_rate == 44_100 and track.channels == 1
+    assert abs(track.duration - 2.0) < 0.01
+
+
+def test_limits_refuse_before_decoding(tmp_path):
+    clip = clip_with_audio(tmp_path / "clip.mkv", fmt="matroska", audio_codec="pcm_s16le", rate=48_000)
+    with pytest.raises(AudioError) as err:
+        read_audio(clip, max_sample_rate=44_100)
+    assert err.value.code == "audio_too_large"
+    with pytest.raises(AudioError) as err:
+        read_audio(clip, max_channels=1)
+    assert err.value.code == "audio_too_large"
+
+
+def test_duration_bound_stops_decoding(tmp_path):
+    clip = clip_with_audio(tmp_path / "clip.mkv", fmt="matroska", audio_codec="pcm_s16le")
+    track = read_audio(clip, max_duration=0.5)
+    assert track.duration <= 0.5 + 1e-3
+
+
+def test_garbage_is_an_audio_error():
+    with pytest.raises(AudioError):
+        read_audio(b"\x00" * 1000)
+
+
+def test_wav_round_trip():
+    samples = (np.linspace(-1, 1, 2 * 4800, dtype=np.float32).reshape(2, -1)) * 0.5
+    from engine.poses.audio import AudioTrack
+
+    track = AudioTrack(samples, 48_000, 0.0, 1.5)
+    back = audio_from_wav(audio_to_wav(track), clip_start=1.5)
+    assert back.sample_rate == 48_000 and back.channels == 2 and back.clip_start == 1.5
+    assert np.max(np.abs(back.samples - samples)) < 1e-4
+    with pytest.raises(AudioError):
+        audio_from_wav(b"RIFF1234")
+
+
+def test_frame_timeline_roles_times_and_clip_times():
+    from engine.inputs.timing import frame_timeline
+
+    timeline = frame_timeline(7, 8, 2, [0.5, 0.625, 0.875, 1.0])
+    assert [f["role"] for f in timeline] == ["source", "transition", "transition"] + ["driven"] * 4
+    assert [f["time"] for f in timeline] == [i / 8 for i in range(7)]
+    assert [f.get("clip_time") for f in timeline] == [None, None, None, 0.5, 0.625, 0.875, 1.0]
+    assert all("clip_time" not in f for f in frame_timeline(5, 8, 1))
+
+
+def test_clip_audio_places_the_first_driven_clip_time_at_the_first_driven_frame(tmp_path):
+    from engine.poses.audio import clip_audio
+
+    clip = clip_with_audio(tmp_path / "clip.mp4", burst_at=1.0)
+    # A frame with nobody at 0.5 s was dropped: the first driven pose is at 0.625 s.
+    track = clip_audio(clip, clip_times=[0.625, 0.75], lead_in_frames=3, fps=FPS)
+    assert track.offset == pytest.approx(3 / FPS) and track.clip_start == pytest.approx(0.625)
+    assert clip_audio(clip, clip_times=[], lead_in_frames=3, fps=FPS) is None
+
+
+def test_a_long_clip_stays_in_sync_to_the_end(tmp_path):
+    """20 s at 8 fps, a burst 0.25 s before the end: heard within a frame period of its frame."""
+    clip = clip_with_audio(tmp_path / "long.mp4", frames=160, fps=FPS, burst_at=19.75)
+    lead_in = 5
+    placed = place_audio(read_audio(clip), first_driven_clip_time=0.0, first_driven_frame=lead_in, fps=FPS)
+    out = encode_mp4(_frames(lead_in + 160), tmp_path / "out.mp4", FPS, audio=placed)
+    expected = (lead_in + round(19.75 * FPS)) / FPS
+    heard = burst_time(out)
+    assert heard is not None and abs(heard - expected) < PERIOD / 2, (heard, expected)
+    assert probe_mp4(out)["fps"] == FPS

@@ -1,0 +1,105 @@
+"""Clips with sound for the audio tests: the astronaut clip (``tests/support/clips.py``) with an
+audio track that is silent except for a short tone burst at a known clip time, and a detector that
+finds the burst in a decoded file."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from tests.support.clips import astronaut_frames
+
+BURST_HZ = 1000.0
+BURST_S = 0.06
+
+
+def burst_samples(duration: float, burst_at: float, rate: int, channels: int = 2) -> np.ndarray:
+    """``(channels, n)`` float32: silence with a ``BURST_S`` 1 kHz tone (amplitude 0.6) at ``burst_at``."""
+    n = round(duration * rate)
+    out = np.zeros((channels, n), dtype=np.float32)
+    a, b = round(burst_at * rate), min(n, round((burst_at + BURST_S) * rate))
+    t = np.arange(b - a) / rate
+    out[:, a:b] = 0.6 * np.sin(2 * np.pi * BURST_HZ * t)
+    return out
+
+
+def clip_with_audio(
+    path: Path,
+    *,
+    frames: int = 16,
+    fps: int = 8,
+    fmt: str = "mp4",
+    video_codec: str = "libx264",
+    audio_codec: str | None = "aac",
+    rate: int = 48_000,
+    channels: int = 2,
+    burst_at: float = 1.0,
+    audio_duration: float | None = None,
+) -> Path:
+    """The astronaut sliding right (``frames`` frames at ``fps``) with, unless ``audio_codec`` is None,
+    a burst track as long as the video (or ``audio_duration``)."""
+    import av
+
+    images = astronaut_frames(frames)
+    duration = frames / fps if audio_duration is None else audio_duration
+    with av.open(str(path), "w", format=fmt) as container:
+        vs = container.add_stream(video_codec, rate=fps)
+        vs.width, vs.height = images[0].size
+        vs.pix_fmt = "yuv420p"
+        aus = None
+        if audio_codec is not None:
+            aus = container.add_stream(audio_codec, rate=rate)
+            aus.layout = "mono" if channels == 1 else "stereo"
+        pcm = burst_samples(duration, burst_at, rate, channels)
+        for k, image in enumerate(images):
+            frame = av.VideoFrame.from_image(image).reformat(format="yuv420p")
+            frame.pts = k
+            container.mux(vs.encode(frame))
+        container.mux(vs.encode(None))
+        if aus is not None:
+            size = aus.codec_context.frame_size or 1024
+            for pos in range(0, pcm.shape[1], size):
+                frame = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(pcm[:, pos : pos + size]), format="fltp", layout=aus.layout.name
+                )
+                frame.sample_rate = rate
+                frame.pts = pos
+                frame.time_base = Fraction(1, rate)
+                container.mux(aus.encode(frame))  # PyAV converts to the encoder's sample format
+            container.mux(aus.encode(None))
+    return path
+
+
+def decoded_audio(path: Path) -> tuple[np.ndarray, int, float] | None:
+    """(mono float32 samples, rate, time of the first sample) of ``path``'s first audio stream."""
+    import av
+
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=stream.codec_context.sample_rate)
+        chunks, first = [], None
+        for frame in container.decode(stream):
+            if first is None:
+                first = float(frame.time or 0.0)
+            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+        chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+        return np.concatenate(chunks), stream.codec_context.sample_rate, float(first or 0.0)
+
+
+def burst_time(path: Path, threshold: float = 0.2) -> float | None:
+    """Output time (s) at which the burst starts in ``path``'s audio, None if none is heard."""
+    decoded = decoded_audio(path)
+    if decoded is None:
+        return None
+    samples, rate, first = decoded
+    loud = np.flatnonzero(np.abs(samples) > threshold)
+    return None if loud.size == 0 else first + loud[0] / rate
+
+
+def audio_duration(path: Path) -> float | None:
+    decoded = decoded_audio(path)
+    return None if decoded is None else decoded[0].size / decoded[1]
