@@ -553,6 +553,14 @@ def _close_if_owned(detector: str | PoseDetector, resolved: PoseDetector | None)
             close()
 
 
+def _promised_frames(container: Any, stream: Any, label: str, sampling: Sampling, trim: bool) -> int:
+    """The frames the header promises (refused when too many); with ``trim`` it may promise more
+    than ``max_frames`` (the first ``max_frames`` are kept), up to what ``max_duration`` allows."""
+    header_cap = int(MAX_SOURCE_FPS * sampling.max_duration) + 1 if trim else sampling.max_frames
+    promised = check_header(container, stream, label, dataclasses.replace(sampling, max_frames=header_cap))
+    return min(promised, sampling.max_frames)
+
+
 def extract_poses(
     video: str | Path | bytes | bytearray | memoryview,
     *,
@@ -580,9 +588,8 @@ def extract_poses(
     name from :func:`engine.poses.detect.available_pose_detectors` (``"auto"``: the first that loads) or a
     :class:`~engine.poses.detect.PoseDetector`. ``progress(done, total)`` is called after each sampled
     frame is detected (``total``: the frames the header promises, at least ``done``); an exception it
-    raises stops the extraction and propagates (how a caller cancels). ``trim``: keep the first
-    ``max_frames`` sampled frames of a longer clip instead of refusing it (the report says
-    ``"trimmed": true``); ``max_duration`` and ``max_pixels`` still refuse.
+    raises stops the extraction and propagates (how a caller cancels). ``trim``: a longer clip keeps
+    its first ``max_frames`` samples (report: ``"trimmed": true``) instead of being refused.
 
     Raises :class:`ExtractionError` subclasses (all ``ValueError``) for bad arguments and refused or
     unreadable videos, :class:`NoPersonFound` when nobody is found, and
@@ -598,12 +605,7 @@ def extract_poses(
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        # With trim, the header may promise more than max_frames: the first max_frames are kept.
-        header_cap = int(MAX_SOURCE_FPS * sampling.max_duration) + 1 if trim else sampling.max_frames
-        promised = check_header(
-            container, stream, label, dataclasses.replace(sampling, max_frames=header_cap)
-        )
-        promised = min(promised, sampling.max_frames)
+        promised = _promised_frames(container, stream, label, sampling, trim)
         duration = declared_duration(container, stream)
         source_fps = source_rate(stream)
         resolved = _resolve_detector(detector)
