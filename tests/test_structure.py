@@ -152,6 +152,14 @@ def test_no_function_in_the_product_packages_is_longer_than_100_lines():
     assert not too_long, f"split these into named steps (lines): {too_long}"
 
 
+def test_routes_are_thin_no_route_module_function_is_longer_than_30_lines():
+    """api/routes/ holds HTTP only: the intake, the job services and the views do the work."""
+    too_long = {
+        name: n for name, n in function_lengths().items() if name.startswith("api.routes.") and n > 30
+    }
+    assert not too_long, f"move the work out of these routes (lines): {too_long}"
+
+
 def test_there_is_no_import_cycle_between_the_product_modules():
     graph = {module: imports_of(module) for module in MODULES}
     assert sum(len(targets) for targets in graph.values()) > 100  # the walk does see the imports
