@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from engine.inputs.audioprobe import check_audio_header
 from engine.inputs.errors import declare_codes
-from engine.inputs.videoprobe import ExtractionError, VideoInfo, open_video, probe_video
+from engine.inputs.videoprobe import ExtractionError, VideoInfo, open_video, probe_video, sniff_container
 from jobs.intake.limits import ServiceLimits
 from jobs.intake.sources import FetchPolicy, VideoRefused, load_reference
 
 __all__ = ["VideoRefused", "check_video", "load_video_bytes", "sniff_video", "video_frame_budget"]
 
-_EBML = b"\x1a\x45\xdf\xa3"
 VIDEO_CODES = declare_codes({"video_type_unsupported": 415}, owner="jobs.intake.videos")
 """The probe's codes (``video_too_large``, ...) are ``engine.inputs.videoprobe``'s; the loader's
 (``video_reference_invalid``, ``video_data_uri_invalid``) ``jobs.intake.sources``'."""
@@ -37,14 +36,9 @@ def sniff_video(data: bytes) -> str:
     """The container of ``data`` from its first bytes: ``mp4`` (ISO BMFF ``ftyp``, MP4 and MOV),
     ``mov`` (QuickTime without ``ftyp``), ``webm`` (EBML, Matroska too) or ``gif``; else
     ``VideoRefused(video_type_unsupported)`` (415)."""
-    if len(data) >= 12 and data[4:8] == b"ftyp":
-        return "mov" if data[8:12] == b"qt  " else "mp4"
-    if len(data) >= 8 and data[4:8] in (b"moov", b"mdat", b"wide", b"free"):
-        return "mov"
-    if data.startswith(_EBML):
-        return "webm"
-    if data.startswith((b"GIF87a", b"GIF89a")):
-        return "gif"
+    container = sniff_container(data[:16])
+    if container is not None:
+        return container
     raise VideoRefused(
         "the video is not MP4/MOV, WebM or an animated GIF (judged by its first bytes)",
         code="video_type_unsupported",
