@@ -35,7 +35,7 @@ def open_page(stack):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (dev extra)")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        page = browser.new_page()
+        page = browser.new_page(bypass_csp=True)
         errors: list[str] = []
         page.on("console", lambda m: m.type == "error" and errors.append(m.text))
         page.on("pageerror", lambda e: errors.append(str(e)))

@@ -359,7 +359,7 @@ def test_sigkill_of_the_worker_supervisor_takes_its_consumers_with_it(tmp_path: 
         succeeded(svc)  # the consumers are up and serving
         supervisor = svc.worker.proc
         consumers = _children(supervisor.pid)
-        assert len(consumers) == 2, consumers  # gpu + io
+        assert len(consumers) == 3, consumers  # gpu + io + webhooks (deliveries have their own consumer)
         os.kill(supervisor.pid, signal.SIGKILL)  # the supervisor only, not its group
         supervisor.wait(5)
         _wait(lambda: not any(_alive(c) for c in consumers), 15, "consumers outlived their supervisor")
