@@ -9,6 +9,7 @@ index into ``scheduler.timesteps`` (descending) is ``T - t``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -45,6 +46,11 @@ class DDIMSchedule:
     def num_steps(self) -> int:
         return int(self.timesteps.numel())
 
+    @cached_property
+    def _alpha_pairs(self) -> list[tuple[float, float]]:
+        """``(alphas[k], alphas_prev[k])`` as Python floats, read once: a step reads no tensor."""
+        return list(zip(self.alphas.tolist(), self.alphas_prev.tolist(), strict=True))
+
     def index(self, t: int) -> int:
         """Position of step ``t`` (T..1) in the descending timestep list."""
         return self.num_steps - t
@@ -56,19 +62,19 @@ class DDIMSchedule:
         """Convert the model's prediction at step t to epsilon (identity for epsilon models)."""
         if self.prediction_type == "epsilon":
             return model_output
-        a = self.alphas[self.index(t)].item()
+        a = self._alpha_pairs[self.index(t)][0]
         return a**0.5 * model_output + (1 - a) ** 0.5 * sample
 
     def step(self, sample: torch.Tensor, eps: torch.Tensor, t: int) -> torch.Tensor:
         """Denoise ``Z_t -> Z_{t-1}`` (DDIM, eta 0). Differentiable in ``eps``. Shapes (B, C, h, w)."""
         k = self.index(t)
-        a_t, a_prev = self.alphas[k].item(), self.alphas_prev[k].item()
+        a_t, a_prev = self._alpha_pairs[k]
         x0 = (sample - (1 - a_t) ** 0.5 * eps) / a_t**0.5
         return a_prev**0.5 * x0 + (1 - a_prev) ** 0.5 * eps
 
     def inverse_step(self, sample: torch.Tensor, eps: torch.Tensor, t: int) -> torch.Tensor:
         """Invert ``Z_{t-1} -> Z_t`` with eps evaluated at (Z_{t-1}, timestep of step t)."""
         k = self.index(t)
-        a_t, a_prev = self.alphas[k].item(), self.alphas_prev[k].item()
+        a_t, a_prev = self._alpha_pairs[k]
         x0 = (sample - (1 - a_prev) ** 0.5 * eps) / a_prev**0.5
         return a_t**0.5 * x0 + (1 - a_t) ** 0.5 * eps

@@ -39,6 +39,7 @@ class ControlledDenoiser:
         self.schedule = schedule
         self.conditioning_scale = conditioning_scale
         self.counter = EvalCounter()
+        self._device_timesteps: torch.Tensor | None = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -46,7 +47,7 @@ class ControlledDenoiser:
 
     def __call__(self, latents: torch.Tensor, t: int, text: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
         """latents (B, 4, h, w) float32; text (B, 77, D); pose (B, 3, H, W) in [0, 1] -> eps (B, 4, h, w)."""
-        timestep = self.schedule.timestep(t).to(latents.device)
+        timestep = self._timesteps(latents.device)[self.schedule.index(t)]
         sample = latents.to(self.dtype)
         text = text.to(self.dtype)
         down, mid = self.controlnet(
@@ -67,6 +68,12 @@ class ControlledDenoiser:
         )[0]
         self.counter.forward[self.counter.stage] += latents.shape[0]
         return self.schedule.to_eps(out.float(), latents, t)
+
+    def _timesteps(self, device: torch.device) -> torch.Tensor:
+        """The schedule's timesteps on ``device``, copied once (not one transfer per call)."""
+        if self._device_timesteps is None or self._device_timesteps.device != device:
+            self._device_timesteps = self.schedule.timesteps.to(device)
+        return self._device_timesteps
 
     def count_backward(self, samples: int) -> None:
         self.counter.backward[self.counter.stage] += samples

@@ -25,13 +25,13 @@ import torch
 import torch.nn.functional as F
 
 from engine.method.denoiser import ControlledDenoiser, guided
+from engine.method.lossscale import DynamicLossScale, adam
 from engine.method.progress import StageTracker
 
-
-def _loss_scale(denoiser: ControlledDenoiser) -> float:
-    """fp16 backward passes underflow on these tiny latent-MSE gradients; Adam is invariant to a
-    constant gradient scale (up to its epsilon), so scale the loss instead of keeping a GradScaler."""
-    return 1024.0 if denoiser.dtype == torch.float16 else 1.0
+EARLY_STOP_EVERY = 2
+"""The host reads the early-stop flag after every 2nd inner iteration, not after each: the flag is set
+on the device and freezes the embedding (``torch.where``) from the iteration whose loss fell below
+the threshold, so results equal a check after every iteration; at most one frozen iteration runs."""
 
 
 @dataclass
@@ -102,26 +102,34 @@ def pose_aware_inversion(
     T = schedule.num_steps
     embeddings = torch.empty((T, *cond.shape[1:]), dtype=denoiser.dtype, device=cond.device)
     master = cond.detach().float()  # O_{s,T+1} := prompt embedding; Adam works on a float32 master
-    scale = _loss_scale(denoiser)
+    scaler = DynamicLossScale(denoiser.dtype, cond.device)
     z_bar = latents[T : T + 1]
-    final_losses: list[float] = []
+    final_losses: list[torch.Tensor] = []  # on the device, read once at the end
     for t in range(T, 0, -1):
         target = latents[t - 1 : t]
         with torch.no_grad():
             eps_uncond = denoiser(z_bar, t, uncond, pose)  # independent of O: once per timestep
         master = master.detach().clone().requires_grad_(True)
-        optimizer = torch.optim.Adam([master], lr=lr)
-        for _ in range(inner_steps):
+        optimizer = adam(master, lr)
+        stopped = torch.zeros((), dtype=torch.bool, device=master.device)
+        last = torch.full((), float("nan"), dtype=torch.float64, device=master.device)
+        for i in range(1, inner_steps + 1):
             with torch.enable_grad():
                 eps = guided(eps_uncond, denoiser(z_bar, t, master, pose), guidance_scale)
                 loss = F.mse_loss(schedule.step(z_bar, eps, t), target)
                 optimizer.zero_grad(set_to_none=True)
-                (loss * scale).backward()
+                scaler.scaled(loss).backward()
             denoiser.count_backward(1)
-            optimizer.step()
-            if loss.item() < early_stop:
-                break
-        final_losses.append(loss.item())
+            scaler.step(optimizer, master, hold=stopped)
+            loss = loss.detach()
+            last = torch.where(stopped | ~torch.isfinite(loss), last, loss)
+            stopped = stopped | (loss.double() < early_stop)  # compared in float64, like loss.item()
+            if i % EARLY_STOP_EVERY == 0 and i < inner_steps:
+                done, skips = torch.stack([stopped.int(), scaler.consecutive]).tolist()  # one read
+                scaler.check("inverting", "the source embedding's gradient", skips)
+                if done:
+                    break
+        final_losses.append(last)
         master = master.detach()
         embeddings[T - t] = master.to(denoiser.dtype)[0]
         with torch.no_grad():
@@ -137,7 +145,9 @@ def pose_aware_inversion(
             z_bar = schedule.step(z_bar, guided(eps_u, eps_c, guidance_scale), t)
         if tracker is not None:
             tracker.advance()
-    return SourceInversion(latents, embeddings, z_bar[0], final_losses)
+    losses = torch.stack(final_losses).tolist()
+    scaler.finish("inverting", "the source embedding's gradient")
+    return SourceInversion(latents, embeddings, z_bar[0], losses)
 
 
 def optimise_pose_embeddings(
@@ -164,13 +174,13 @@ def optimise_pose_embeddings(
     out = torch.empty((T, n, *source.embeddings.shape[1:]), dtype=denoiser.dtype, device=poses.device)
     z = source.latents[T : T + 1].expand(n, -1, -1, -1)  # Ztilde_{i,T} = Z_T
     uncond = uncond.expand(n, -1, -1)
-    scale = _loss_scale(denoiser)
+    scaler = DynamicLossScale(denoiser.dtype, poses.device)
     for t in range(T, 0, -1):
         target = source.latents[t - 1 : t]
         with torch.no_grad():
             eps_uncond = denoiser(z, t, uncond, poses)
         emb = source.embeddings[T - t].float().expand(n, -1, -1).clone().requires_grad_(True)
-        optimizer = torch.optim.Adam([emb], lr=lr)
+        optimizer = adam(emb, lr)
         for _ in range(inner_steps):
             with torch.enable_grad():
                 eps = guided(eps_uncond, denoiser(z, t, emb, poses), guidance_scale)
@@ -178,11 +188,13 @@ def optimise_pose_embeddings(
                 # Per-frame MSE, summed over frames: each frame's gradient is its own.
                 loss = (z_prev - target).pow(2).flatten(1).mean(1).sum()
                 optimizer.zero_grad(set_to_none=True)
-                (loss * scale).backward()  # Alg. 1 line 7
+                scaler.scaled(loss).backward()  # Alg. 1 line 7
             denoiser.count_backward(n)
-            optimizer.step()
+            scaler.step(optimizer, emb)  # skipped (for the chunk) where the gradient overflowed
         out[T - t] = emb.detach().to(denoiser.dtype)
         z = z_prev.detach()  # the trajectory continues from line 6's sample
         if tracker is not None:
             tracker.advance(n)
+    # The skip bound is read once per chunk (its result is copied to the host here anyway).
+    scaler.finish("optimizing", "a frame embedding's gradient")
     return out

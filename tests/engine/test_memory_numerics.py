@@ -3,6 +3,7 @@ success; the job fails with a stable code instead."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,32 +16,46 @@ def animator(tiny_model_dir):
     return tiny_animator(tiny_model_dir)
 
 
-def test_one_overflowed_gradient_in_the_inversion_fails_the_job_with_a_stable_code(animator):
+def _overflowing(animator, passes):
+    """Multiply the U-Net's output by inf in the grad-enabled (optimised) passes numbered in ``passes``."""
+    seen = {"n": 0}
+
+    def hook(module, args, kwargs, output):
+        if not torch.is_grad_enabled():
+            return output
+        seen["n"] += 1
+        return (output[0] * float("inf"), *output[1:]) if seen["n"] in passes else output
+
+    return seen, animator.unet.register_forward_hook(hook, with_kwargs=True)
+
+
+def _animate(animator):
     from engine import AnimateConfig
 
     image, source, targets = astronaut_example(1)
-    calls = {"n": 0}
+    config = AnimateConfig(**FAST).replace(num_inference_steps=2)
+    return animator.animate(image, targets, "an astronaut", source_pose=source, config=config)
 
-    def overflow_once(module, args, kwargs, output):
-        calls["n"] += 1
-        if torch.is_grad_enabled() and calls.get("done") is None:  # the first optimised pass
-            calls["done"] = True
-            return (output[0] * float("inf"), *output[1:])
-        return output
 
-    handle = animator.unet.register_forward_hook(overflow_once, with_kwargs=True)
+def test_one_overflowed_gradient_in_the_inversion_is_skipped_and_the_job_succeeds(animator):
+    seen, handle = _overflowing(animator, {1})
     try:
-        with pytest.raises(NumericalError) as info:
-            animator.animate(
-                image,
-                targets,
-                "an astronaut",
-                source_pose=source,
-                config=AnimateConfig(**FAST).replace(num_inference_steps=2),
-            )
+        result = _animate(animator)
     finally:
         handle.remove()
-    assert calls.get("done") and info.value.code == "non_finite_values" and info.value.stage == "inverting"
+    assert seen["n"] > 1  # the first optimised pass overflowed, later ones ran
+    frames = np.stack([np.asarray(f, dtype=np.float32) for f in result.frames])
+    assert np.isfinite(result.inversion_losses).all() and frames.std(axis=(1, 2, 3)).min() > 1
+
+
+def test_a_gradient_that_always_overflows_fails_the_job_with_a_stable_code(animator):
+    seen, handle = _overflowing(animator, range(1, 1000))
+    try:
+        with pytest.raises(NumericalError) as info:
+            _animate(animator)
+    finally:
+        handle.remove()
+    assert seen["n"] and info.value.code == "non_finite_values" and info.value.stage == "inverting"
 
 
 def test_a_decoded_overflow_is_not_a_black_frame(animator):
