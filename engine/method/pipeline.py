@@ -44,7 +44,13 @@ from engine.method.masks import (
     to_latent,
 )
 from engine.method.pacm import SourceInversion, ddim_inversion, optimise_pose_embeddings, pose_aware_inversion
-from engine.method.progress import CancelCheck, ProgressCallback, StageTracker, StepCallback
+from engine.method.progress import (
+    CancelCheck,
+    ProgressCallback,
+    StageTracker,
+    StepCallback,
+    device_synchronizer,
+)
 from engine.poses.alignment import align_poses
 from engine.poses.detect import SOURCE_POSE_HINT, get_pose_detector, get_segmenter
 from engine.poses.pose import Pose, PoseSequence
@@ -409,7 +415,7 @@ class PoseAnimator:
         subject = subject_token_indices(self.tokenizer, prompt, words) if words else None
         if config.seed is not None:
             torch.manual_seed(config.seed)
-        tracker = StageTracker(on_progress, should_cancel, on_step)
+        tracker = StageTracker(on_progress, should_cancel, on_step, device_synchronizer(self.device))
 
         # 2. Poses: source pose (client or detector) and PATA
         pose_in_image, pose_source = self.resolve_source_pose(image, source_pose)
