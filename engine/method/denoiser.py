@@ -39,7 +39,7 @@ class ControlledDenoiser:
         self.schedule = schedule
         self.conditioning_scale = conditioning_scale
         self.counter = EvalCounter()
-        self._device_timesteps: torch.Tensor | None = None
+        self._device_timesteps: list[torch.Tensor] = []
 
     @property
     def dtype(self) -> torch.dtype:
@@ -69,10 +69,12 @@ class ControlledDenoiser:
         self.counter.forward[self.counter.stage] += latents.shape[0]
         return self.schedule.to_eps(out.float(), latents, t)
 
-    def _timesteps(self, device: torch.device) -> torch.Tensor:
-        """The schedule's timesteps on ``device``, copied once (not one transfer per call)."""
-        if self._device_timesteps is None or self._device_timesteps.device != device:
-            self._device_timesteps = self.schedule.timesteps.to(device)
+    def _timesteps(self, device: torch.device) -> list[torch.Tensor]:
+        """The schedule's timesteps on ``device``, copied once (not one transfer per call), each a
+        0-dim tensor of its own: a view into the (T,) tensor would let ``torch.compile`` relate T to
+        the batch size ("duck sizing") and recompile when they differ."""
+        if not self._device_timesteps or self._device_timesteps[0].device != device:
+            self._device_timesteps = [t.clone() for t in self.schedule.timesteps.to(device)]
         return self._device_timesteps
 
     def count_backward(self, samples: int) -> None:

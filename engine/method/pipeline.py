@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from engine.inputs.rules import (
 from engine.method.attention import AttentionController, downsampled_grid, install_processors
 from engine.method.batching import FrameBatcher, plan_frame_batches
 from engine.method.cache import InversionCache, inversion_cache_key
+from engine.method.compiled import compile_models
 from engine.method.config import AnimateConfig
 from engine.method.ddim import DDIMSchedule
 from engine.method.denoiser import ControlledDenoiser, guided
@@ -192,9 +194,6 @@ class PoseAnimator:
         if channels_last:
             unet.to(memory_format=torch.channels_last)
             control.to(memory_format=torch.channels_last)
-        if compile:
-            unet.compile(dynamic=True)
-            control.compile(dynamic=True)
         random_weights = is_random_weights(base)
         info = {
             "base": base,
@@ -218,8 +217,18 @@ class PoseAnimator:
             model_info=info,
             inversion_cache=inversion_cache,
         )
+        if compile:
+            animator.compile()
         info["load_seconds"] = round(time.perf_counter() - started, 3)
         return animator
+
+    def compile(self, **options: Any) -> None:
+        """``torch.compile`` the U-Net and the ControlNet, each with a compiled-code cache of its own
+        (``engine.method.compiled``); ``options`` go to ``torch.compile`` (default ``dynamic=True``:
+        one graph for every batch size above 1). The first calls of each kind pay the compilation."""
+        options.setdefault("dynamic", True)
+        compile_models({"unet": self.unet, "controlnet": self.controlnet}, **options)
+        self.model_info["compiled"] = True
 
     @property
     def device(self) -> torch.device:
