@@ -17,6 +17,9 @@ from typing import Any
 import torch
 from torch.fx.experimental import _config as fx_config
 
+RECOMPILE_LIMIT = 32
+"""Graphs each compiled model may hold before dynamo gives up on it (its default: 8)."""
+
 
 def _own_code(method: types.MethodType, tag: str) -> types.MethodType:
     """``method`` with a private copy of its function's code object (dynamo caches per code object)."""
@@ -60,6 +63,10 @@ def compile_models(models: dict[str, torch.nn.Module], **options: Any) -> None:
     ``options`` go to ``torch.compile`` (``backend``, ``mode``, ``dynamic``...). Idempotent: a model
     already compiled here is left as it is.
     """
+    # The limit is per code object, so now per model. A tiny 5-frame job needs 7 U-Net graphs (batch 1
+    # and >= 2, with and without grad, DCAM's layout, DCAM's per-job index cache filling up): at 8 a
+    # paper-setting job would be one chunk pattern away from running the rest eagerly.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     for name, module in models.items():
         if getattr(module, "_poseanimate_compiled", False):
             continue
