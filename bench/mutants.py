@@ -304,8 +304,8 @@ MUTANTS = [
         "M_i selects the background branch (Eq. 10 swapped)",
         (
             "engine/method/attention.py",
-            "return m * dca[:, :, 0] + (1 - m) * dca[:, :, 1]",
-            "return m * dca[:, :, 1] + (1 - m) * dca[:, :, 0]",
+            "query_region, key_region = region, region",
+            "query_region, key_region = 1 - region, region",
         ),
         tests=DCAM_ORDER,
     ),
@@ -314,8 +314,8 @@ MUTANTS = [
         "character attention over the background keys and vice versa",
         (
             "engine/method/attention.py",
-            "allowed = torch.stack([inside, ~inside], dim=2)",
-            "allowed = torch.stack([~inside, inside], dim=2)",
+            "query_region, key_region = region, region",
+            "query_region, key_region = region, 1 - region",
         ),
         tests=DCAM_ORDER,
     ),
@@ -482,8 +482,8 @@ MUTANTS = [
         "MGDM splits the previous frame's keys with the current frame's mask",
         (
             "engine/method/attention.py",
-            "ref_frames = torch.tensor([[0, f - 1, f] for f in cur]",
-            "ref_frames = torch.tensor([[0, f, f] for f in cur]",
+            "ref_frames = [[0, f - 1, f] for f in cur]",
+            "ref_frames = [[0, f, f] for f in cur]",
         ),
         tests=DCAM_ORDER,
     ),
@@ -492,8 +492,8 @@ MUTANTS = [
         "MGDM splits frame 0's keys with the current frame's mask",
         (
             "engine/method/attention.py",
-            "ref_frames = torch.tensor([[0, f - 1, f] for f in cur]",
-            "ref_frames = torch.tensor([[f, f - 1, f] for f in cur]",
+            "ref_frames = [[0, f - 1, f] for f in cur]",
+            "ref_frames = [[f, f - 1, f] for f in cur]",
         ),
         tests=DCAM_ORDER,
     ),
