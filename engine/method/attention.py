@@ -282,9 +282,10 @@ class DualConsistencyAttnProcessor:
     """Dual consistency attention (DCAM), optionally mask-guided (MGDM). Self-attention only.
 
     For frame ``i >= 1``: ``DCA_i = l1*Attn(Q_i,K_0,V_0) + l2*Attn(Q_i,K_{i-1},V_{i-1}) + l3*Attn(Q_i,K_i,V_i)``.
-    With masks: each reference is attended twice, over its character keys and over its background
-    keys (the other keys excluded by SDPA's boolean mask, i.e. an additive -inf, never by zeroing
-    keys); a region with no keys falls back to all keys; ``DCA_i = M_i*DCA^c + (1-M_i)*DCA^b``.
+    With masks (Eq. 9-10): ``DCA_i = M_i*DCA^c + (1-M_i)*DCA^b``, where DCA^c attends each reference's
+    character keys and DCA^b its background keys (the other keys excluded, never zeroed); a region
+    with no keys falls back to all keys. By default (``mgdm="regions"``) only what Eq. 10 keeps is
+    computed: the queries inside M_i attend the character keys, the others the background keys.
     Frame 0 keeps plain self-attention so it reconstructs the source.
 
     Without a controller the batch holds ``batch_size`` groups of frames ``0..n-1`` and no masks,
