@@ -2,6 +2,7 @@
 
     python -m bench.mgdm              # table
     python -m bench.mgdm --json       # the same, for machines
+    python -m bench.mgdm --device cuda --dtype float16 --cpu-level 64x64 --cpu-frames 17   # on a GPU
 
 One DCAM+MGDM layer call (``DualConsistencyAttnProcessor._dual_consistency``: frame 0 plus the
 chunk's target frames, CFG pair) with ``mgdm="masked"`` (every query attends both regions of each
@@ -12,7 +13,8 @@ region's queries attend only the keys they may see):
   float16, measured on PyTorch's ``meta`` device with the engine's live-storage tracker and the
   memory-efficient kernel CUDA picks (``engine.method.memory``), over the inputs;
 - query-key pairs each computes (the attention FLOPs are 4 x pairs x head width);
-- CPU seconds of real float32 calls at the 32x32 grid (min of a few runs, this machine);
+- seconds of real calls at the 32x32 grid (min of a few runs; ``--device cuda --dtype float16
+  --cpu-level 64x64 --cpu-frames 17`` on a GPU, which also reports the allocator's peak);
 - the largest difference between their outputs.
 
 Masks: an ellipse (the character, ~30 % of the frame) that moves and changes size from frame to
@@ -94,21 +96,35 @@ def peak_bytes(mgdm: str, level: str, frames: int, dtype=torch.float16) -> int:
     return int(tracker.peak)
 
 
-def cpu_seconds(mgdm: str, level: str, frames: int, repeats: int) -> tuple[float, torch.Tensor]:
+def device_run(mgdm: str, level: str, frames: int, repeats: int, device: str, dtype) -> dict:
+    """Seconds (min of ``repeats``) of real calls on ``device``; on CUDA also the allocator's peak
+    over the inputs (``torch.cuda.max_memory_allocated``)."""
     grid, heads, d = LEVELS[level]
     proc = _processor(mgdm, grid, frames)
-    q, k, v = _qkv(frames, grid, heads, d, "cpu", torch.float32)
-    best = math.inf
+    assert proc.controller is not None and proc.controller.masks is not None
+    proc.controller.set_masks(proc.controller.masks.to(device))
+    q, k, v = (t.to(device) for t in _qkv(frames, grid, heads, d, "cpu", dtype))
+    cuda = torch.device(device).type == "cuda"
+    best, peak = math.inf, None
     with torch.no_grad():
         out = proc._dual_consistency(q, k, v, grid[0] * grid[1])
         for _ in range(repeats):
+            if cuda:
+                torch.cuda.synchronize()
+                base = torch.cuda.memory_allocated()
+                torch.cuda.reset_peak_memory_stats()
             start = time.perf_counter()
             out = proc._dual_consistency(q, k, v, grid[0] * grid[1])
+            if cuda:
+                torch.cuda.synchronize()
+                peak = torch.cuda.max_memory_allocated() - base
             best = min(best, time.perf_counter() - start)
-    return best, out
+    return {"seconds": best, "peak_bytes": peak, "out": out.float().cpu()}
 
 
-def report(chunk: int, cpu_level: str, cpu_frames: int, repeats: int) -> dict:
+def report(
+    chunk: int, cpu_level: str, cpu_frames: int, repeats: int, device: str = "cpu", dtype=torch.float32
+) -> dict:
     memory = {}
     for level, (grid, _, _) in LEVELS.items():
         row = {impl: peak_bytes(impl, level, chunk) for impl in IMPLS}
@@ -118,19 +134,21 @@ def report(chunk: int, cpu_level: str, cpu_frames: int, repeats: int) -> dict:
             "peak_bytes": row,
             "pairs": {**work, "ratio": work["masked"] / work["regions"]},
         }
-    seconds, outs = {}, {}
-    for impl in IMPLS:
-        seconds[impl], outs[impl] = cpu_seconds(impl, cpu_level, cpu_frames, repeats)
+    runs = {impl: device_run(impl, cpu_level, cpu_frames, repeats, device, dtype) for impl in IMPLS}
+    seconds = {impl: runs[impl]["seconds"] for impl in IMPLS}
     return {
         "chunk": chunk,
         "dtype_memory": "float16",
         "levels": memory,
         "cpu": {
+            "device": device,
+            "dtype": str(dtype).removeprefix("torch."),
             "level": cpu_level,
             "frames": cpu_frames,
             "threads": torch.get_num_threads(),
             "seconds": {**seconds, "ratio": seconds["masked"] / seconds["regions"]},
-            "max_abs_diff": float((outs["masked"] - outs["regions"]).abs().max()),
+            "peak_bytes": {impl: runs[impl]["peak_bytes"] for impl in IMPLS},
+            "max_abs_diff": float((runs["masked"]["out"] - runs["regions"]["out"]).abs().max()),
         },
     }
 
@@ -149,10 +167,15 @@ def _print(rep: dict) -> None:
     cpu = rep["cpu"]
     s = cpu["seconds"]
     print(
-        f"\nCPU float32, {cpu['level']} grid, {cpu['frames']} frames, {cpu['threads']} threads:"
-        f" masked {s['masked'] * 1e3:.1f} ms, regions {s['regions'] * 1e3:.1f} ms, ratio {s['ratio']:.2f};"
-        f" max |difference| {cpu['max_abs_diff']:.2e}"
+        f"\n{cpu['device']} {cpu['dtype']}, {cpu['level']} grid, {cpu['frames']} frames,"
+        f" {cpu['threads']} threads: masked {s['masked'] * 1e3:.1f} ms, regions {s['regions'] * 1e3:.1f} ms,"
+        f" ratio {s['ratio']:.2f}; max |difference| {cpu['max_abs_diff']:.2e}"
     )
+    peak = cpu["peak_bytes"]
+    if peak["masked"] is not None:
+        print(
+            f"allocator peak: masked {peak['masked'] / mib:.1f} MiB, regions {peak['regions'] / mib:.1f} MiB"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,9 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-level", choices=sorted(LEVELS), default="32x32")
     parser.add_argument("--cpu-frames", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="device of the timed calls (cuda: also its peak)")
+    parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    rep = report(args.chunk, args.cpu_level, args.cpu_frames, args.repeats)
+    dtype = getattr(torch, args.dtype)
+    rep = report(args.chunk, args.cpu_level, args.cpu_frames, args.repeats, args.device, dtype)
     if args.json:
         print(json.dumps(rep, indent=2))
     else:
