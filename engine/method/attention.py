@@ -473,10 +473,11 @@ class DualConsistencyAttnProcessor:
                 v_side = all_v[g, ref, :, keys].transpose(2, 3).flatten(0, 1)
                 mask = None if valid is None else valid.to(q.device)
                 o = F.scaled_dot_product_attention(q_side, k_side, v_side, attn_mask=mask)
-                dca = o * weights[r] if dca is None else dca + o * weights[r]
+                dca = o.mul_(weights[r]) if dca is None else dca.addcmul_(o, weights[r])
+                del k_side, v_side, o  # before the next reference's gathers: one set alive at a time
             assert dca is not None
-            out = dca.view(groups, s, heads, -1, d).transpose(2, 3)
-            buf[g, rows, :, side.scatter.to(q.device)] = out
+            buf[g, rows, :, side.scatter.to(q.device)] = dca.view(groups, s, heads, -1, d).transpose(2, 3)
+            del q_side, dca
 
     def _fused_references(
         self,
