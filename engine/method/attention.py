@@ -157,8 +157,13 @@ class AttentionController:
             orders.append(torch.stack([character_first, background_first]))
             count = inside.sum(1)
             counts.append(torch.stack([count, inside.shape[1] - count]))
-        host = torch.cat(counts, dim=1).tolist()  # the one device-to-host transfer
         frames = counts[0].shape[1]
+        if self.masks is not None and self.masks.is_meta:
+            # shape-only runs (memory measurement): sizes unknown, every region at full width (the bound)
+            full = [grid[0] * grid[1] for grid in grids for _ in range(frames)]
+            host = [full, list(full)]
+        else:
+            host = torch.cat(counts, dim=1).tolist()  # the one device-to-host transfer
         for i, grid in enumerate(grids):
             rows = [h[i * frames : (i + 1) * frames] for h in host]
             self._regions[grid] = MaskRegions(orders[i], counts[i], rows)

@@ -255,3 +255,19 @@ def test_region_index_sets_stand_for_the_masks_at_every_grid():
         regions = ctl._regions[grid]
         assert torch.equal(regions.inside(), ctl.grid_masks(grid))
         assert regions.host == regions.count.tolist()
+
+
+@torch.no_grad()
+def test_meta_masks_take_every_region_at_full_width():
+    """Shape-only runs (the memory model on the meta device) cannot read region sizes: every region
+    is taken at full width, the regions' upper bound, and the call still runs."""
+    grid, frames = (4, 4), 3
+    ctl = AttentionController(latent_hw=grid, batch_size=GROUPS)
+    ctl.begin_batch([0, 1, 2])
+    ctl.set_masks(torch.ones(frames, *grid, device="meta"))
+    character, background = ctl.region_plan(grid, [1, 2])
+    assert character is not None and background is not None
+    assert character.queries.shape == background.queries.shape == (2, 16)
+    proc = DualConsistencyAttnProcessor(LAMBDAS, controller=ctl)
+    q, k, v = (torch.empty(GROUPS * frames, HEADS, 16, 8, device="meta") for _ in range(3))
+    assert proc._dual_consistency(q, k, v, 16).shape == q.shape
