@@ -56,6 +56,7 @@ MASK_REFRESH = (_MI + "test_mgdm_masks_refresh_every_step_and_dcam_reads_the_fre
 ATTENTION = ("tests/engine/test_attention.py",)
 MASKS = ("tests/engine/test_masks.py",)
 MGDM = ("tests/engine/test_mgdm_masks.py",)
+MGDM_EXACT = ("tests/engine/test_mgdm_exact.py",)
 KILLERS = ("tests/engine/test_mutant_killers.py",)
 SUBJECT = ("tests/engine/test_subject_tokens.py",)
 ALIGNMENT = ("tests/engine/test_alignment.py",)
@@ -318,6 +319,32 @@ MUTANTS = [
             "query_region, key_region = region, 1 - region",
         ),
         tests=DCAM_ORDER,
+    ),
+    M(
+        "mgdm-padding-keys-attended",
+        "MGDM regions: the keys padding a region to the chunk's widest are attended (no padding mask)",
+        ("engine/method/attention.py", "                if min(sizes) < span:", "                if False:"),
+        tests=MGDM_EXACT,
+    ),
+    M(
+        "mgdm-empty-region-no-fallback",
+        "MGDM regions: a region without keys attends nothing instead of all keys",
+        (
+            "engine/method/attention.py",
+            "sizes = [regions.host[key_region][row[r]] or tokens for row in ref_frames]",
+            "sizes = [regions.host[key_region][row[r]] for row in ref_frames]",
+        ),
+        tests=MGDM_EXACT,
+    ),
+    M(
+        "mgdm-padded-queries-kept",
+        "MGDM regions: padded query rows are written over real tokens instead of the spare row",
+        (
+            "engine/method/attention.py",
+            "scatter = torch.where(real, queries, tokens)",
+            "scatter = queries",
+        ),
+        tests=MGDM_EXACT,
     ),
     M(
         "mask-threshold-inverted",

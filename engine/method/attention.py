@@ -198,15 +198,15 @@ class AttentionController:
             keys = []
             for r in range(3):
                 ref = ref_t[:, r]
-                sizes = [regions.host[key_region][row[r]] or tokens for row in ref_frames]
-                width = max(sizes)
+                sizes = [regions.host[key_region][row[r]] or tokens for row in ref_frames]  # empty: all
+                span = max(sizes)
                 valid = None
-                if min(sizes) < width:
+                if min(sizes) < span:
                     size = regions.count[key_region][ref]
                     size = torch.where(size == 0, tokens, size)
-                    valid = torch.arange(width, device=device) < size[:, None]
+                    valid = torch.arange(span, device=device) < size[:, None]
                     valid = valid[:, None, None, :].repeat(self.batch_size, 1, 1, 1)
-                keys.append((regions.order[key_region][ref, :width], valid))
+                keys.append((regions.order[key_region][ref, :span], valid))
             sides.append(RegionSide(queries, scatter, tuple(keys)))
         return tuple(sides)
 
