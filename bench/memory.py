@@ -4,7 +4,7 @@
     python -m bench.memory --json     # the same, for machines
     python -m bench.memory --measure  # re-measure SD-1.5 on the meta device into the engine's table
 
-The numbers come from ``engine/method/memory_sd15.json``: SD-1.5 + OpenPose ControlNet measured on
+The numbers come from ``engine/inputs/memory_sd15.json``: SD-1.5 + OpenPose ControlNet measured on
 PyTorch's ``meta`` device with a live-storage tracker (``engine.method.memory``), stage by stage, with
 the memory-efficient attention kernel CUDA picks for these shapes. float16 and bfloat16 take the same
 bytes. The planner (``engine.method.memory.plan_job``) is the one the engine runs on CUDA.
