@@ -137,6 +137,12 @@ class Settings(BaseSettings):
         default="127.0.0.1", description="Address the worker's /metrics listens on (0.0.0.0 in containers)."
     )
     worker_tmp_dir: Path | None = None
+    worker_gpu_memory_gb: float | None = Field(
+        default=None,
+        gt=0,
+        description="Memory of the workers' GPUs (GB, as cards are sold): the API refuses a job the memory"
+        " plan predicts no such card can run (413 job_too_large_for_workers); unset: no check.",
+    )
 
     # --- Model ---
     animator: Literal["engine", "noop"] = Field(
