@@ -36,7 +36,7 @@ from jobs.settings import Settings
 from jobs.storage import ObjectNotFound, Storage, StorageUnavailable, input_key, output_key
 from jobs.store import JobRecord, JobStore, StartOutcome, TransitionOutcome
 from jobs.webhooks import backoff_delay
-from worker import metrics
+from worker import memory, metrics
 from worker.animators import (
     OUTPUT_FILES,
     AnimatorHolder,
@@ -292,6 +292,7 @@ class JobRunner:
                 timings=timings,
                 unet_evals=rendered.unet_evals,
                 num_frames=rendered.num_frames,
+                **({"memory_plan": rendered.info["memory_plan"]} if "memory_plan" in rendered.info else {}),
                 stage=Stage.DONE.value,
                 progress=1.0,
             )
@@ -399,6 +400,8 @@ class JobRunner:
                 stage, _, direction = key.rpartition("_")
                 if stage and stage != "total" and direction in ("forward", "backward"):
                     metrics.UNET_EVALS.labels(stage, direction).inc(count)
+            if "memory_plan" in info:
+                memory.observe(info["memory_plan"])
             if "gpu_memory_peak_bytes" in info:
                 metrics.GPU_MEMORY_PEAK.set(float(info["gpu_memory_peak_bytes"]))
                 metrics.GPU_MEMORY_ALLOCATED.set(float(info["gpu_memory_allocated_bytes"]))

@@ -4,6 +4,7 @@ engine's memory plan and answers 413 ``job_too_large_for_workers``, nothing queu
 
 from __future__ import annotations
 
+from jobs.contract import JobStatus
 from jobs.intake.memory import plan_on_card
 from tests.support.api import assert_problem, nothing_enqueued
 from tests.support.payloads import job_body
@@ -29,3 +30,45 @@ def test_the_check_is_the_engine_plan_with_offload_allowed():
     on_five = plan_on_card(5, params, 21)  # fits only with the weights offloaded between stages
     assert on_five.fits and on_five.offload
     assert plan_on_card(8, params, 21).fits and not plan_on_card(8, params, 21).offload
+
+
+def test_the_job_view_shows_the_memory_plan_the_worker_recorded(client):
+    from worker.memory import plan_view
+
+    job_id = client.post("/animations", json=job_body()).json()["id"]
+    assert client.get(f"/animations/{job_id}").json()["memory_plan"] is None  # not run yet
+    engine_record = {  # engine.method.batching's record of a planned CUDA job
+        "source": "memory model",
+        "fits": True,
+        "available_bytes": 20 * 2**30,
+        "offload": True,
+        "reason": "",
+        "predicted_peak_bytes": 7 * 2**30,
+        "stages": {
+            "sampling": {
+                "chunk": 3,
+                "chunks": [3, 2],
+                "checkpointing": False,
+                "peak_bytes": 7 * 2**30,
+                "offloaded": ["vae", "text_encoder"],
+            },
+        },
+        "chunks_at_end": {"sampling": 3},
+        "checkpointing": True,
+    }
+    services = client.app.state.services
+    services.store.start_attempt(job_id, 3, "worker-1", False)
+    services.store.transition(
+        job_id, JobStatus.SUCCEEDED, memory_plan=plan_view(engine_record, 1, {"sampling": 6 * 2**30})
+    )
+    plan = client.get(f"/animations/{job_id}").json()["memory_plan"]
+    assert plan["offload"] is True and plan["checkpointing"] is True and plan["oom_backoffs"] == 1
+    assert plan["predicted_peak_bytes"] == 7 * 2**30
+    assert plan["stages"]["sampling"] == {
+        "chunk": 3,
+        "chunks": [3, 2],
+        "checkpointing": False,
+        "offloaded": ["vae", "text_encoder"],
+        "predicted_peak_bytes": 7 * 2**30,
+        "actual_peak_bytes": 6 * 2**30,
+    }
