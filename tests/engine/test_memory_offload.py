@@ -131,3 +131,14 @@ def test_a_failed_job_leaves_no_module_offloaded_for_the_next(tiny_model_dir, fa
     assert modules["vae"].where == "cpu"
     placement.restore()  # what the next job does first
     assert {m.where for m in modules.values()} == {"cuda"}
+
+
+def test_bench_memory_reports_the_least_memory_with_and_without_offload():
+    from bench.memory import build_report
+    from engine.inputs.memoryplan import load_table
+
+    report = build_report(load_table())
+    for setting in report["settings"].values():
+        least = setting["minimum_gb"]
+        assert least["offload"] < least["resident"] <= 8  # every setting fits 8 GB without offload
+        assert not any(c["plan"][s]["offload"] for c in setting["cards"].values() for s in c["plan"])
