@@ -13,7 +13,10 @@ registered pose detector (:mod:`engine.poses.detect`, MediaPipe BlazePose mapped
    low-pass, little lag on fast moves), or none.
 3. **Frames with no person** left after bridging follow ``no_person``: ``"drop"`` (default; removed
    and listed in the report), ``"keep"`` (an empty pose, as OpenPose JSON writes a frame with no
-   people) or ``"error"``. A clip in which nobody is ever found raises :class:`NoPersonFound`.
+   people), ``"hold"`` (the last pose seen before it, or the first one seen for frames before anybody
+   appears: every sampled frame stays, at its clip time, so a driven video keeps the clip's timing
+   and its sound stays in sync) or ``"error"``. A clip in which nobody is ever found raises
+   :class:`NoPersonFound`.
 
 Limits are checked from the container header before anything is decoded (resolution, duration, the
 number of frames the clip would give; :mod:`engine.inputs.videoprobe`, which the API also runs at
@@ -74,7 +77,7 @@ __all__ = [
 ]
 
 Smoothing = Literal["savgol", "one_euro", "none"]
-NoPersonPolicy = Literal["drop", "keep", "error"]
+NoPersonPolicy = Literal["drop", "keep", "hold", "error"]
 
 # At 8-12 fps, 3 frames is a quarter of a second: a blink of occlusion, not a different motion.
 DEFAULT_MAX_GAP = 3
@@ -116,6 +119,8 @@ class ExtractionResult:
     """Of those, the frames filled by interpolating across a short gap."""
     frames_dropped: tuple[int, ...]
     """Of those, the frames removed (``no_person="drop"``)."""
+    frames_held: tuple[int, ...]
+    """Of those, the frames given the nearest earlier pose (``no_person="hold"``)."""
     keypoint_gaps_bridged: int
     """Single-keypoint gaps (a joint lost for <= ``max_gap`` frames) filled by interpolation."""
     detector: str
@@ -136,6 +141,7 @@ class ExtractionResult:
             "frames_without_person": list(self.frames_without_person),
             "frames_bridged": list(self.frames_bridged),
             "frames_dropped": list(self.frames_dropped),
+            "frames_held": list(self.frames_held),
             "keypoint_gaps_bridged": self.keypoint_gaps_bridged,
             "detector": self.detector,
             "smoothing": self.smoothing,
@@ -361,8 +367,8 @@ def _check_cleaning(smoothing: Any, window: Any, max_gap: Any, no_person: Any) -
         raise ExtractionError(f"window must be an odd integer >= 3, got {window!r}")
     if isinstance(max_gap, bool) or not isinstance(max_gap, int) or max_gap < 0:
         raise ExtractionError(f"max_gap must be an integer >= 0, got {max_gap!r}")
-    if no_person not in ("drop", "keep", "error"):
-        raise ExtractionError(f"no_person must be 'drop', 'keep' or 'error', got {no_person!r}")
+    if no_person not in ("drop", "keep", "hold", "error"):
+        raise ExtractionError(f"no_person must be 'drop', 'keep', 'hold' or 'error', got {no_person!r}")
 
 
 class _Sampler:
@@ -504,6 +510,7 @@ class _Track:
     without_person: tuple[int, ...]
     bridged: tuple[int, ...]
     dropped: tuple[int, ...]
+    held: tuple[int, ...]
     gaps_bridged: int
 
 
@@ -526,6 +533,7 @@ def _clean_track(
     smooth = smooth_track(bridged_kp, smoothing, fps=rate, window=window)
     smooth[..., :2] = np.where(smooth[..., 2:] > 0, smooth[..., :2], 0.0)
     dropped: tuple[int, ...] = ()
+    held: tuple[int, ...] = ()
     keep = np.arange(len(smooth))
     if still_empty.any():
         missing = np.flatnonzero(still_empty).tolist()
@@ -535,14 +543,27 @@ def _clean_track(
         if no_person == "drop":
             dropped = tuple(missing)
             keep = np.flatnonzero(~still_empty)
+        if no_person == "hold":
+            held = tuple(missing)
+            smooth = _hold(smooth, still_empty)
     return _Track(
         keypoints=smooth,
         keep=keep,
         without_person=tuple(np.flatnonzero(empty).tolist()),
         bridged=tuple(np.flatnonzero(empty & ~still_empty).tolist()),
         dropped=dropped,
+        held=held,
         gaps_bridged=gaps,
     )
+
+
+def _hold(keypoints: np.ndarray, empty: np.ndarray) -> np.ndarray:
+    """Each ``empty`` frame takes the last non-empty frame before it (the first one after it at the
+    start of the clip)."""
+    seen = np.flatnonzero(~empty)
+    source = np.maximum.accumulate(np.where(empty, -1, np.arange(len(empty))))
+    source[source < 0] = seen[0]
+    return keypoints[source]
 
 
 def _close_if_owned(detector: str | PoseDetector, resolved: PoseDetector | None) -> None:
@@ -634,22 +655,12 @@ def extract_poses(
     track = _clean_track(
         raw, label, rate=rate, smoothing=smoothing, window=window, max_gap=max_gap, no_person=no_person
     )
-    assert sampler.canvas is not None  # set by the first sampled frame
-    frame_w, frame_h = sampler.canvas
-    return ExtractionResult(
-        poses=PoseSequence(Pose(track.keypoints[i], frame_w, frame_h) for i in track.keep),
-        fps=float(rate),
+    return _result(
+        sampler,
+        track,
+        rate=rate,
         source_fps=source_fps,
-        width=frame_w,
-        height=frame_h,
-        duration_s=duration,
-        frames_decoded=sampler.decoded,
-        frames_sampled=len(raw),
-        times=tuple(sampler.times[i] for i in track.keep),
-        frames_without_person=track.without_person,
-        frames_bridged=track.bridged,
-        frames_dropped=track.dropped,
-        keypoint_gaps_bridged=track.gaps_bridged,
+        duration=duration,
         detector=str(getattr(resolved, "name", type(resolved).__name__)),
         smoothing=smoothing,
         settings={
@@ -660,4 +671,39 @@ def extract_poses(
             "no_person": no_person,
             **({"max_frames": sampling.max_frames, "trimmed": sampler.trimmed} if trim else {}),
         },
+    )
+
+
+def _result(
+    sampler: _Sampler,
+    track: _Track,
+    *,
+    rate: float,
+    source_fps: float,
+    duration: float,
+    detector: str,
+    smoothing: str,
+    settings: dict[str, Any],
+) -> ExtractionResult:
+    """The kept frames of the cleaned ``track`` as poses on the sampled frames' canvas, and the report."""
+    assert sampler.canvas is not None  # set by the first sampled frame
+    frame_w, frame_h = sampler.canvas
+    return ExtractionResult(
+        poses=PoseSequence(Pose(track.keypoints[i], frame_w, frame_h) for i in track.keep),
+        fps=float(rate),
+        source_fps=source_fps,
+        width=frame_w,
+        height=frame_h,
+        duration_s=duration,
+        frames_decoded=sampler.decoded,
+        frames_sampled=len(track.keypoints),
+        times=tuple(sampler.times[i] for i in track.keep),
+        frames_without_person=track.without_person,
+        frames_bridged=track.bridged,
+        frames_dropped=track.dropped,
+        frames_held=track.held,
+        keypoint_gaps_bridged=track.gaps_bridged,
+        detector=detector,
+        smoothing=smoothing,
+        settings=settings,
     )
