@@ -226,6 +226,15 @@ class PosesCreate(BaseModel):
             " at most MAX_FRAMES. Without it, a clip giving more than MAX_FRAMES frames is refused (413)."
         ),
     )
+    parts: Literal["body", "body+hands", "body+face", "full"] | None = Field(
+        default=None,
+        description=(
+            "What of the person to extract: `full` (default: body, the two hands (21 points each) and"
+            " the face (70 points) where MediaPipe Holistic finds them), `body+hands`, `body+face` or"
+            " `body` (BlazePose alone, faster). Hands and face get the body's gap bridging, smoothing"
+            " and no-person handling; the report counts `frames_with_hands` and `frames_with_face`."
+        ),
+    )
 
 
 class PoseExtraction(BaseModel):
