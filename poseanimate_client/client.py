@@ -171,6 +171,11 @@ def _video_files(video: str | Path) -> dict[str, tuple[str, bytes, str]]:
     return {"video": (name, data, "video/mp4")}
 
 
+def _parts_field(parts: str | None) -> dict[str, str]:
+    """The ``parts`` form field of ``POST /poses`` (none: the server's default, the whole body)."""
+    return {} if parts is None else {"parts": parts}
+
+
 def _unsupported(exc: PoseAnimateError) -> PoseAnimateError:
     if exc.status in (404, 405):
         return PoseAnimateError(
@@ -300,19 +305,22 @@ class PoseAnimateClient(_Base):
         **params: Any,
     ) -> Job:
         """Submit a job (multipart). Give ``poses`` or ``driving_video`` (its poses are extracted
-        by the server's ``POST /poses`` first)."""
+        by the server's ``POST /poses`` first, with the job's ``parts``)."""
         _one_of(poses, driving_video)
         if driving_video is not None:
-            poses = self.extract_poses(driving_video)
+            poses = self.extract_poses(driving_video, parts=params.get("parts"))
         request = self._submission(
             image, poses, source_pose, idempotency_key, webhook_url, webhook_events, params
         )
         return Job.model_validate(self._request("POST", "/animations", **request).json())
 
-    def extract_poses(self, video: str | Path) -> dict[str, Any]:
-        """The server's pose sequence for a driving video (``POST /poses``)."""
+    def extract_poses(self, video: str | Path, parts: str | None = None) -> dict[str, Any]:
+        """The server's pose sequence for a driving video (``POST /poses``); ``parts``: ``body``,
+        ``body+hands``, ``body+face`` or ``full`` (the server's default: body, hands and face)."""
         try:
-            return _poses_from(self._request("POST", "/poses", files=_video_files(video)))
+            return _poses_from(
+                self._request("POST", "/poses", files=_video_files(video), data=_parts_field(parts))
+            )
         except PoseAnimateError as exc:
             raise _unsupported(exc) from exc
 
@@ -445,15 +453,16 @@ class AsyncPoseAnimateClient(_Base):
     ) -> Job:
         _one_of(poses, driving_video)
         if driving_video is not None:
-            poses = await self.extract_poses(driving_video)
+            poses = await self.extract_poses(driving_video, parts=params.get("parts"))
         request = self._submission(
             image, poses, source_pose, idempotency_key, webhook_url, webhook_events, params
         )
         return Job.model_validate((await self._request("POST", "/animations", **request)).json())
 
-    async def extract_poses(self, video: str | Path) -> dict[str, Any]:
+    async def extract_poses(self, video: str | Path, parts: str | None = None) -> dict[str, Any]:
         try:
-            return _poses_from(await self._request("POST", "/poses", files=_video_files(video)))
+            reply = await self._request("POST", "/poses", files=_video_files(video), data=_parts_field(parts))
+            return _poses_from(reply)
         except PoseAnimateError as exc:
             raise _unsupported(exc) from exc
 
