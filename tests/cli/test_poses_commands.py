@@ -147,6 +147,8 @@ def test_animate_from_a_video_gives_clip_plus_source_plus_transition_frames(
         "targets": [4, 9],
     }
     assert (doc["width"], doc["height"]) == (64, 64)
+    # the clip is extracted with the job's parts (full by default): the driven frames have a face
+    assert "a face in 5 of them" in err and all(face is not None for face in doc["faces"][4:9])
     skeleton = probe_mp4(tmp_path / "a.skeleton.mp4")
     assert (skeleton["frames"], skeleton["width"]) == (9, 64)
     side = probe_mp4(tmp_path / "a.side_by_side.mp4")
