@@ -235,14 +235,15 @@ def _to_image(frame: Any) -> Image.Image:
 
 
 # --------------------------------------------------------------------------------------------------
-# Track cleaning (pure numpy; (frames, 18, 3) arrays, confidence 0 = missing)
+# Track cleaning (pure numpy; (frames, keypoints, 3) arrays, confidence 0 = missing)
 
 
 def bridge_gaps(keypoints: np.ndarray, max_gap: int) -> tuple[np.ndarray, int]:
     """Fill each keypoint's interior gaps of at most ``max_gap`` frames by linear interpolation.
 
-    ``keypoints``: (F, 18, 3). A gap is bridged only when the joint is seen on both sides; its
-    confidence is the lower of the two ends. Returns the new array and the number of gaps filled.
+    ``keypoints``: (F, K, 3) (K = 18 for a body, 130 with hands and face). A gap is bridged only
+    when the point is seen on both sides; its confidence is the lower of the two ends. Returns the
+    new array and the number of gaps filled.
     """
     kp = np.array(keypoints, dtype=np.float64)
     filled = 0
@@ -314,7 +315,7 @@ def smooth_track(
 ) -> np.ndarray:
     """Smooth each keypoint's x, y over time within each run of frames where it is seen.
 
-    ``keypoints``: (F, 18, 3); confidences and missing keypoints are left as they are.
+    ``keypoints``: (F, K, 3); confidences and missing keypoints are left as they are.
     """
     kp = np.array(keypoints, dtype=np.float64)
     if method == "none":
@@ -337,7 +338,7 @@ def smooth_track(
 
 def _resolve_detector(detector: str | PoseDetector, parts: str) -> PoseDetector:
     if detector == "auto" and parts == "body":
-        # the body alone: BlazePose without the hand and face models is several times faster
+        # the body alone: BlazePose without the hand and face models, about twice as fast
         try:
             return _resolve_detector("mediapipe", parts)
         except DetectorUnavailable:
