@@ -308,6 +308,7 @@ def test_a_phone_width_page_fits_the_screen_with_the_key_field_on_it(browser, st
     page = browser.new_page(viewport={"width": 390, "height": 844})
     page.goto(stack.api_url + "/")
     page.wait_for_selector("#example-select option", state="attached")
+    page.wait_for_selector("#model-note:not([hidden])")  # the schema is read: every motion tab is there
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     box = page.locator("#api-key").bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
@@ -340,7 +341,9 @@ def test_desktop_screenshot(page):
     if not shots:
         pytest.skip("set POSEANIMATE_SCREENSHOTS=DIR to write the screenshots")
     p = page.open()
-    _prepare(p, steps=2)
+    p.click("#use-example-image")  # size and steps as the served model suggests them
+    p.wait_for_function("window.playground.state.sourcePose && window.playground.state.aligned")
+    p.fill("#transition_frames", "1")
     p.set_viewport_size({"width": 1400, "height": 1000})
     p.screenshot(path=f"{shots}/playground.png", full_page=False)
 
