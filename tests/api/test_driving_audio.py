@@ -126,3 +126,19 @@ def test_audio_packets_that_do_not_decode_pass_the_door_for_the_worker_to_drop(c
     damaged = with_audio_packets(clip, tmp_path / "d.mkv", damage).read_bytes()
     r = _post(client, damaged, "mkv")
     assert r.status_code == 202 and r.json()["params"]["audio"] is True, r.text
+
+
+def test_thousands_of_channels_in_a_mov_header_are_a_4xx(client, tmp_path):
+    """A QuickTime sound description claiming 4096 channels (a 16-bit field): FFmpeg gives the stream
+    no channel count past its own cap, which is ``audio_unreadable``; 9 channels, read as such, is
+    ``audio_too_large``."""
+    import struct
+
+    mov = clip_with_audio(tmp_path / "c.mov", frames=8, fmt="mov", audio_codec="pcm_s16le").read_bytes()
+    entry = mov.index(b"sowt")  # the PCM sample entry; its channel count sits 20 bytes after the type
+    assert struct.unpack(">H", mov[entry + 20 : entry + 22]) == (2,)
+    for channels, status, code in ((4096, 422, "audio_unreadable"), (9, 413, "audio_too_large")):
+        clip = mov[: entry + 20] + struct.pack(">H", channels) + mov[entry + 22 :]
+        r = _post(client, clip, "mov")
+        assert r.status_code == status and r.json()["code"] == code, (channels, r.text)
+        assert _post(client, clip, "mov", audio="false").status_code == 202
