@@ -13,7 +13,12 @@ job lock runs one copy). Extraction refusals fail the job as ``invalid_input`` w
 code and message; every failure of the stage goes through ``JobServices.fail_job``.
 
 PyAV and MediaPipe are imported on first use; one extraction at a time per process (the detector
-is shared and not thread-safe; the io pool runs threads).
+is shared and not thread-safe; the io pool runs threads), handed out first come, first served.
+
+Per-key fairness (issue 24, M1; ``jobs.fairness``): an extraction first takes one of its API key's
+slots (``extraction_slots_per_key`` across all io workers); when the key has none free the run
+returns ``deferred`` and the task retries after ``extraction_defer_s``, its thread freed, so one
+key's backlog never queues ahead of another key's extraction.
 """
 
 from __future__ import annotations
@@ -24,11 +29,15 @@ import logging
 import tempfile
 import threading
 import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.contract import ErrorCode, JobStatus, Stage
 from jobs.extractions import ExtractionStore
+from jobs.fairness import ExtractionSlots
 from jobs.intake.limits import ServiceLimits, effective_params
 from jobs.intake.videos import video_frame_budget
 from jobs.lifecycle import overall_progress
@@ -41,7 +50,28 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_LOCK = threading.Lock()
+
+class _FifoLock:
+    """A lock handed to its waiters in arrival order (``threading.Lock`` may let a late thread
+    barge ahead of one that waited longer: another key's extraction could wait behind several)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._line: deque[object] = deque()
+
+    def __enter__(self) -> None:
+        me = object()
+        with self._cond:
+            self._line.append(me)
+            self._cond.wait_for(lambda: self._line[0] is me)
+
+    def __exit__(self, *_: object) -> None:
+        with self._cond:
+            self._line.popleft()
+            self._cond.notify_all()
+
+
+_LOCK = _FifoLock()
 PREVIEW_MAX_SIDE = 256
 PROGRESS_EVERY_S = 0.5
 """How often a job's extraction progress is written (and its cancel noticed), at most."""
@@ -108,9 +138,33 @@ def skeleton_data_uri(result: ExtractionResult, tmp_dir: str | None = None) -> s
         return "data:video/mp4;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
+@contextmanager
+def _key_slot(services: JobServices, owner: str, holder: str) -> Iterator[bool]:
+    """One of ``owner``'s extraction slots for ``holder`` (``jobs.fairness``), or False."""
+    settings = services.settings
+    slots = ExtractionSlots(
+        services.store.r,
+        services.store.p,
+        settings.extraction_slots_per_key,
+        settings.extraction_slot_ttl_s,
+        settings.extraction_defer_s,
+    )
+    with slots.held(owner, holder) as held:
+        yield held
+
+
 def run_extraction(extraction_id: str, services: JobServices) -> str:
     """One ``POST /poses`` request: extract, store the result in its record, delete the clip.
-    Returns ``succeeded``, ``failed`` or ``skipped`` (gone or already done)."""
+    Returns ``succeeded``, ``failed``, ``skipped`` (gone or already done) or ``deferred`` (its key
+    has no free extraction slot: retry later)."""
+    record = ExtractionStore(services.store.r, services.store.p).get(extraction_id)
+    if record is None or record["status"] != "queued":
+        return "skipped"
+    with _key_slot(services, str(record.get("owner")), extraction_id) as held:
+        return _run_extraction(extraction_id, services) if held else "deferred"
+
+
+def _run_extraction(extraction_id: str, services: JobServices) -> str:
     settings, store, storage = services.settings, services.store, services.storage
     extractions = ExtractionStore(store.r, store.p)
     record = extractions.get(extraction_id)
@@ -172,8 +226,16 @@ class _StageProgress:
 
 def run_job_extraction(job_id: str, services: JobServices) -> str:
     """The ``extracting_poses`` stage of a queued job. Returns ``sent`` (poses written, job sent to
-    gpu), ``failed`` (``services.fail_job``), or ``skipped`` (not queued any more: canceled, failed,
-    deleted, running)."""
+    gpu), ``failed`` (``services.fail_job``), ``skipped`` (not queued any more: canceled, failed,
+    deleted, running) or ``deferred`` (its key has no free extraction slot: retry later)."""
+    record = services.store.get(job_id)
+    if record is None or record.status is not JobStatus.QUEUED:
+        return "skipped"
+    with _key_slot(services, record.owner, job_id) as held:
+        return _run_job_extraction(job_id, services) if held else "deferred"
+
+
+def _run_job_extraction(job_id: str, services: JobServices) -> str:
     settings, store, storage, queue = services.settings, services.store, services.storage, services.queue
     record = store.get(job_id)
     if record is None or record.status is not JobStatus.QUEUED:
