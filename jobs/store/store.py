@@ -225,8 +225,9 @@ class JobStore(JobLocks, RateLimits, Submissions):
     ) -> StartResult:
         outcome, value = self._start(
             keys=[self.job_key(job_id), self.queue_key, self.running_key],
-            # A run starts where the loading stage starts (0.03: after extracting_poses), never at 0:
-            # a driving-video job's progress went 0.03 (poses extracted) -> 0.0 (issue 24's walk).
+            # A run starts where the loading stage starts (0.03: after extracting_poses), never at 0
+            # (a driving-video job's progress went 0.03 -> 0.0: issue 24's walk), nor below where an
+            # earlier attempt got.
             args=[
                 job_id,
                 time.time(),
