@@ -10,11 +10,11 @@ Another key waits at most for the extractions already running, never for a key's
 Redis (``{p}`` the key prefix, ``{owner}`` the key's owner id, never the key):
 
 ``{p}:xslots:{owner}``  zset  holder (job or extraction id) -> lease expiry (Redis server time, ms)
-``{p}:xwait:{owner}``   zset  waiting holder -> when it first waited (FIFO order)
+``{p}:xwait:{owner}``   zset  waiting holder -> its turn (``{p}:xseq:{owner}``, a counter): FIFO order
 ``{p}:xseen:{owner}``   zset  waiting holder -> when it last asked (a waiter gone quiet is dropped)
 
 Nothing is lost on a worker's death: a slot is a lease (``extraction_slot_ttl_s``, renewed by a thread
-while its extraction runs) and a waiter that stops asking leaves the line after a few deferrals, so
+while its extraction runs) and a waiter that stops asking leaves the line after five deferrals, so
 a killed worker's slot frees within the TTL and its redelivered message takes a slot again. A
 redelivered holder that still holds its slot keeps it (acquiring is idempotent).
 """
@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-# KEYS: slots, waiters, seen. ARGV: holder, slots per key, lease ms, waiter staleness ms.
+# KEYS: slots, waiters, seen, sequence. ARGV: holder, slots per key, lease ms, waiter staleness ms.
 # 1: the holder has a slot (new, or its own renewed); 0: it waits (its place in line kept).
 _ACQUIRE = """
 local t = redis.call('TIME')
@@ -54,10 +54,11 @@ if free > 0 and place < free then
   redis.call('ZREM', KEYS[3], holder)
   return 1
 end
-redis.call('ZADD', KEYS[2], 'NX', now, holder)
+if not redis.call('ZSCORE', KEYS[2], holder) then
+  redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[4]), holder)
+end
 redis.call('ZADD', KEYS[3], now, holder)
-redis.call('PEXPIRE', KEYS[2], stale)
-redis.call('PEXPIRE', KEYS[3], stale)
+for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], stale) end
 return 0
 """
 
@@ -78,13 +79,15 @@ class ExtractionSlots:
     def __init__(self, client: Any, prefix: str, per_key: int, ttl_s: float, defer_s: float) -> None:
         self.r, self.p, self.per_key = client, prefix, per_key
         self.lease_ms = max(1000, int(ttl_s * 1000))
-        # A waiter asks again every defer_s; one silent for several deferrals (and a lease) is gone.
-        self.stale_ms = max(self.lease_ms, int(defer_s * 1000 * 5))
+        # A waiter asks again every defer_s; one silent for five deferrals (a second at least) is gone
+        # (canceled, deleted, or its worker died): it no longer holds up the key's line. A live one
+        # that was only late (its worker's threads all busy) just rejoins at the back.
+        self.stale_ms = max(1000, int(defer_s * 1000 * 5))
         self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
 
     def _keys(self, owner: str) -> list[str]:
-        return [f"{self.p}:{name}:{owner}" for name in ("xslots", "xwait", "xseen")]
+        return [f"{self.p}:{name}:{owner}" for name in ("xslots", "xwait", "xseen", "xseq")]
 
     def acquire(self, owner: str, holder: str) -> bool:
         """Take one of ``owner``'s slots for ``holder``; False: wait your turn (and ask again)."""
@@ -96,6 +99,13 @@ class ExtractionSlots:
 
     def release(self, owner: str, holder: str) -> None:
         self.r.zrem(self._keys(owner)[0], holder)
+
+    def leave(self, owner: str, holder: str) -> None:
+        """``holder`` stops waiting (its job was canceled or its extraction is done): the next in
+        line need not wait for it to go quiet."""
+        _, waiters, seen, _ = self._keys(owner)
+        self.r.zrem(waiters, holder)
+        self.r.zrem(seen, holder)
 
     def running(self, owner: str) -> list[str]:
         """The holders of ``owner``'s slots now (expired leases included until the next acquire)."""

@@ -138,18 +138,21 @@ def skeleton_data_uri(result: ExtractionResult, tmp_dir: str | None = None) -> s
         return "data:video/mp4;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-@contextmanager
-def _key_slot(services: JobServices, owner: str, holder: str) -> Iterator[bool]:
-    """One of ``owner``'s extraction slots for ``holder`` (``jobs.fairness``), or False."""
+def _slots(services: JobServices) -> ExtractionSlots:
     settings = services.settings
-    slots = ExtractionSlots(
+    return ExtractionSlots(
         services.store.r,
         services.store.p,
         settings.extraction_slots_per_key,
         settings.extraction_slot_ttl_s,
         settings.extraction_defer_s,
     )
-    with slots.held(owner, holder) as held:
+
+
+@contextmanager
+def _key_slot(services: JobServices, owner: str, holder: str) -> Iterator[bool]:
+    """One of ``owner``'s extraction slots for ``holder`` (``jobs.fairness``), or False."""
+    with _slots(services).held(owner, holder) as held:
         yield held
 
 
@@ -159,6 +162,8 @@ def run_extraction(extraction_id: str, services: JobServices) -> str:
     has no free extraction slot: retry later)."""
     record = ExtractionStore(services.store.r, services.store.p).get(extraction_id)
     if record is None or record["status"] != "queued":
+        if record is not None:  # a redelivered copy of a finished one: out of its key's line
+            _slots(services).leave(str(record.get("owner")), extraction_id)
         return "skipped"
     with _key_slot(services, str(record.get("owner")), extraction_id) as held:
         return _run_extraction(extraction_id, services) if held else "deferred"
@@ -230,6 +235,8 @@ def run_job_extraction(job_id: str, services: JobServices) -> str:
     deleted, running) or ``deferred`` (its key has no free extraction slot: retry later)."""
     record = services.store.get(job_id)
     if record is None or record.status is not JobStatus.QUEUED:
+        if record is not None:  # canceled (or failed) while waiting: out of its key's line
+            _slots(services).leave(record.owner, job_id)
         return "skipped"
     with _key_slot(services, record.owner, job_id) as held:
         return _run_job_extraction(job_id, services) if held else "deferred"

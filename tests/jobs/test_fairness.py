@@ -38,7 +38,7 @@ def test_waiters_of_a_key_take_freed_slots_first_come_first_served(slots):
 def test_a_dead_holders_slot_and_a_silent_waiters_place_expire(slots):
     assert slots.acquire("a", "a1") and slots.acquire("a", "a2")
     assert not slots.acquire("a", "gone")  # waits, then never asks again (its worker died)
-    time.sleep(1.1)  # the lease (1 s) and the waiter's staleness (max(lease, 5 deferrals)) pass
+    time.sleep(1.1)  # the lease (1 s) and the waiter's staleness (5 deferrals, 1 s at least) pass
     assert slots.acquire("a", "next") and slots.acquire("a", "after")
 
 
@@ -54,3 +54,11 @@ def test_a_held_slot_is_renewed_while_its_block_runs_and_released_after(slots):
         assert not newcomer  # "third" has waited longer for the freed slot
     with slots.held("a", "third") as third, slots.held("a", "newcomer") as newcomer:
         assert third and not newcomer
+
+
+def test_a_waiter_that_leaves_does_not_hold_up_the_line(slots):
+    assert slots.acquire("a", "a1") and slots.acquire("a", "a2")
+    assert not slots.acquire("a", "canceled") and not slots.acquire("a", "next")
+    slots.leave("a", "canceled")
+    slots.release("a", "a1")
+    assert slots.acquire("a", "next")

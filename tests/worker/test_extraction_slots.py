@@ -73,3 +73,24 @@ def test_a_deferred_task_retries_after_the_defer_delay_without_a_cap(monkeypatch
         tasks._deferred(_Task(), _Services(), "deferred")
     assert seen == {"countdown": 0.7}
     assert tasks._deferred(_Task(), _Services(), "succeeded") == "succeeded"
+
+
+def test_a_job_canceled_while_waiting_leaves_its_keys_line(store, redis_srv, tmp_path):
+    queue = _Queue()
+    _, storage, runner = noop_runner(store, redis_srv.url, tmp_path, queue=queue)
+    params = effective_params({"prompt": "a person", "steps": 2, "fps": 8, "size": 64})
+    job = ValidatedJob(
+        params=params, image_png=png(), poses=None, driving_video=astronaut_mp4(2, fps=8), num_frames=1
+    )
+    first, second = (
+        accept_job(new_job_id(), "key_line", job, store=store, storage=storage, queue=queue, max_active=10)
+        for _ in range(2)
+    )
+    slots = ExtractionSlots(store.r, store.p, 1, 60, 60)  # a waiter goes quiet only after 5 minutes
+    assert slots.acquire("key_line", "running_one")
+    assert run_job_extraction(first.id, runner.services) == "deferred"
+    assert run_job_extraction(second.id, runner.services) == "deferred"
+    store.request_cancel(first.id)
+    assert run_job_extraction(first.id, runner.services) == "skipped"
+    slots.release("key_line", "running_one")
+    assert run_job_extraction(second.id, runner.services) == "sent"  # not held behind the canceled one
