@@ -56,13 +56,13 @@ def check_audio_header(container: Any, *, max_duration: float, label: str = "the
         return None
     stream = container.streams.audio[0]
     hint = "; send audio=false to animate it without its sound"
-    ctx = stream.codec_context
-    codec = ctx.name or ""
+    ctx = stream.codec_context  # None when FFmpeg knows no codec for the stream's id
+    codec = (ctx.name if ctx is not None else "") or ""
     try:
         known = bool(codec) and av.Codec(codec, "r") is not None
     except (av.FFmpegError, ValueError):
         known = False
-    if not known:
+    if not known or ctx is None:
         raise AudioRefused(f"{label}'s audio codec {codec or '(none)'!r} cannot be decoded{hint}")
     channels, rate = int(ctx.channels or 0), int(ctx.sample_rate or 0)
     if channels < 1 or rate < 1:

@@ -120,6 +120,8 @@ def read_audio(
             return None
         stream = container.streams.audio[0]
         ctx = stream.codec_context
+        if ctx is None:  # a codec id FFmpeg has no codec for
+            raise AudioError("the audio stream's codec is unknown to FFmpeg")
         channels = int(ctx.channels or 0)
         rate = int(ctx.sample_rate or 0)
         if channels < 1 or rate < 1:

@@ -107,6 +107,15 @@ def test_garbage_is_an_audio_error():
         read_audio(b"\x00" * 1000)
 
 
+def test_a_codec_ffmpeg_does_not_know_is_an_audio_error_not_a_crash(tmp_path):
+    """The stream's codec id renamed in place (Matroska ``A_PCM/INT/LIT``): PyAV gives the stream no
+    codec context; that is an :class:`AudioError` (the job's note), not an AttributeError."""
+    clip = clip_with_audio(tmp_path / "clip.mkv", fmt="matroska", audio_codec="pcm_s16le").read_bytes()
+    with pytest.raises(AudioError) as err:
+        read_audio(clip.replace(b"A_PCM/INT/LIT", b"A_ZZZ/INT/LIT", 1))
+    assert err.value.code == "audio_unreadable" and "unknown" in str(err.value)
+
+
 def test_wav_round_trip():
     samples = (np.linspace(-1, 1, 2 * 4800, dtype=np.float32).reshape(2, -1)) * 0.5
     from engine.poses.audio import AudioTrack

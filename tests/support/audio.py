@@ -4,6 +4,7 @@ finds the burst in a decoded file."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -103,3 +104,45 @@ def burst_time(path: Path, threshold: float = 0.2) -> float | None:
 def audio_duration(path: Path) -> float | None:
     decoded = decoded_audio(path)
     return None if decoded is None else decoded[0].size / decoded[1]
+
+
+def with_audio_packets(src: Path, dst: Path, change: Callable[[int, bytes], bytes | None]) -> Path:
+    """``src`` remuxed into Matroska at ``dst`` with its k-th audio packet's bytes replaced by
+    ``change(k, payload)`` (dropped when it returns None); the headers and the video are untouched,
+    so only decoding the audio finds the damage."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="matroska") as out:
+        video = out.add_stream_from_template(inp.streams.video[0])
+        audio = out.add_stream_from_template(inp.streams.audio[0])
+        k = 0
+        for packet in inp.demux():
+            if packet.size == 0:
+                continue
+            if packet.stream.type == "video":
+                packet.stream = video
+                out.mux(packet)
+                continue
+            payload = change(k, bytes(packet))
+            k += 1
+            if payload is not None:
+                new = av.Packet(payload)
+                new.pts, new.dts, new.time_base = packet.pts, packet.dts, packet.time_base
+                new.stream = audio
+                out.mux(new)
+    return dst
+
+
+def noise_packets(k: int, payload: bytes) -> bytes:
+    """Every audio packet's bytes replaced by noise of its length (a damaged stream)."""
+    return np.random.default_rng(k).integers(0, 256, len(payload), dtype=np.uint8).tobytes()
+
+
+def cut_after(packets: int) -> Callable[[int, bytes], bytes | None]:
+    """The first ``packets`` audio packets kept, the next one cut in half, the rest gone: a stream
+    truncated mid-packet, as a download cut short leaves it."""
+
+    def change(k: int, payload: bytes) -> bytes | None:
+        return payload if k < packets else payload[: len(payload) // 2] if k == packets else None
+
+    return change

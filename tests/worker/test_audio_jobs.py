@@ -10,7 +10,14 @@ import pytest
 from engine.poses.video import probe_mp4
 from jobs.contract import JobStatus
 from jobs.views import job_view
-from tests.support.audio import audio_duration, burst_time, clip_with_audio
+from tests.support.audio import (
+    audio_duration,
+    burst_time,
+    clip_with_audio,
+    cut_after,
+    noise_packets,
+    with_audio_packets,
+)
 from tests.support.jobs import noop_runner
 from tests.worker.test_extraction import RecordingQueue, run_stage, submit_video
 
@@ -94,3 +101,17 @@ def test_audio_over_the_limits_is_dropped_with_a_note(env, tmp_path):
     view, outputs = _run(env, tmp_path, clip)
     assert view.status is JobStatus.SUCCEEDED and audio_duration(outputs["video"]) is None
     assert len(view.notes) == 1 and "audio_too_large" in view.notes[0] and "384000 Hz" in view.notes[0]
+
+
+@pytest.mark.parametrize("damage", [noise_packets, cut_after(18)], ids=["noise", "truncated"])
+def test_damaged_or_truncated_audio_packets_give_a_silent_video_and_a_note(env, tmp_path, damage):
+    """Headers that pass the submission probe over packets that do not decode (noise in every AAC
+    packet; the stream cut mid-packet at 0.4 s): the job still animates, silent, and says why."""
+    clip = clip_with_audio(tmp_path / "clip.mkv", frames=8, fps=FPS, fmt="matroska", audio_codec="aac")
+    damaged = with_audio_packets(clip, tmp_path / "damaged.mkv", damage).read_bytes()
+    view, outputs = _run(env, tmp_path, damaged)
+    assert view.status is JobStatus.SUCCEEDED and view.params.audio is True
+    assert audio_duration(outputs["video"]) is None and audio_duration(outputs["side_by_side"]) is None
+    assert len(view.notes) == 1 and "audio left out" in view.notes[0], view.notes
+    assert "does not decode" in view.notes[0]
+    assert "audio_unreadable" in view.notes[0] and "silent" in view.notes[0]
