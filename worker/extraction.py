@@ -80,13 +80,15 @@ AUDIO_NAME = "audio.wav"
 """The output's sound track (from output time 0, the lead-in silent), an input of the GPU job."""
 
 
-def _extract(data: bytes, limits: ServiceLimits, **options: Any) -> ExtractionResult:
+def _extract(data: bytes, limits: ServiceLimits, no_person: str = "drop", **options: Any) -> ExtractionResult:
+    """``no_person``: ``"drop"`` for ``POST /poses`` (a motion without its empty frames);
+    ``"hold"`` for a driving_video job, so every driven frame keeps its clip time and its sound."""
     from engine.poses.extract import extract_poses
 
     with _LOCK:
         return extract_poses(
             data,
-            no_person="drop",
+            no_person=no_person,
             max_pixels=limits.max_video_pixels,
             max_duration=limits.max_video_seconds,
             **options,
@@ -266,6 +268,7 @@ def _run_job_extraction(job_id: str, services: JobServices) -> str:
         result = _extract(
             data,
             limits,
+            no_person="hold",
             fps=params["fps"],
             start=params.get("video_start"),
             end=params.get("video_end"),

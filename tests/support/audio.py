@@ -4,11 +4,12 @@ finds the burst in a decoded file."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from tests.support.clips import astronaut_frames
 
@@ -38,12 +39,16 @@ def clip_with_audio(
     channels: int = 2,
     burst_at: float = 1.0,
     audio_duration: float | None = None,
+    empty_frames: Collection[int] = (),
 ) -> Path:
     """The astronaut sliding right (``frames`` frames at ``fps``) with, unless ``audio_codec`` is None,
-    a burst track as long as the video (or ``audio_duration``)."""
+    a burst track as long as the video (or ``audio_duration``); the frames in ``empty_frames`` show
+    nobody."""
     import av
 
     images = astronaut_frames(frames)
+    for k in empty_frames:  # nobody in these: the grey canvas alone
+        images[k] = Image.new("RGB", images[k].size, (120, 120, 120))
     duration = frames / fps if audio_duration is None else audio_duration
     with av.open(str(path), "w", format=fmt) as container:
         vs = container.add_stream(video_codec, rate=fps)

@@ -115,3 +115,20 @@ def test_damaged_or_truncated_audio_packets_give_a_silent_video_and_a_note(env, 
     assert len(view.notes) == 1 and "audio left out" in view.notes[0], view.notes
     assert "does not decode" in view.notes[0]
     assert "audio_unreadable" in view.notes[0] and "silent" in view.notes[0]
+
+
+def test_a_stretch_with_nobody_is_held_so_later_frames_keep_their_sound(env, tmp_path):
+    """Frames with nobody in them (longer than the gap bridging) keep the last pose: every sampled
+    frame stays, so the burst after the stretch is heard with the frame sampled at its clip time. With
+    ``no_person="drop"`` (the old job path) those frames vanished and the burst played 4 frames late."""
+    clip = clip_with_audio(
+        tmp_path / "clip.mp4", frames=16, fps=FPS, burst_at=1.5, empty_frames=range(4, 10)
+    ).read_bytes()
+    view, outputs = _run(env, tmp_path, clip)
+    lead_in = 1 + TRANSITION
+    assert view.num_frames == lead_in + 16 == len(view.timeline)
+    assert [f.clip_time for f in view.timeline[lead_in:]] == pytest.approx([k / FPS for k in range(16)])
+    at_burst = view.timeline[lead_in + 12]
+    for path in outputs.values():
+        heard = burst_time(path)
+        assert heard is not None and abs(heard - at_burst.time) < 1 / FPS, (path.name, heard, at_burst)
