@@ -46,7 +46,7 @@ from jobs.storage import ObjectNotFound, StorageUnavailable, input_key
 from jobs.store import JobStore
 
 if TYPE_CHECKING:
-    from engine.poses.extract import ExtractionResult
+    from engine.poses.extract import ExtractionResult, NoPersonPolicy
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,9 @@ AUDIO_NAME = "audio.wav"
 """The output's sound track (from output time 0, the lead-in silent), an input of the GPU job."""
 
 
-def _extract(data: bytes, limits: ServiceLimits, no_person: str = "drop", **options: Any) -> ExtractionResult:
+def _extract(
+    data: bytes, limits: ServiceLimits, no_person: NoPersonPolicy = "drop", **options: Any
+) -> ExtractionResult:
     """``no_person``: ``"drop"`` for ``POST /poses`` (a motion without its empty frames);
     ``"hold"`` for a driving_video job, so every driven frame keeps its clip time and its sound."""
     from engine.poses.extract import extract_poses
