@@ -142,3 +142,18 @@ def test_thousands_of_channels_in_a_mov_header_are_a_4xx(client, tmp_path):
         r = _post(client, clip, "mov")
         assert r.status_code == status and r.json()["code"] == code, (channels, r.text)
         assert _post(client, clip, "mov", audio="false").status_code == 202
+
+
+@pytest.mark.parametrize(("fmt", "ext"), [("matroska", "mkv"), ("mp4", "mp4")])
+def test_audio_longer_than_the_video_is_not_a_truncated_video(client, tmp_path, fmt, ext):
+    """Music running twice the dance's length: Matroska's one duration is the audio's, which the
+    probe took for missing video frames (422 video_unreadable "truncated")."""
+    clip = clip_with_audio(
+        tmp_path / f"c.{ext}",
+        frames=8,
+        fmt=fmt,
+        audio_codec="pcm_s16le" if ext == "mkv" else "aac",
+        audio_duration=2.0,
+    )
+    r = _post(client, clip.read_bytes(), ext)
+    assert r.status_code == 202, r.text

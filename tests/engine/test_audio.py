@@ -158,3 +158,46 @@ def test_a_long_clip_stays_in_sync_to_the_end(tmp_path):
     heard = burst_time(out)
     assert heard is not None and abs(heard - expected) < PERIOD / 2, (heard, expected)
     assert probe_mp4(out)["fps"] == FPS
+
+
+@pytest.mark.parametrize(
+    ("fmt", "vcodec", "acodec"),
+    [
+        ("matroska", "libx264", "pcm_s16le"),
+        ("webm", "libvpx-vp9", "libopus"),
+        ("mp4", "libx264", "aac"),
+        ("mov", "libx264", "aac"),
+    ],
+)
+def test_audio_twice_as_long_as_the_video_is_probed_by_the_video_and_trimmed_to_it(
+    tmp_path, fmt, vcodec, acodec
+):
+    """Matroska declares one duration, its longest stream's: music running 4 s over a 2 s dance was
+    refused as a truncated video. The probe now counts the video's own frames, and the output's
+    sound stops with its last frame."""
+    from engine.inputs.videoprobe import probe_video
+
+    clip = clip_with_audio(
+        tmp_path / f"clip.{fmt}", fmt=fmt, video_codec=vcodec, audio_codec=acodec, audio_duration=4.0
+    )
+    info = probe_video(clip, fps=FPS, max_frames=20)
+    assert info.frames == 16 and info.duration_s == pytest.approx(2.0, abs=0.01)
+    lead_in = 5
+    track = read_audio(clip, start=0.5)
+    placed = place_audio(track, first_driven_clip_time=0.5, first_driven_frame=lead_in, fps=FPS)
+    out = encode_mp4(_frames(lead_in + 12), tmp_path / "out.mp4", FPS, audio=placed)
+    assert audio_duration(out) == pytest.approx((lead_in + 12) / FPS, abs=PERIOD / 2)
+    heard = burst_time(out)
+    assert heard is not None and abs(heard - (lead_in + 4) / FPS) < PERIOD, heard
+
+
+def test_a_truncated_matroska_with_long_audio_is_still_refused(tmp_path):
+    """The longest stream's packets stopping well short of the container's duration is truncation."""
+    from engine.inputs.videoprobe import VideoUnreadable, probe_video
+
+    data = clip_with_audio(
+        tmp_path / "clip.mkv", fmt="matroska", audio_codec="pcm_s16le", audio_duration=4.0
+    ).read_bytes()
+    for fraction in (0.3, 0.5):
+        with pytest.raises(VideoUnreadable, match="truncated"):
+            probe_video(data[: int(len(data) * fraction)], fps=FPS, max_frames=20)
