@@ -121,7 +121,8 @@ def test_a_hostile_audio_header_is_a_4xx_naming_audio_false_and_never_a_5xx(
 @pytest.mark.parametrize("damage", [noise_packets, cut_after(18)], ids=["noise", "truncated"])
 def test_audio_packets_that_do_not_decode_pass_the_door_for_the_worker_to_drop(client, tmp_path, damage):
     """Their headers are sound, so the submission is accepted (the probe decodes nothing); the io
-    worker leaves the audio out with a note (tests/worker/test_audio_jobs.py). Never a 5xx."""
+        worker keeps what decodes before the cut, or leaves the audio out with a note when nothing does
+    (tests/worker/test_audio_jobs.py). Never a 5xx."""
     clip = clip_with_audio(tmp_path / "c.mkv", frames=8, fmt="matroska", audio_codec="aac")
     damaged = with_audio_packets(clip, tmp_path / "d.mkv", damage).read_bytes()
     r = _post(client, damaged, "mkv")

@@ -201,3 +201,27 @@ def test_a_truncated_matroska_with_long_audio_is_still_refused(tmp_path):
     for fraction in (0.3, 0.5):
         with pytest.raises(VideoUnreadable, match="truncated"):
             probe_video(data[: int(len(data) * fraction)], fps=FPS, max_frames=20)
+
+
+@pytest.mark.parametrize("start", [None, 0.25])
+def test_audio_cut_mid_packet_keeps_what_decodes_and_says_where_it_stops(tmp_path, start):
+    """An AAC stream cut in the middle of its 41st packet (about 0.85 s): the decoder fails there.
+    The sound before the cut plays in sync (the burst at 0.5 s), silence follows to the video's end,
+    and the track says where the damage is (was: an AudioError, the whole sound dropped)."""
+    from engine.poses.audio import clip_audio
+    from tests.support.audio import cut_after, with_audio_packets
+
+    clip = clip_with_audio(tmp_path / "clip.mkv", fmt="matroska", audio_codec="aac", burst_at=0.5)
+    damaged = with_audio_packets(clip, tmp_path / "cut.mkv", cut_after(40))
+    first = start or 0.0
+    times = [first + k / FPS for k in range(round((2.0 - first) * FPS))]
+    lead_in = 3
+    track = clip_audio(damaged, clip_times=times, lead_in_frames=lead_in, fps=FPS)
+    assert track is not None and track.damaged_at == pytest.approx(40 * 1024 / 48_000, abs=0.05)
+    assert track.note is not None and "audio damaged after 0.8" in track.note and "silence" in track.note
+    out = encode_mp4(_frames(lead_in + len(times)), tmp_path / "out.mp4", FPS, audio=track)
+    heard = burst_time(out)
+    expected = (lead_in + round((0.5 - first) * FPS)) / FPS
+    assert heard is not None and abs(heard - expected) < PERIOD, (heard, expected)
+    assert audio_duration(out) == pytest.approx((lead_in + len(times)) / FPS, abs=PERIOD / 2)
+    assert read_audio(clip).damaged_at is None and read_audio(clip).note is None
