@@ -224,11 +224,14 @@ def declared_duration(container: Any, stream: Any) -> float:
     other): audio longer than the video must not pass for missing frames (issue 21)."""
     if stream.duration and stream.time_base:
         return max(float(stream.duration * stream.time_base), 0.0)
+    # Matroska's tag and segment duration are end times on a clock from 0 (FFmpeg writes them so): a
+    # video whose first frame is at 0.5 s and lasts 2 s says 2.5 s.
+    start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
     tagged = _tag_seconds((stream.metadata or {}).get("DURATION"))
     if tagged is not None:
-        return tagged
+        return max(tagged - start, 0.0)
     if container.duration and len(container.streams) == 1:
-        return max(container.duration / 1_000_000, 0.0)
+        return container_duration(container)
     return 0.0
 
 
@@ -247,8 +250,14 @@ def _tag_seconds(text: object) -> float | None:
 
 
 def container_duration(container: Any) -> float:
-    """The container's declared duration (its longest stream's), 0 when it declares none."""
-    return max(container.duration / 1_000_000, 0.0) if container.duration else 0.0
+    """The container's declared duration (its longest stream's, from its first timestamp), 0 when it
+    declares none."""
+    if not container.duration:
+        return 0.0
+    whole = container.duration / 1_000_000
+    if "matroska" in (container.format.name or "") and container.start_time:
+        whole -= container.start_time / 1_000_000  # an end time on a clock from 0
+    return max(whole, 0.0)
 
 
 def expected_frames(start: float, end: float, fps: float) -> int:

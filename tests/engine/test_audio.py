@@ -225,3 +225,56 @@ def test_audio_cut_mid_packet_keeps_what_decodes_and_says_where_it_stops(tmp_pat
     assert heard is not None and abs(heard - expected) < PERIOD, (heard, expected)
     assert audio_duration(out) == pytest.approx((lead_in + len(times)) / FPS, abs=PERIOD / 2)
     assert read_audio(clip).damaged_at is None and read_audio(clip).note is None
+
+
+@pytest.mark.parametrize(("fmt", "vcodec", "acodec"), [CLIPS[0], CLIPS[3], CLIPS[4], CLIPS[5]])
+@pytest.mark.parametrize(("audio_start", "video_start"), [(0.5, 0.0), (0.0, 0.5), (0.75, 0.25)])
+def test_streams_that_start_apart_keep_the_burst_with_its_frame(
+    tmp_path, fmt, vcodec, acodec, audio_start, video_start
+):
+    """Audio that starts after the video (a positive start time; an MP4 edit list), or a video that
+    starts after its audio: the pose sampler counts from the first video frame, and so does the
+    sound. The burst, ``audio_start - video_start + 0.5`` s after the first frame, plays with the
+    driven frame sampled there."""
+    from engine.poses.audio import clip_audio
+    from engine.poses.extract import extract_poses
+    from tests.engine.test_videoprobe import EveryFrame
+
+    clip = clip_with_audio(
+        tmp_path / f"clip.{fmt}",
+        fmt=fmt,
+        video_codec=vcodec,
+        audio_codec=acodec,
+        burst_at=0.5,
+        audio_start=audio_start,
+        video_start=video_start,
+    )
+    from engine.inputs.videoprobe import probe_video
+
+    assert probe_video(clip, fps=FPS, max_frames=20).frames == 16
+    result = extract_poses(clip, fps=FPS, detector=EveryFrame(), smoothing="none")
+    assert len(result.times) == 16
+    lead_in = 3
+    track = clip_audio(clip, clip_times=result.times, lead_in_frames=lead_in, fps=FPS)
+    out = encode_mp4(_frames(lead_in + 16), tmp_path / "out.mp4", FPS, audio=track)
+    at = audio_start - video_start + 0.5
+    k = next(i for i, t in enumerate(result.times) if t == pytest.approx(at))
+    heard = burst_time(out)
+    assert heard is not None and abs(heard - (lead_in + k) / FPS) < PERIOD, (heard, lead_in + k)
+    assert audio_duration(out) == pytest.approx((lead_in + 16) / FPS, abs=PERIOD / 2)
+
+
+@pytest.mark.parametrize(("fmt", "vcodec"), [("matroska", "libx264"), ("webm", "libvpx-vp9")])
+@pytest.mark.parametrize("audio_codec", [None, "pcm_s16le"])
+def test_a_matroska_video_starting_late_counts_its_own_frames(tmp_path, fmt, vcodec, audio_codec):
+    """Matroska's durations are end times on a clock from 0: a 2 s video whose first frame is at 5 s
+    declares 7 s. It was refused as truncated (2 s of 7); it gives its 16 frames."""
+    from engine.inputs.videoprobe import probe_video
+
+    if audio_codec is not None and fmt == "webm":
+        audio_codec = "libopus"
+    clip = clip_with_audio(
+        tmp_path / f"clip.{fmt}", fmt=fmt, video_codec=vcodec, audio_codec=audio_codec, video_start=5.0
+    )
+    info = probe_video(clip, fps=FPS, max_frames=20)
+    assert info.frames == 16 and info.duration_s == pytest.approx(2.0, abs=0.01)
