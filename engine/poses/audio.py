@@ -144,14 +144,11 @@ def read_audio(
             raise AudioError(
                 f"the audio is sampled at {rate} Hz; at most {max_sample_rate}", "audio_too_large"
             )
-        t0 = 0.0  # the pose sampler's clock starts at the first video frame
-        if container.streams.video:
-            video_stream = container.streams.video[0]
-            if video_stream.start_time is not None and video_stream.time_base is not None:
-                t0 = float(video_stream.start_time * video_stream.time_base)
+        t0, video_s = _video_clock(container)
         out_rate = rate if rate == 44_100 else AUDIO_RATE
         layout = "mono" if channels == 1 else "stereo"
-        limit = min(end if end is not None else max_duration, max_duration)
+        # Sound past the video's last frame is never played: not decoded (music longer than the dance).
+        limit = min(end if end is not None else (video_s or max_duration), max_duration)
         chunks, first_t, damaged_at = _decode(container, stream, t0, limit, out_rate, layout)
     if first_t is None or not chunks:
         raise AudioError("the audio stream holds no decodable samples")
@@ -167,6 +164,20 @@ def read_audio(
         samples = np.concatenate([np.zeros((n_channels, pad), dtype=np.float32), samples], axis=1)
     track = AudioTrack(np.ascontiguousarray(np.clip(samples, -1.0, 1.0)), out_rate, 0.0, want_from)
     return replace(track, damaged_at=damaged_at) if damaged_at is not None and damaged_at < limit else track
+
+
+def _video_clock(container: Any) -> tuple[float, float]:
+    """(the clip time 0 on the stream clock: the first video frame's, as the pose sampler counts;
+    the video's own declared duration, 0 when unknown)."""
+    from engine.inputs.videoprobe import declared_duration
+
+    if not container.streams.video:
+        return 0.0, 0.0
+    video = container.streams.video[0]
+    t0 = 0.0
+    if video.start_time is not None and video.time_base is not None:
+        t0 = float(video.start_time * video.time_base)
+    return t0, declared_duration(container, video)
 
 
 def _decode(

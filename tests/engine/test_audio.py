@@ -184,6 +184,7 @@ def test_audio_twice_as_long_as_the_video_is_probed_by_the_video_and_trimmed_to_
     assert info.frames == 16 and info.duration_s == pytest.approx(2.0, abs=0.01)
     lead_in = 5
     track = read_audio(clip, start=0.5)
+    assert track.duration == pytest.approx(1.5, abs=0.03)  # the sound after the last frame is not read
     placed = place_audio(track, first_driven_clip_time=0.5, first_driven_frame=lead_in, fps=FPS)
     out = encode_mp4(_frames(lead_in + 12), tmp_path / "out.mp4", FPS, audio=placed)
     assert audio_duration(out) == pytest.approx((lead_in + 12) / FPS, abs=PERIOD / 2)
