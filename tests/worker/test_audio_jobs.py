@@ -131,3 +131,27 @@ def test_audio_cut_mid_packet_plays_up_to_the_cut(env, tmp_path):
         heard = burst_time(outputs[kind])
         assert heard is not None and abs(heard - at_burst.time) < 1 / FPS, (kind, heard, at_burst)
         assert abs(audio_duration(outputs[kind]) - probe_mp4(outputs[kind])["frames"] / FPS) < 1 / FPS
+
+
+def test_a_matroska_clip_whose_music_outlasts_and_starts_after_the_video(env, tmp_path):
+    """Audio twice the video's length starting 0.25 s after its first frame (a Matroska container's
+    duration is then the audio's): accepted, every frame driven, the burst (0.75 s into the clip)
+    with its frame, and the sound cut at the last frame."""
+    clip = clip_with_audio(
+        tmp_path / "clip.mkv",
+        frames=12,
+        fps=FPS,
+        fmt="matroska",
+        audio_codec="pcm_s16le",
+        burst_at=0.5,
+        audio_start=0.25,
+        audio_duration=3.0,
+    ).read_bytes()
+    view, outputs = _run(env, tmp_path, clip)
+    assert view.params.audio is True and view.notes == []
+    assert view.num_frames == 1 + TRANSITION + 12
+    at_burst = next(f for f in view.timeline if f.clip_time == pytest.approx(0.75))
+    for path in outputs.values():
+        heard = burst_time(path)
+        assert heard is not None and abs(heard - at_burst.time) < 1 / FPS, (path.name, heard, at_burst)
+        assert abs(audio_duration(path) - view.num_frames / FPS) < 1 / FPS
