@@ -47,6 +47,7 @@ POSES_BODY: dict[str, Any] = {
                         "start": {"type": "number"},
                         "end": {"type": "number"},
                         "max_frames": {"type": "integer"},
+                        "parts": PosesCreate.model_json_schema()["properties"]["parts"],
                     },
                 }
             },

@@ -268,7 +268,7 @@ def _targets(args: argparse.Namespace, config: AnimateConfig) -> tuple[PoseSeque
     # Room for the source frame and the transition within the output frame cap.
     room = config.max_frames - _lead_frames(config)
     options = extraction_options(args, "video-")
-    extracted = extract_poses(args.video, fps=args.fps, max_frames=max(room, 1), **options)
+    extracted = extract_poses(args.video, fps=args.fps, max_frames=max(room, 1), parts=args.parts, **options)
     print(f"extracted {describe(extracted)}", file=sys.stderr)
     audio = _clip_audio(args, extracted.times, _lead_frames(config), options["end"]) if args.audio else None
     return extracted.poses, audio, extracted.times

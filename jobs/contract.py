@@ -13,6 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+PartsName = Literal["body", "body+hands", "body+face", "full"]
+"""What of a whole-body pose a job conditions on, or ``POST /poses`` extracts."""
+
 
 class JobStatus(StrEnum):
     QUEUED = "queued"
@@ -122,7 +125,7 @@ class AnimationParams(BaseModel):
     width: int | None = Field(default=None, description="Generation width, pixels; default: size.")
     height: int | None = Field(default=None, description="Generation height, pixels; default: size.")
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
-    parts: Literal["body", "body+hands", "body+face", "full"] | None = Field(
+    parts: PartsName | None = Field(
         default=None,
         description=(
             "What of whole-body poses conditions the ControlNet and is drawn in the previews: `full`"
@@ -224,6 +227,15 @@ class PosesCreate(BaseModel):
         description=(
             "Keep the first max_frames sampled frames of a longer clip (the report says `trimmed`);"
             " at most MAX_FRAMES. Without it, a clip giving more than MAX_FRAMES frames is refused (413)."
+        ),
+    )
+    parts: PartsName | None = Field(
+        default=None,
+        description=(
+            "What of the person to extract: `full` (default: body, the two hands (21 points each) and"
+            " the face (70 points) where MediaPipe Holistic finds them), `body+hands`, `body+face` or"
+            " `body` (BlazePose alone, faster). Hands and face get the body's gap bridging, smoothing"
+            " and no-person handling; the report counts `frames_with_hands` and `frames_with_face`."
         ),
     )
 

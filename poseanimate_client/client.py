@@ -183,6 +183,11 @@ def _video_files(video: str | Path) -> dict[str, tuple[str, bytes, str]]:
     return {"video": (name, data, "video/mp4")}
 
 
+def _parts_field(parts: str | None) -> dict[str, str]:
+    """The ``parts`` form field of ``POST /poses`` (none: the server's default, the whole body)."""
+    return {} if parts is None else {"parts": parts}
+
+
 def _unsupported(exc: PoseAnimateError) -> PoseAnimateError:
     if exc.status in (404, 405):
         return PoseAnimateError(
@@ -320,10 +325,13 @@ class PoseAnimateClient(_Base):
         )
         return Job.model_validate(self._request("POST", "/animations", **request).json())
 
-    def extract_poses(self, video: str | Path) -> dict[str, Any]:
-        """The server's pose sequence for a driving video (``POST /poses``)."""
+    def extract_poses(self, video: str | Path, parts: str | None = None) -> dict[str, Any]:
+        """The server's pose sequence for a driving video (``POST /poses``); ``parts``: ``body``,
+        ``body+hands``, ``body+face`` or ``full`` (the server's default: body, hands and face)."""
         try:
-            return _poses_from(self._request("POST", "/poses", files=_video_files(video)))
+            return _poses_from(
+                self._request("POST", "/poses", files=_video_files(video), data=_parts_field(parts))
+            )
         except PoseAnimateError as exc:
             raise _unsupported(exc) from exc
 
@@ -459,9 +467,10 @@ class AsyncPoseAnimateClient(_Base):
         )
         return Job.model_validate((await self._request("POST", "/animations", **request)).json())
 
-    async def extract_poses(self, video: str | Path) -> dict[str, Any]:
+    async def extract_poses(self, video: str | Path, parts: str | None = None) -> dict[str, Any]:
         try:
-            return _poses_from(await self._request("POST", "/poses", files=_video_files(video)))
+            reply = await self._request("POST", "/poses", files=_video_files(video), data=_parts_field(parts))
+            return _poses_from(reply)
         except PoseAnimateError as exc:
             raise _unsupported(exc) from exc
 

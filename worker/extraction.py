@@ -127,6 +127,7 @@ def run_extraction(extraction_id: str, services: JobServices) -> str:
             end=params.get("end"),
             max_frames=params["max_frames"],
             trim=bool(params.get("trim")),
+            parts=params.get("parts", "full"),
         )
         preview = skeleton_data_uri(result, str(settings.worker_tmp_dir) if settings.worker_tmp_dir else None)
         extractions.succeed(extraction_id, result.poses.to_compact(), result.report(), preview)
@@ -200,6 +201,7 @@ def run_job_extraction(job_id: str, services: JobServices) -> str:
             start=params.get("video_start"),
             end=params.get("video_end"),
             max_frames=budget,
+            parts=params["parts"],
             progress=_StageProgress(store, job_id),
         )
     except _NoLongerQueued:  # canceled (or deleted) while extracting: stop decoding, send nothing

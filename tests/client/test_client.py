@@ -258,6 +258,22 @@ def test_both_clients_refuse_a_pose_reply_that_is_not_an_object(tmp_path):
     assert sync == asynchronous == ("error", 200, "bad_reply")
 
 
+def test_both_clients_extract_poses_with_the_parts_asked_for(tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    sent = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = request.content.decode("latin-1")
+        sent.append((request.url.path, 'name="parts"' in body and "body+hands" in body))
+        return httpx.Response(200, json={"poses": {"width": 8, "height": 8, "frames": []}})
+
+    sync, asynchronous = _on_both(handler, lambda c: c.extract_poses(clip, parts="body+hands"))
+    assert sync == asynchronous == {"width": 8, "height": 8, "frames": []}
+    plain = _on_both(handler, lambda c: c.extract_poses(clip))
+    assert plain[0] == plain[1] and sent == [("/poses", True)] * 2 + [("/poses", False)] * 2
+
+
 @pytest.mark.parametrize("audio", [None, False, True])
 def test_both_clients_send_a_driving_video_itself_to_post_animations(tmp_path, audio):
     """One request, ``POST /animations`` with the clip as its ``driving_video`` part (not ``POST /poses``
