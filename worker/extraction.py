@@ -102,7 +102,8 @@ def _clip_audio(
 ) -> tuple[bytes | None, str | None]:
     """(the output's sound track as WAV, a note for the job view): the clip's audio from the first
     driven pose's clip time, after the lead-in's silence (``engine.poses.audio.clip_audio``). A clip
-    without audio gives no track; one whose audio cannot be used gives no track and a note."""
+    without audio gives no track; one whose audio cannot be used gives no track and a note; one damaged
+    part way keeps the sound up to the damage, and its note says where."""
     from engine.poses.audio import AudioError, audio_to_wav, clip_audio
 
     try:
@@ -120,7 +121,7 @@ def _clip_audio(
     except Exception as exc:  # never fail a job over its sound
         log.warning("driving video audio failed", exc_info=True)
         return None, f"audio left out: it could not be decoded ({type(exc).__name__}); the video is silent"
-    return (None, None) if track is None else (audio_to_wav(track), None)
+    return (None, None) if track is None else (audio_to_wav(track), track.note)
 
 
 def _refusal(exc: ValueError) -> tuple[str, str]:

@@ -143,6 +143,7 @@ def test_audio_cut_mid_packet_plays_up_to_the_cut(env, tmp_path):
     damaged = with_audio_packets(clip, tmp_path / "damaged.mkv", cut_after(18)).read_bytes()
     view, outputs = _run(env, tmp_path, damaged)
     assert view.status is JobStatus.SUCCEEDED and view.params.audio is True
+    assert len(view.notes) == 1 and "audio damaged after" in view.notes[0], view.notes
     at_burst = next(f for f in view.timeline if f.clip_time == pytest.approx(0.25))
     for kind in ("video", "side_by_side"):
         heard = burst_time(outputs[kind])
