@@ -292,6 +292,8 @@ def _clip_audio(args: argparse.Namespace, times: Any, lead_in_frames: int, end: 
         return None
     if audio is None:
         print("note: the clip has no audio stream: the output is silent", file=sys.stderr)
+    elif audio.note:
+        print(f"note: {audio.note}", file=sys.stderr)
     return audio
 
 

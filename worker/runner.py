@@ -140,7 +140,8 @@ class ProgressReporter:
     def __init__(self, runner: JobRunner, record: JobRecord) -> None:
         self.runner, self.record = runner, record
         self.stage: str | None = None
-        self.progress = 0.0
+        # From where the job is (an earlier attempt's progress, or the extraction's): never backwards.
+        self.progress = record.progress
         self._last_write = 0.0
         self._stage_started = time.perf_counter()
         self.timings: dict[str, float] = {}

@@ -6,8 +6,8 @@ the API can refuse cheaply is a stream whose header already says it is out of bo
 FFmpeg has no decoder for, or a declared duration past the video limit. Those are refused with
 ``audio_too_large`` (413) or ``audio_unreadable`` (422), and the message says ``audio=false`` drops
 the sound instead. A stream whose header passes but whose packets do not decode (truncated,
-damaged) is not found here: the io worker drops it and the job's ``notes`` say so, the video still
-animates. A torch-free engine leaf: stdlib and PyAV only.
+damaged) is not found here: the io worker keeps what decodes up to the damage (silence after it) or,
+when nothing does, drops the sound with a note; the video still animates. A torch-free engine leaf: stdlib and PyAV only.
 """
 
 from __future__ import annotations

@@ -121,7 +121,8 @@ def test_a_hostile_audio_header_is_a_4xx_naming_audio_false_and_never_a_5xx(
 @pytest.mark.parametrize("damage", [noise_packets, cut_after(18)], ids=["noise", "truncated"])
 def test_audio_packets_that_do_not_decode_pass_the_door_for_the_worker_to_drop(client, tmp_path, damage):
     """Their headers are sound, so the submission is accepted (the probe decodes nothing); the io
-    worker leaves the audio out with a note (tests/worker/test_audio_jobs.py). Never a 5xx."""
+        worker keeps what decodes before the cut, or leaves the audio out with a note when nothing does
+    (tests/worker/test_audio_jobs.py). Never a 5xx."""
     clip = clip_with_audio(tmp_path / "c.mkv", frames=8, fmt="matroska", audio_codec="aac")
     damaged = with_audio_packets(clip, tmp_path / "d.mkv", damage).read_bytes()
     r = _post(client, damaged, "mkv")
@@ -142,3 +143,18 @@ def test_thousands_of_channels_in_a_mov_header_are_a_4xx(client, tmp_path):
         r = _post(client, clip, "mov")
         assert r.status_code == status and r.json()["code"] == code, (channels, r.text)
         assert _post(client, clip, "mov", audio="false").status_code == 202
+
+
+@pytest.mark.parametrize(("fmt", "ext"), [("matroska", "mkv"), ("mp4", "mp4")])
+def test_audio_longer_than_the_video_is_not_a_truncated_video(client, tmp_path, fmt, ext):
+    """Music running twice the dance's length: Matroska's one duration is the audio's, which the
+    probe took for missing video frames (422 video_unreadable "truncated")."""
+    clip = clip_with_audio(
+        tmp_path / f"c.{ext}",
+        frames=8,
+        fmt=fmt,
+        audio_codec="pcm_s16le" if ext == "mkv" else "aac",
+        audio_duration=2.0,
+    )
+    r = _post(client, clip.read_bytes(), ext)
+    assert r.status_code == 202, r.text

@@ -4,11 +4,12 @@ finds the burst in a decoded file."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from tests.support.clips import astronaut_frames
 
@@ -38,12 +39,19 @@ def clip_with_audio(
     channels: int = 2,
     burst_at: float = 1.0,
     audio_duration: float | None = None,
+    audio_start: float = 0.0,
+    video_start: float = 0.0,
+    empty_frames: Collection[int] = (),
 ) -> Path:
     """The astronaut sliding right (``frames`` frames at ``fps``) with, unless ``audio_codec`` is None,
-    a burst track as long as the video (or ``audio_duration``)."""
+    a burst track as long as the video (or ``audio_duration``). ``audio_start`` / ``video_start``:
+    the streams' first timestamps (seconds; the burst is ``burst_at`` into the audio stream, so at
+    clip time ``audio_start - video_start + burst_at``); the frames in ``empty_frames`` show nobody."""
     import av
 
     images = astronaut_frames(frames)
+    for k in empty_frames:  # nobody in these: the grey canvas alone
+        images[k] = Image.new("RGB", images[k].size, (120, 120, 120))
     duration = frames / fps if audio_duration is None else audio_duration
     with av.open(str(path), "w", format=fmt) as container:
         vs = container.add_stream(video_codec, rate=fps)
@@ -56,7 +64,7 @@ def clip_with_audio(
         pcm = burst_samples(duration, burst_at, rate, channels)
         for k, image in enumerate(images):
             frame = av.VideoFrame.from_image(image).reformat(format="yuv420p")
-            frame.pts = k
+            frame.pts = k + round(video_start * fps)
             container.mux(vs.encode(frame))
         container.mux(vs.encode(None))
         if aus is not None:
@@ -66,7 +74,7 @@ def clip_with_audio(
                     np.ascontiguousarray(pcm[:, pos : pos + size]), format="fltp", layout=aus.layout.name
                 )
                 frame.sample_rate = rate
-                frame.pts = pos
+                frame.pts = pos + round(audio_start * rate)
                 frame.time_base = Fraction(1, rate)
                 container.mux(aus.encode(frame))  # PyAV converts to the encoder's sample format
             container.mux(aus.encode(None))
