@@ -20,7 +20,7 @@ from api.errors import install_error_handlers
 from api.metrics import ApiMetrics
 from api.middleware import RequestContextMiddleware
 from api.openai_compat import install_openai_errors
-from api.openapi import install_openapi
+from api.openapi import install_openapi, served_model
 from api.routes import animations, deletion, files, playground, poses, system, videos_v1
 from api.sweeper import lifespan as sweeper_lifespan
 from api.waiting import close_brokers
@@ -105,7 +105,7 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = system_
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Prefer"],
         )
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
-    install_openapi(app, intake.limits)
+    install_openapi(app, intake.limits, served_model(settings))
     return app
 
 

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from api.body import Body, BodyForm, read_body
 from api.errors import ApiError
 from api.submissions import animation_form
+from engine.inputs.errors import echo
 from jobs import openai_compat as oa
 from jobs.contract import AnimationParams
 from jobs.intake.acceptance import ValidatedJob
@@ -48,7 +49,7 @@ def check_model(fields: dict[str, Any]) -> None:
     if model is not None and model != oa.SERVED_MODEL:
         raise ApiError(
             "model_not_found",
-            f"the model {str(model)[:80]!r} is not served here; use {oa.SERVED_MODEL!r} (GET /v1/models)",
+            f"the model {echo(model)} is not served here; use {oa.SERVED_MODEL!r} (GET /v1/models)",
         )
 
 
@@ -76,7 +77,7 @@ def _size(fields: dict[str, Any]) -> None:
         return
     parsed = oa.parse_size(str(value))
     if parsed is None:
-        raise ApiError("size_invalid", f"size must be WIDTHxHEIGHT in pixels, got {str(value)[:40]!r}")
+        raise ApiError("size_invalid", f"size must be WIDTHxHEIGHT in pixels, got {echo(value, 40)}")
     if fields.get("width") is not None or fields.get("height") is not None:
         raise ApiError("size_ambiguous", "send size or width/height, not both")
     fields["width"], fields["height"] = parsed
@@ -89,7 +90,7 @@ def _seconds(fields: dict[str, Any]) -> float | None:
         return None
     seconds = oa.parse_seconds(str(value))
     if seconds is None:
-        raise ApiError("seconds_invalid", f"seconds must be a positive number, got {str(value)[:40]!r}")
+        raise ApiError("seconds_invalid", f"seconds must be a positive number, got {echo(value, 40)}")
     if fields.get("driving_video") is not None:
         try:
             start = float(fields.get("video_start") or 0.0)

@@ -14,8 +14,14 @@ from typing import Any
 from fastapi import FastAPI
 
 from api.errors import PROBLEM_JSON
+from engine.inputs.rules import DEFAULTS
 from jobs.contract import AnimationCreate, AnimationParams, PosesCreate, Problem
 from jobs.intake.limits import ServiceLimits
+from jobs.settings import Settings
+
+# What a model without real weights (the tiny model, the noop backend) is best tried at: a job of
+# seconds on a CPU. The paper's 512 px and 50 steps take minutes per frame there.
+QUICK_DEFAULTS = {"size": 64, "steps": 4}
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -41,6 +47,7 @@ POSES_BODY: dict[str, Any] = {
                         "start": {"type": "number"},
                         "end": {"type": "number"},
                         "max_frames": {"type": "integer"},
+                        "parts": PosesCreate.model_json_schema()["properties"]["parts"],
                     },
                 }
             },
@@ -125,9 +132,19 @@ def _apply_limits(properties: dict[str, Any], limits: ServiceLimits) -> None:
         target["maxItems"] = limits.max_subject_words
 
 
-def install_openapi(app: FastAPI, limits: ServiceLimits) -> None:
+def served_model(settings: Settings) -> dict[str, Any]:
+    """``info.x-served-model``: the model the workers run (as configured: the API loads none) and the
+    ``size``/``steps`` that suit it, which the playground starts from."""
+    noop, tiny = settings.animator == "noop", settings.model == "tiny"
+    name = "noop (no model)" if noop else "tiny (random weights)" if tiny else settings.model
+    defaults = dict(QUICK_DEFAULTS) if noop or tiny else {"size": DEFAULTS.size, "steps": DEFAULTS.steps}
+    return {"name": name, "random_weights": tiny and not noop, "defaults": defaults}
+
+
+def install_openapi(app: FastAPI, limits: ServiceLimits, served: dict[str, Any] | None = None) -> None:
     """Publish the submission body and the problem schema under components, the limits in every
-    parameter schema, and problem+json as every route's 422 (FastAPI documents its own shape)."""
+    parameter schema, problem+json as every route's 422 (FastAPI documents its own shape), and
+    ``served`` (:func:`served_model`) as ``info.x-served-model``."""
     original = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -135,6 +152,8 @@ def install_openapi(app: FastAPI, limits: ServiceLimits) -> None:
             return app.openapi_schema
         # A copy: FastAPI's document shares dicts with CREATE_BODY, and another app may have other limits.
         schema = copy.deepcopy(original())
+        if served is not None:
+            schema.setdefault("info", {})["x-served-model"] = served
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         body = AnimationCreate.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, sub in body.pop("$defs", {}).items():

@@ -21,6 +21,9 @@ peak (FLOPs from ``bench/cost_model.py``), peak memory, parameters per component
   uncond_batching  CFG's [uncond, cond] as one batch-2 call vs two batch-1 calls
   frame_batch      automatic chunk vs fixed chunks (CUDA)
   checkpointing    gradient checkpointing off vs on: time and peak memory (CUDA by default)
+  offload          a 2-target job planned for just less memory than every weight resident needs (the
+                   planner offloads weights between stages) vs the device's own plan: time, measured
+                   vs predicted peak per stage, and the peak against the budget (CUDA)
   cache            a second job on the same avatar (inversion-cache hit) vs the first
   cold_start       from_pretrained from local disk, and the first (warm-up) job
   vae              VAE decode frames/s: plain vs slicing vs tiling
@@ -74,9 +77,10 @@ LEVERS = (
     "dtype",
     "frame_batch",
     "checkpointing",
+    "offload",
     "compile",
 )
-CUDA_ONLY = {"dtype", "frame_batch", "compile"}
+CUDA_ONLY = {"dtype", "frame_batch", "offload", "compile"}
 ASK_ONLY = {"compile"}  # changes the models in place and compiles for minutes: never by default
 CPU_DEFAULT_SKIP = {"checkpointing"}  # CPU-capable, but costly there: ask with --levers
 # Dense BF16/FP16 tensor-core peaks (no sparsity), vendors' datasheets; H200 = H100's compute.
@@ -598,6 +602,53 @@ def lever_checkpointing(animator: PoseAnimator, args, report: dict) -> dict:
     }
 
 
+def least_resident_budget(animator: PoseAnimator, config: AnimateConfig, targets: int) -> int:
+    """The least memory (weights included) a job fits with every weight resident, from the model."""
+    from engine.method import memory
+
+    modules = {"unet": animator.unet, "controlnet": animator.controlnet}
+    modules |= {"vae": animator.vae, "text_encoder": animator.text_encoder}
+    scale = animator.vae_scale_factor
+    model = memory.model_for(modules, (config.height // scale, config.width // scale))
+    generated, steps = targets + config.transition_frames, config.num_inference_steps
+    low, high = model.weights, 64 * 2**30
+    while high - low > 1:
+        mid = (low + high) // 2
+        fits = memory.plan_job(model, generated, mid, steps=steps, allow_offload=False).fits
+        low, high = (low, mid) if fits else (mid, high)
+    return low
+
+
+def lever_offload(animator: PoseAnimator, args, report: dict) -> dict:
+    config, targets = lever_config(args), 2
+    budget = least_resident_budget(animator, config, targets)
+    with _no_cache(animator):
+        plain = run_job(animator, targets, config)
+        animator.memory_budget_bytes = budget
+        try:
+            offloaded = run_job(animator, targets, config)
+        finally:
+            animator.memory_budget_bytes = None
+    plan = offloaded["memory_plan"]
+    predicted = {k: v.get("peak_bytes") for k, v in plan.get("stages", {}).items()}
+    resident = int(torch.cuda.memory_allocated(animator.device)) if animator.device.type == "cuda" else 0
+    return {
+        "budget_bytes": budget,
+        "offload": plan.get("offload"),
+        "a_device_plan_s": plain["seconds"],
+        "b_offload_s": offloaded["seconds"],
+        "ratio_b_over_a": round(offloaded["seconds"] / plain["seconds"], 3),
+        # the budget counts the weights: predicted peaks do too; measured ones are above the weights
+        "predicted_peak_bytes": predicted,
+        "measured_peak_above_weights_bytes": offloaded["stage_peak_bytes"],
+        "peak_bytes": offloaded["peak_memory_bytes"],
+        "within_budget": offloaded["peak_memory_bytes"] <= budget,
+        "weights_resident_after_bytes": resident,
+        "oom_backoffs": offloaded["oom_backoffs"],
+        "note": "" if animator.device.type == "cuda" else "CPU: moves are no-ops, peak is the process's",
+    }
+
+
 def lever_compile(animator: PoseAnimator, args, report: dict) -> dict:
     config = lever_config(args)
     with _no_cache(animator):
@@ -636,6 +687,7 @@ LEVER_FUNCS = {
     "dtype": lever_dtype,
     "frame_batch": lever_frame_batch,
     "checkpointing": lever_checkpointing,
+    "offload": lever_offload,
     "compile": lever_compile,
 }
 

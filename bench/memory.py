@@ -4,7 +4,7 @@
     python -m bench.memory --json     # the same, for machines
     python -m bench.memory --measure  # re-measure SD-1.5 on the meta device into the engine's table
 
-The numbers come from ``engine/method/memory_sd15.json``: SD-1.5 + OpenPose ControlNet measured on
+The numbers come from ``engine/inputs/memory_sd15.json``: SD-1.5 + OpenPose ControlNet measured on
 PyTorch's ``meta`` device with a live-storage tracker (``engine.method.memory``), stage by stage, with
 the memory-efficient attention kernel CUDA picks for these shapes. float16 and bfloat16 take the same
 bytes. The planner (``engine.method.memory.plan_job``) is the one the engine runs on CUDA.
@@ -68,6 +68,16 @@ def job_seconds(plan, setting: dict) -> float:
     return total
 
 
+def smallest_card_gb(model: MemoryModel, generated: int, steps: int, *, offload: bool) -> float:
+    """The least card memory (GB, to 0.01) the job fits, with or without weight offload."""
+    low, high = 0.0, 1024.0
+    while high - low > 0.005:
+        mid = (low + high) / 2
+        plan = plan_job(model, generated, card_available_bytes(mid), steps=steps, allow_offload=offload)
+        low, high = (low, mid) if plan.fits else (mid, high)
+    return round(high + 0.005, 2)
+
+
 def report_setting(models: list[MemoryModel], name: str, setting: dict) -> dict:
     latent = setting["size"] // 8
     model = interpolate(models, (latent, latent))
@@ -106,6 +116,11 @@ def report_setting(models: list[MemoryModel], name: str, setting: dict) -> dict:
         "frames_per_stage": {s: stage_frames(s, generated) for s in STAGES},
         "cards": cards,
         "smallest_card_gb": fitting[0] if fitting else None,
+        # the least memory it fits in, GB: every weight resident vs offloaded between stages
+        "minimum_gb": {
+            "resident": smallest_card_gb(model, generated, setting["steps"], offload=False),
+            "offload": smallest_card_gb(model, generated, setting["steps"], offload=True),
+        },
     }
 
 
@@ -140,6 +155,9 @@ def markdown(report: dict) -> str:
             "",
             f"## {name}: {st['targets']} targets + {st['transition']} transition, {st['size']}², "
             f"T={st['steps']}, {st['dtype']} — smallest card: {s['smallest_card_gb']} GB",
+            "",
+            f"least memory it fits: {s['minimum_gb']['resident']} GB with every weight resident, "
+            f"{s['minimum_gb']['offload']} GB with weight offload",
             "",
             f"weights {_gib(s['weights_bytes'])} GiB; per stage, base + per frame in a chunk (no checkpointing): "
             + ", ".join(

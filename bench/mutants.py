@@ -56,6 +56,7 @@ MASK_REFRESH = (_MI + "test_mgdm_masks_refresh_every_step_and_dcam_reads_the_fre
 ATTENTION = ("tests/engine/test_attention.py",)
 MASKS = ("tests/engine/test_masks.py",)
 MGDM = ("tests/engine/test_mgdm_masks.py",)
+MGDM_EXACT = ("tests/engine/test_mgdm_exact.py",)
 KILLERS = ("tests/engine/test_mutant_killers.py",)
 SUBJECT = ("tests/engine/test_subject_tokens.py",)
 ALIGNMENT = ("tests/engine/test_alignment.py",)
@@ -304,8 +305,8 @@ MUTANTS = [
         "M_i selects the background branch (Eq. 10 swapped)",
         (
             "engine/method/attention.py",
-            "return m * dca[:, :, 0] + (1 - m) * dca[:, :, 1]",
-            "return m * dca[:, :, 1] + (1 - m) * dca[:, :, 0]",
+            "query_region, key_region = region, region",
+            "query_region, key_region = 1 - region, region",
         ),
         tests=DCAM_ORDER,
     ),
@@ -314,10 +315,36 @@ MUTANTS = [
         "character attention over the background keys and vice versa",
         (
             "engine/method/attention.py",
-            "allowed = torch.stack([inside, ~inside], dim=2)",
-            "allowed = torch.stack([~inside, inside], dim=2)",
+            "query_region, key_region = region, region",
+            "query_region, key_region = region, 1 - region",
         ),
         tests=DCAM_ORDER,
+    ),
+    M(
+        "mgdm-padding-keys-attended",
+        "MGDM regions: the keys padding a region to the chunk's widest are attended (no padding mask)",
+        ("engine/method/attention.py", "                if min(sizes) < span:", "                if False:"),
+        tests=MGDM_EXACT,
+    ),
+    M(
+        "mgdm-empty-region-no-fallback",
+        "MGDM regions: a region without keys attends nothing instead of all keys",
+        (
+            "engine/method/attention.py",
+            "sizes = [regions.host[key_region][row[r]] or tokens for row in ref_frames]",
+            "sizes = [regions.host[key_region][row[r]] for row in ref_frames]",
+        ),
+        tests=MGDM_EXACT,
+    ),
+    M(
+        "mgdm-padded-queries-kept",
+        "MGDM regions: padded query rows are written over real tokens instead of the spare row",
+        (
+            "engine/method/attention.py",
+            "scatter = torch.where(real, queries, tokens)",
+            "scatter = queries",
+        ),
+        tests=MGDM_EXACT,
     ),
     M(
         "mask-threshold-inverted",
@@ -482,8 +509,8 @@ MUTANTS = [
         "MGDM splits the previous frame's keys with the current frame's mask",
         (
             "engine/method/attention.py",
-            "ref_frames = torch.tensor([[0, f - 1, f] for f in cur]",
-            "ref_frames = torch.tensor([[0, f, f] for f in cur]",
+            "ref_frames = [[0, f - 1, f] for f in cur]",
+            "ref_frames = [[0, f, f] for f in cur]",
         ),
         tests=DCAM_ORDER,
     ),
@@ -492,8 +519,8 @@ MUTANTS = [
         "MGDM splits frame 0's keys with the current frame's mask",
         (
             "engine/method/attention.py",
-            "ref_frames = torch.tensor([[0, f - 1, f] for f in cur]",
-            "ref_frames = torch.tensor([[f, f - 1, f] for f in cur]",
+            "ref_frames = [[0, f - 1, f] for f in cur]",
+            "ref_frames = [[f, f - 1, f] for f in cur]",
         ),
         tests=DCAM_ORDER,
     ),

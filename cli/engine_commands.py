@@ -268,7 +268,7 @@ def _targets(args: argparse.Namespace, config: AnimateConfig) -> tuple[PoseSeque
     # Room for the source frame and the transition within the output frame cap.
     room = config.max_frames - _lead_frames(config)
     options = extraction_options(args, "video-")
-    extracted = extract_poses(args.video, fps=args.fps, max_frames=max(room, 1), **options)
+    extracted = extract_poses(args.video, fps=args.fps, max_frames=max(room, 1), parts=args.parts, **options)
     print(f"extracted {describe(extracted)}", file=sys.stderr)
     audio = _clip_audio(args, extracted.times, _lead_frames(config), options["end"]) if args.audio else None
     return extracted.poses, audio, extracted.times
@@ -292,6 +292,8 @@ def _clip_audio(args: argparse.Namespace, times: Any, lead_in_frames: int, end: 
         return None
     if audio is None:
         print("note: the clip has no audio stream: the output is silent", file=sys.stderr)
+    elif audio.note:
+        print(f"note: {audio.note}", file=sys.stderr)
     return audio
 
 

@@ -13,6 +13,9 @@ import os
 import sys
 
 ENGINE_COMMANDS = ("animate", "make-tiny-model")
+# Commands that may load MediaPipe, whose C++ logs go to fd 2 (cli.native_logs filters them unless
+# --verbose). Never the long-running serve/worker: their stderr is left alone.
+NATIVE_LOGGING_COMMANDS = frozenset({*ENGINE_COMMANDS, "poses", "eval"})
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -133,8 +136,13 @@ def quiet_third_party_logs() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    restore_stderr = None
     if not args.verbose:
         quiet_third_party_logs()
+        if args.command in NATIVE_LOGGING_COMMANDS:
+            from cli.native_logs import filter_native_logs
+
+            restore_stderr = filter_native_logs()
     try:
         return int(args.func(args))
     except ValueError as exc:  # a user error from an engine command: one line, no traceback
@@ -142,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        if restore_stderr is not None:
+            restore_stderr()
 
 
 if __name__ == "__main__":

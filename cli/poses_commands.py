@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 # numpy + PIL (the engine extra): without them cli.main registers a stub that names the extra.
-from engine.poses.extract import DEFAULT_MAX_GAP, DEFAULT_WINDOW
+from engine.poses.extract import DEFAULT_MAX_GAP, DEFAULT_WINDOW, EXTRACT_PARTS
 
 # The skeleton preview of a full-HD clip need not be full HD to be read.
 PREVIEW_MAX_SIDE = 768
@@ -28,10 +28,12 @@ def add_poses_commands(subparsers: Any) -> None:
     add_pose_file_commands(sub)
     extract = sub.add_parser(
         "extract",
-        help="extract a pose sequence (compact JSON, COCO-18) from a driving video",
+        help="extract a pose sequence (compact JSON, COCO-18 body, hands, face) from a driving video",
         description="Decode VIDEO (MP4/H.264, WebM/VP9, MOV, animated GIF), sample it at --fps, find one "
-        "person's body pose per frame (MediaPipe BlazePose mapped to OpenPose COCO-18), bridge short gaps, "
-        "smooth, and write the compact pose JSON that `animate --poses` and the API accept.",
+        "person's pose per frame (MediaPipe BlazePose mapped to OpenPose COCO-18; with --parts, the hands "
+        "and face MediaPipe Holistic finds, in OpenPose's 21-point hand and 70-point face layouts), "
+        "bridge short gaps, smooth, and write the compact pose JSON that `animate --poses` and the API "
+        "accept.",
     )
     add_extraction_arguments(extract)
     extract.add_argument("video", type=Path, help="driving video file")
@@ -44,6 +46,12 @@ def add_poses_commands(subparsers: Any) -> None:
         type=int,
         default=None,
         help="keep the first N sampled frames of a longer clip (without it: refuse clips over 300)",
+    )
+    extract.add_argument(
+        "--parts",
+        choices=list(EXTRACT_PARTS),
+        default="full",
+        help="what of the person to extract (default: full: body, hands and face; body alone is faster)",
     )
     extract.add_argument("--preview", type=Path, help="also write the skeleton frames as an H.264 MP4 here")
     extract.set_defaults(func=extract_command)
@@ -70,9 +78,10 @@ def add_extraction_arguments(parser: argparse.ArgumentParser, prefix: str = "") 
     )
     parser.add_argument(
         f"--{prefix}no-person",
-        choices=["drop", "keep", "error"],
+        choices=["drop", "keep", "hold", "error"],
         default="drop",
-        help="frames where nobody is found: drop them (default), keep them empty, or fail",
+        help="frames where nobody is found: drop them (default), keep them empty, hold the last pose "
+        "(every frame keeps its clip time), or fail",
     )
     parser.add_argument(f"--{prefix}detector", default="auto", help="pose detector backend (default: auto)")
 
@@ -98,10 +107,17 @@ def describe(result: Any) -> str:
         f"of {result.frames_decoded} decoded frames ({result.width}x{result.height}, "
         f"detector {result.detector}, smoothing {result.smoothing})"
     )
+    parts = result.settings.get("parts", "body")
+    if parts != "body":
+        report = result.report()
+        found = [f"hands in {report['frames_with_hands']}"] if parts in ("body+hands", "full") else []
+        found += [f"a face in {report['frames_with_face']}"] if parts in ("body+face", "full") else []
+        text += f"; {' and '.join(found)} of them"
     if missing:
         text += (
             f"; nobody found in {missing} frames: {len(result.frames_bridged)} bridged, "
             f"{len(result.frames_dropped)} dropped"
+            + (f", {len(result.frames_held)} held" if result.frames_held else "")
         )
     return text
 
@@ -126,6 +142,7 @@ def extract_command(args: argparse.Namespace) -> int:
         fps=args.fps,
         max_frames=args.max_frames or DEFAULT_MAX_FRAMES,
         trim=args.max_frames is not None,
+        parts=args.parts,
         **extraction_options(args),
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,11 @@ def add_submit_commands(sub: Any) -> None:
     p.add_argument("--image", required=True, type=Path, help="character image (PNG, JPEG or WebP)")
     motion = p.add_mutually_exclusive_group(required=True)
     motion.add_argument("--poses", type=Path, help="target pose JSON")
-    motion.add_argument("--video", type=Path, help="driving video (poses extracted by the server)")
+    motion.add_argument(
+        "--video",
+        type=Path,
+        help="driving video, sent as driving_video: the server extracts its poses and keeps its sound",
+    )
     p.add_argument("--source-pose", type=Path, help="the image's own pose JSON (detected if absent)")
     p.add_argument("--prompt", required=True)
     p.add_argument("--subject-words", help="comma-separated prompt words naming the character")
@@ -73,8 +77,7 @@ def add_submit_commands(sub: Any) -> None:
         action="store_const",
         const=False,
         default=None,
-        help="send audio=false: a driving video's job leaves the clip's sound out (kept by default; "
-        "note that --video extracts the poses with POST /poses first, so its job has no sound anyway)",
+        help="with --video: send audio=false, the MP4 leaves the clip's sound out (kept by default)",
     )
     p.add_argument("--webhook-url")
     p.add_argument("--idempotency-key")

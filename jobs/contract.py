@@ -13,6 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+PartsName = Literal["body", "body+hands", "body+face", "full"]
+"""What of a whole-body pose a job conditions on, or ``POST /poses`` extracts."""
+
 
 class JobStatus(StrEnum):
     QUEUED = "queued"
@@ -122,7 +125,7 @@ class AnimationParams(BaseModel):
     width: int | None = Field(default=None, description="Generation width, pixels; default: size.")
     height: int | None = Field(default=None, description="Generation height, pixels; default: size.")
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
-    parts: Literal["body", "body+hands", "body+face", "full"] | None = Field(
+    parts: PartsName | None = Field(
         default=None,
         description=(
             "What of whole-body poses conditions the ControlNet and is drawn in the previews: `full`"
@@ -226,6 +229,15 @@ class PosesCreate(BaseModel):
             " at most MAX_FRAMES. Without it, a clip giving more than MAX_FRAMES frames is refused (413)."
         ),
     )
+    parts: PartsName | None = Field(
+        default=None,
+        description=(
+            "What of the person to extract: `full` (default: body, the two hands (21 points each) and"
+            " the face (70 points) where MediaPipe Holistic finds them), `body+hands`, `body+face` or"
+            " `body` (BlazePose alone, faster). Hands and face get the body's gap bridging, smoothing"
+            " and no-person handling; the report counts `frames_with_hands` and `frames_with_face`."
+        ),
+    )
 
 
 class PoseExtraction(BaseModel):
@@ -292,6 +304,42 @@ class ModelInfo(BaseModel):
     )
 
 
+class MemoryStagePlan(BaseModel):
+    """One stage of a job's memory plan (``inverting``, ``optimizing``, ``sampling``, ``encoding``)."""
+
+    chunk: int = Field(..., ge=1, description="Frames per chunk planned (the largest of `chunks`).")
+    chunks: list[int] = Field(default_factory=list, description="Frames of each chunk, balanced.")
+    checkpointing: bool = False
+    offloaded: list[str] = Field(
+        default_factory=list, description="Modules kept in host memory during the stage (weight offload)."
+    )
+    predicted_peak_bytes: int | None = Field(
+        default=None,
+        description="The memory model's peak for the stage (above the resident weights on a GPU).",
+    )
+    actual_peak_bytes: int | None = Field(
+        default=None,
+        description="Measured on CUDA (`torch.cuda.max_memory_allocated`, same base); null on CPU.",
+    )
+
+
+class MemoryPlan(BaseModel):
+    """How the worker fitted the job in its device's memory (docs/performance.md, Memory)."""
+
+    source: str = Field(
+        ...,
+        description="`memory model` (planned from the GPU's free memory), `budget`, `config` (a fixed chunk)"
+        " or `cpu` (a CPU worker does not plan: one chunk size).",
+    )
+    fits: bool | None = Field(default=None, description="The plan fits the memory it was given.")
+    offload: bool = Field(default=False, description="Weights offloaded between stages.")
+    checkpointing: bool = False
+    predicted_peak_bytes: int | None = None
+    available_bytes: int | None = Field(default=None, description="Memory the plan was made for.")
+    oom_backoffs: int = Field(default=0, ge=0, description="Out-of-memory halvings of a chunk (safety net).")
+    stages: dict[str, MemoryStagePlan] = Field(default_factory=dict)
+
+
 class FrameTiming(BaseModel):
     """One output frame: when it is shown and what it shows."""
 
@@ -345,6 +393,9 @@ class Job(BaseModel):
     num_frames: int = Field(..., ge=1)
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per stage.")
     unet_evals: dict[str, int] = Field(default_factory=dict)
+    memory_plan: MemoryPlan | None = Field(
+        default=None, description="Chunks, checkpointing, offload and peaks the job ran with (once it ran)."
+    )
     model: ModelInfo | None = None
     error: JobError | None = None
     output: JobOutput | None = None

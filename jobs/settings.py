@@ -137,6 +137,31 @@ class Settings(BaseSettings):
         default="127.0.0.1", description="Address the worker's /metrics listens on (0.0.0.0 in containers)."
     )
     worker_tmp_dir: Path | None = None
+    worker_gpu_memory_gb: float | None = Field(
+        default=None,
+        gt=0,
+        description="Memory of the workers' GPUs (GB, as cards are sold): the API refuses a job the memory"
+        " plan predicts no such card can run (413 job_too_large_for_workers); unset: no check.",
+    )
+    # Per-key fairness of driving-video extractions on io (jobs.fairness; issue 24, M1).
+    extraction_slots_per_key: int = Field(
+        default=1,
+        ge=1,
+        description="Extractions (POST /poses, driving-video jobs) of one API key running at once across"
+        " every io worker; the key's others wait in line (FIFO) while other keys' run.",
+    )
+    extraction_slot_ttl_s: float = Field(
+        default=60.0,
+        ge=5,
+        description="Lease of a running extraction's slot, renewed while it runs: a killed worker's slot"
+        " frees after this long.",
+    )
+    extraction_defer_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="An extraction whose key has no free slot is retried after this long (its thread freed).",
+    )
 
     # --- Model ---
     animator: Literal["engine", "noop"] = Field(

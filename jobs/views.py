@@ -18,6 +18,7 @@ from jobs.contract import (
     JobError,
     JobOutput,
     JobStatus,
+    MemoryPlan,
     ModelInfo,
     Stage,
     WebhookAttempt,
@@ -84,6 +85,7 @@ def job_view(
         num_frames=record.num_frames,
         timings=record.timings,
         unet_evals=record.unet_evals,
+        memory_plan=MemoryPlan.model_validate(record.memory_plan) if record.memory_plan else None,
         model=ModelInfo(name=record.model_name, random_weights=record.random_weights)
         if record.model_name
         else None,

@@ -11,6 +11,9 @@ Typed with the contract's models (``Job``, ``JobList``, ``ProgressEvent``, ``Pro
                         prompt="a photo of an astronaut", steps=20, size=256)
     job = client.wait(job.id, on_progress=lambda e: print(e.stage, e.progress))
     client.download(job, "result.mp4")
+
+A driving video goes as it is (``create(image, driving_video="dance.mp4", prompt=...)``): the server
+extracts its poses and keeps its sound in the MP4 (``audio=False`` leaves it out).
 """
 
 from __future__ import annotations
@@ -99,9 +102,15 @@ def _pose_part(value: FileLike | dict[str, Any] | list[Any], what: str) -> tuple
     return name, data, "application/json"
 
 
+def _field(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return ",".join(value) if isinstance(value, list | tuple) else str(value)
+
+
 def _form(
     image: FileLike,
-    poses: FileLike | dict[str, Any] | list[Any] | None,
+    motion: tuple[FileLike | dict[str, Any] | list[Any] | None, str | Path | None],
     source_pose: FileLike | dict[str, Any] | None,
     webhook_url: str | None,
     webhook_events: list[str] | None,
@@ -116,15 +125,18 @@ def _form(
     for name, value in params.items():
         if value is None:
             continue
-        data[name] = ",".join(value) if isinstance(value, list | tuple) else str(value)
+        data[name] = _field(value)
     if webhook_url:
         data["webhook_url"] = webhook_url
     if webhook_events:
         data["webhook_events"] = ",".join(webhook_events)
     image_name, image_bytes = _read(image, "image")
     files = {"image": (image_name, image_bytes, "application/octet-stream")}
+    poses, driving_video = motion
     if poses is not None:
         files["poses"] = _pose_part(poses, "poses")
+    if driving_video is not None:
+        files["driving_video"] = _video_files(driving_video)["video"]
     if source_pose is not None:
         files["source_pose"] = _pose_part(source_pose, "source_pose")
     return data, files
@@ -169,6 +181,11 @@ def _stream_fallback(exc: PoseAnimateError) -> None:
 def _video_files(video: str | Path) -> dict[str, tuple[str, bytes, str]]:
     name, data = _read(video, "driving_video")
     return {"video": (name, data, "video/mp4")}
+
+
+def _parts_field(parts: str | None) -> dict[str, str]:
+    """The ``parts`` form field of ``POST /poses`` (none: the server's default, the whole body)."""
+    return {} if parts is None else {"parts": parts}
 
 
 def _unsupported(exc: PoseAnimateError) -> PoseAnimateError:
@@ -232,7 +249,7 @@ class _Base:
     @staticmethod
     def _submission(
         image: FileLike,
-        poses: FileLike | dict[str, Any] | list[Any] | None,
+        motion: tuple[FileLike | dict[str, Any] | list[Any] | None, str | Path | None],
         source_pose: FileLike | dict[str, Any] | None,
         idempotency_key: str | None,
         webhook_url: str | None,
@@ -240,7 +257,8 @@ class _Base:
         params: dict[str, Any],
     ) -> dict[str, Any]:
         """The keyword arguments of the ``POST /animations`` request."""
-        data, files = _form(image, poses, source_pose, webhook_url, webhook_events, params)
+        _one_of(*motion)
+        data, files = _form(image, motion, source_pose, webhook_url, webhook_events, params)
         headers = {"Idempotency-Key": idempotency_key or f"client-{uuid.uuid4()}"}
         return {"data": data, "files": files, "headers": headers}
 
@@ -299,20 +317,21 @@ class PoseAnimateClient(_Base):
         webhook_events: list[str] | None = None,
         **params: Any,
     ) -> Job:
-        """Submit a job (multipart). Give ``poses`` or ``driving_video`` (its poses are extracted
-        by the server's ``POST /poses`` first)."""
-        _one_of(poses, driving_video)
-        if driving_video is not None:
-            poses = self.extract_poses(driving_video)
+        """Submit a job (multipart). Give ``poses`` or ``driving_video``: the clip itself goes to
+        ``POST /animations``, whose worker extracts its poses and keeps its sound in the MP4 unless
+        ``audio=False`` (with ``video_start``/``video_end`` to cut it)."""
         request = self._submission(
-            image, poses, source_pose, idempotency_key, webhook_url, webhook_events, params
+            image, (poses, driving_video), source_pose, idempotency_key, webhook_url, webhook_events, params
         )
         return Job.model_validate(self._request("POST", "/animations", **request).json())
 
-    def extract_poses(self, video: str | Path) -> dict[str, Any]:
-        """The server's pose sequence for a driving video (``POST /poses``)."""
+    def extract_poses(self, video: str | Path, parts: str | None = None) -> dict[str, Any]:
+        """The server's pose sequence for a driving video (``POST /poses``); ``parts``: ``body``,
+        ``body+hands``, ``body+face`` or ``full`` (the server's default: body, hands and face)."""
         try:
-            return _poses_from(self._request("POST", "/poses", files=_video_files(video)))
+            return _poses_from(
+                self._request("POST", "/poses", files=_video_files(video), data=_parts_field(parts))
+            )
         except PoseAnimateError as exc:
             raise _unsupported(exc) from exc
 
@@ -443,17 +462,15 @@ class AsyncPoseAnimateClient(_Base):
         webhook_events: list[str] | None = None,
         **params: Any,
     ) -> Job:
-        _one_of(poses, driving_video)
-        if driving_video is not None:
-            poses = await self.extract_poses(driving_video)
         request = self._submission(
-            image, poses, source_pose, idempotency_key, webhook_url, webhook_events, params
+            image, (poses, driving_video), source_pose, idempotency_key, webhook_url, webhook_events, params
         )
         return Job.model_validate((await self._request("POST", "/animations", **request)).json())
 
-    async def extract_poses(self, video: str | Path) -> dict[str, Any]:
+    async def extract_poses(self, video: str | Path, parts: str | None = None) -> dict[str, Any]:
         try:
-            return _poses_from(await self._request("POST", "/poses", files=_video_files(video)))
+            reply = await self._request("POST", "/poses", files=_video_files(video), data=_parts_field(parts))
+            return _poses_from(reply)
         except PoseAnimateError as exc:
             raise _unsupported(exc) from exc
 

@@ -32,6 +32,7 @@ from engine.inputs.rules import DEFAULTS, part_flags
 from jobs.contract import ErrorCode
 from jobs.settings import Settings
 from worker import metrics
+from worker.memory import StagePeaks, plan_view
 
 if TYPE_CHECKING:  # the worker-engine seam, checked by mypy; imported at run time inside methods
     from engine.method.cache import InversionCache
@@ -350,8 +351,13 @@ class EngineAnimator:
             writer.write(frame)
 
         cuda = torch.cuda.is_available()
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
+        peaks = StagePeaks(torch) if cuda else None
+
+        def progress(stage: str, fraction: float) -> None:
+            if peaks is not None:
+                peaks.at(stage)
+            on_progress(stage, fraction)
+
         try:
             result = self.animator.animate(
                 job.image,
@@ -361,7 +367,7 @@ class EngineAnimator:
                 mask=job.mask,
                 subject_words=job.subject_words,
                 config=config,
-                on_progress=on_progress,
+                on_progress=progress,
                 should_cancel=should_cancel,
                 on_frame=on_frame,
                 keep_frames=False,
@@ -387,9 +393,11 @@ class EngineAnimator:
             "mask_source": result.mask_source,
             "cache_hit": result.cache_hit,
         }
-        if cuda:
+        actual = peaks.finish() if peaks is not None else None
+        info["memory_plan"] = plan_view(result.memory_plan, result.oom_backoffs, actual)
+        if peaks is not None:
             info["gpu_memory_allocated_bytes"] = torch.cuda.memory_allocated()
-            info["gpu_memory_peak_bytes"] = torch.cuda.max_memory_allocated()
+            info["gpu_memory_peak_bytes"] = peaks.overall
         from engine.poses.previews import write_previews
 
         started = time.perf_counter()

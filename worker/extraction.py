@@ -13,7 +13,12 @@ job lock runs one copy). Extraction refusals fail the job as ``invalid_input`` w
 code and message; every failure of the stage goes through ``JobServices.fail_job``.
 
 PyAV and MediaPipe are imported on first use; one extraction at a time per process (the detector
-is shared and not thread-safe; the io pool runs threads).
+is shared and not thread-safe; the io pool runs threads), handed out first come, first served.
+
+Per-key fairness (issue 24, M1; ``jobs.fairness``): an extraction first takes one of its API key's
+slots (``extraction_slots_per_key`` across all io workers); when the key has none free the run
+returns ``deferred`` and the task retries after ``extraction_defer_s``, its thread freed, so one
+key's backlog never queues ahead of another key's extraction.
 """
 
 from __future__ import annotations
@@ -24,11 +29,15 @@ import logging
 import tempfile
 import threading
 import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.contract import ErrorCode, JobStatus, Stage
 from jobs.extractions import ExtractionStore
+from jobs.fairness import ExtractionSlots
 from jobs.intake.limits import ServiceLimits, effective_params
 from jobs.intake.videos import video_frame_budget
 from jobs.lifecycle import overall_progress
@@ -37,11 +46,32 @@ from jobs.storage import ObjectNotFound, StorageUnavailable, input_key
 from jobs.store import JobStore
 
 if TYPE_CHECKING:
-    from engine.poses.extract import ExtractionResult
+    from engine.poses.extract import ExtractionResult, NoPersonPolicy
 
 log = logging.getLogger(__name__)
 
-_LOCK = threading.Lock()
+
+class _FifoLock:
+    """A lock handed to its waiters in arrival order (``threading.Lock`` may let a late thread
+    barge ahead of one that waited longer: another key's extraction could wait behind several)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._line: deque[object] = deque()
+
+    def __enter__(self) -> None:
+        me = object()
+        with self._cond:
+            self._line.append(me)
+            self._cond.wait_for(lambda: self._line[0] is me)
+
+    def __exit__(self, *_: object) -> None:
+        with self._cond:
+            self._line.popleft()
+            self._cond.notify_all()
+
+
+_LOCK = _FifoLock()
 PREVIEW_MAX_SIDE = 256
 PROGRESS_EVERY_S = 0.5
 """How often a job's extraction progress is written (and its cancel noticed), at most."""
@@ -50,13 +80,17 @@ AUDIO_NAME = "audio.wav"
 """The output's sound track (from output time 0, the lead-in silent), an input of the GPU job."""
 
 
-def _extract(data: bytes, limits: ServiceLimits, **options: Any) -> ExtractionResult:
+def _extract(
+    data: bytes, limits: ServiceLimits, no_person: NoPersonPolicy = "drop", **options: Any
+) -> ExtractionResult:
+    """``no_person``: ``"drop"`` for ``POST /poses`` (a motion without its empty frames);
+    ``"hold"`` for a driving_video job, so every driven frame keeps its clip time and its sound."""
     from engine.poses.extract import extract_poses
 
     with _LOCK:
         return extract_poses(
             data,
-            no_person="drop",
+            no_person=no_person,
             max_pixels=limits.max_video_pixels,
             max_duration=limits.max_video_seconds,
             **options,
@@ -68,7 +102,8 @@ def _clip_audio(
 ) -> tuple[bytes | None, str | None]:
     """(the output's sound track as WAV, a note for the job view): the clip's audio from the first
     driven pose's clip time, after the lead-in's silence (``engine.poses.audio.clip_audio``). A clip
-    without audio gives no track; one whose audio cannot be used gives no track and a note."""
+    without audio gives no track; one whose audio cannot be used gives no track and a note; one damaged
+    part way keeps the sound up to the damage, and its note says where."""
     from engine.poses.audio import AudioError, audio_to_wav, clip_audio
 
     try:
@@ -86,7 +121,7 @@ def _clip_audio(
     except Exception as exc:  # never fail a job over its sound
         log.warning("driving video audio failed", exc_info=True)
         return None, f"audio left out: it could not be decoded ({type(exc).__name__}); the video is silent"
-    return (None, None) if track is None else (audio_to_wav(track), None)
+    return (None, None) if track is None else (audio_to_wav(track), track.note)
 
 
 def _refusal(exc: ValueError) -> tuple[str, str]:
@@ -108,9 +143,38 @@ def skeleton_data_uri(result: ExtractionResult, tmp_dir: str | None = None) -> s
         return "data:video/mp4;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
+def _slots(services: JobServices) -> ExtractionSlots:
+    settings = services.settings
+    return ExtractionSlots(
+        services.store.r,
+        services.store.p,
+        settings.extraction_slots_per_key,
+        settings.extraction_slot_ttl_s,
+        settings.extraction_defer_s,
+    )
+
+
+@contextmanager
+def _key_slot(services: JobServices, owner: str, holder: str) -> Iterator[bool]:
+    """One of ``owner``'s extraction slots for ``holder`` (``jobs.fairness``), or False."""
+    with _slots(services).held(owner, holder) as held:
+        yield held
+
+
 def run_extraction(extraction_id: str, services: JobServices) -> str:
     """One ``POST /poses`` request: extract, store the result in its record, delete the clip.
-    Returns ``succeeded``, ``failed`` or ``skipped`` (gone or already done)."""
+    Returns ``succeeded``, ``failed``, ``skipped`` (gone or already done) or ``deferred`` (its key
+    has no free extraction slot: retry later)."""
+    record = ExtractionStore(services.store.r, services.store.p).get(extraction_id)
+    if record is None or record["status"] != "queued":
+        if record is not None:  # a redelivered copy of a finished one: out of its key's line
+            _slots(services).leave(str(record.get("owner")), extraction_id)
+        return "skipped"
+    with _key_slot(services, str(record.get("owner")), extraction_id) as held:
+        return _run_extraction(extraction_id, services) if held else "deferred"
+
+
+def _run_extraction(extraction_id: str, services: JobServices) -> str:
     settings, store, storage = services.settings, services.store, services.storage
     extractions = ExtractionStore(store.r, store.p)
     record = extractions.get(extraction_id)
@@ -127,6 +191,7 @@ def run_extraction(extraction_id: str, services: JobServices) -> str:
             end=params.get("end"),
             max_frames=params["max_frames"],
             trim=bool(params.get("trim")),
+            parts=params.get("parts", "full"),
         )
         preview = skeleton_data_uri(result, str(settings.worker_tmp_dir) if settings.worker_tmp_dir else None)
         extractions.succeed(extraction_id, result.poses.to_compact(), result.report(), preview)
@@ -172,8 +237,18 @@ class _StageProgress:
 
 def run_job_extraction(job_id: str, services: JobServices) -> str:
     """The ``extracting_poses`` stage of a queued job. Returns ``sent`` (poses written, job sent to
-    gpu), ``failed`` (``services.fail_job``), or ``skipped`` (not queued any more: canceled, failed,
-    deleted, running)."""
+    gpu), ``failed`` (``services.fail_job``), ``skipped`` (not queued any more: canceled, failed,
+    deleted, running) or ``deferred`` (its key has no free extraction slot: retry later)."""
+    record = services.store.get(job_id)
+    if record is None or record.status is not JobStatus.QUEUED:
+        if record is not None:  # canceled (or failed) while waiting: out of its key's line
+            _slots(services).leave(record.owner, job_id)
+        return "skipped"
+    with _key_slot(services, record.owner, job_id) as held:
+        return _run_job_extraction(job_id, services) if held else "deferred"
+
+
+def _run_job_extraction(job_id: str, services: JobServices) -> str:
     settings, store, storage, queue = services.settings, services.store, services.storage, services.queue
     record = store.get(job_id)
     if record is None or record.status is not JobStatus.QUEUED:
@@ -196,10 +271,12 @@ def run_job_extraction(job_id: str, services: JobServices) -> str:
         result = _extract(
             data,
             limits,
+            no_person="hold",
             fps=params["fps"],
             start=params.get("video_start"),
             end=params.get("video_end"),
             max_frames=budget,
+            parts=params["parts"],
             progress=_StageProgress(store, job_id),
         )
     except _NoLongerQueued:  # canceled (or deleted) while extracting: stop decoding, send nothing

@@ -60,6 +60,31 @@ GPU_MEMORY_PEAK = Gauge(
 GPU_MEMORY_TOTAL = Gauge(
     "poseanimate_gpu_memory_total_bytes", "Memory of the worker's GPU.", multiprocess_mode="livemax"
 )
+MEMORY_PREDICTED_PEAK = Gauge(
+    "poseanimate_memory_predicted_peak_bytes",
+    "Last job's predicted peak per stage (engine memory plan; above the resident weights on a GPU).",
+    ["stage"],
+    multiprocess_mode="livemax",
+)
+MEMORY_ACTUAL_PEAK = Gauge(
+    "poseanimate_memory_actual_peak_bytes",
+    "Last job's measured peak per stage (CUDA max_memory_allocated, same base); no series on CPU workers.",
+    ["stage"],
+    multiprocess_mode="livemax",
+)
+MEMORY_PEAK_RATIO = Gauge(
+    "poseanimate_memory_peak_ratio",
+    "Last job's actual / predicted peak per stage (above 1: the model under-predicts); CUDA only.",
+    ["stage"],
+    multiprocess_mode="livemax",
+)
+MEMORY_OOM_BACKOFFS = Counter(
+    "poseanimate_memory_oom_backoffs_total",
+    "Out-of-memory halvings of a chunk (the plan's safety net; should stay 0).",
+)
+MEMORY_OFFLOADS = Counter(
+    "poseanimate_memory_offloads_total", "Jobs run with weights offloaded between stages (the plan's choice)."
+)
 WORKER_INFO = Gauge(
     "poseanimate_worker_info",
     "1 per loaded worker process; labels say which model (random_weights=true: tiny smoke-test model).",

@@ -36,7 +36,7 @@ from jobs.settings import Settings
 from jobs.storage import ObjectNotFound, Storage, StorageUnavailable, input_key, output_key
 from jobs.store import JobRecord, JobStore, StartOutcome, TransitionOutcome
 from jobs.webhooks import backoff_delay
-from worker import metrics
+from worker import memory, metrics
 from worker.animators import (
     OUTPUT_FILES,
     AnimatorHolder,
@@ -140,7 +140,8 @@ class ProgressReporter:
     def __init__(self, runner: JobRunner, record: JobRecord) -> None:
         self.runner, self.record = runner, record
         self.stage: str | None = None
-        self.progress = 0.0
+        # From where the job is (an earlier attempt's progress, or the extraction's): never backwards.
+        self.progress = record.progress
         self._last_write = 0.0
         self._stage_started = time.perf_counter()
         self.timings: dict[str, float] = {}
@@ -292,6 +293,7 @@ class JobRunner:
                 timings=timings,
                 unet_evals=rendered.unet_evals,
                 num_frames=rendered.num_frames,
+                **({"memory_plan": rendered.info["memory_plan"]} if "memory_plan" in rendered.info else {}),
                 stage=Stage.DONE.value,
                 progress=1.0,
             )
@@ -399,6 +401,8 @@ class JobRunner:
                 stage, _, direction = key.rpartition("_")
                 if stage and stage != "total" and direction in ("forward", "backward"):
                     metrics.UNET_EVALS.labels(stage, direction).inc(count)
+            if "memory_plan" in info:
+                memory.observe(info["memory_plan"])
             if "gpu_memory_peak_bytes" in info:
                 metrics.GPU_MEMORY_PEAK.set(float(info["gpu_memory_peak_bytes"]))
                 metrics.GPU_MEMORY_ALLOCATED.set(float(info["gpu_memory_allocated_bytes"]))

@@ -121,14 +121,25 @@ def deliver_webhook(
             )
 
 
-@app.task(name=JOB_EXTRACT_TASK, bind=True, acks_late=True)
+@app.task(name=JOB_EXTRACT_TASK, bind=True, acks_late=True, max_retries=None)
 def extract_job_poses(self: Task, job_id: str) -> str:
     """The extracting_poses stage of a job given a driving video; sends it to gpu when done."""
     with bind(job_id=job_id):
-        return run_job_extraction(job_id, services())
+        jobs = services()
+        return _deferred(self, jobs, run_job_extraction(job_id, jobs))
 
 
-@app.task(name=EXTRACT_TASK, bind=True, acks_late=True)
+@app.task(name=EXTRACT_TASK, bind=True, acks_late=True, max_retries=None)
 def extract_poses(self: Task, extraction_id: str) -> str:
     """A POST /poses request: its result lands in the extraction record the API polls."""
-    return run_extraction(extraction_id, services())
+    jobs = services()
+    return _deferred(self, jobs, run_extraction(extraction_id, jobs))
+
+
+def _deferred(task: Task, jobs: JobServices, outcome: str) -> str:
+    """An extraction whose key has no free slot (``worker.extraction``) asks again later, its thread
+    freed for other keys' extractions meanwhile; never given up (the tasks' ``max_retries=None``: a
+    deferral is no failure, and a retry cap would drop the extraction)."""
+    if outcome == "deferred":
+        raise task.retry(countdown=jobs.settings.extraction_defer_s)
+    return outcome

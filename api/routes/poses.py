@@ -57,8 +57,8 @@ def extraction_view(extraction_id: str, record: dict[str, Any]) -> PoseExtractio
 async def create_pose_extraction(
     request: Request, response: Response, services: ServicesDep, intake: IntakeDep, owner: Owner
 ) -> PoseExtraction:
-    """JSON `{"video": URL or data URI, "fps", "start", "end", "max_frames"}` or multipart (a `video`
-    file). Returns the compact poses (the form `POST /animations` takes), an extraction report and a
+    """JSON `{"video": URL or data URI, "fps", "start", "end", "max_frames", "parts"}` or multipart
+    (a `video` file; `parts`: body, body+hands, body+face or full, the default). Returns the compact poses (the form `POST /animations` takes), an extraction report and a
     skeleton MP4 preview (data URI) — or 202 and `Location: /poses/{id}` if it takes longer."""
     extraction_id = await submit_extraction(request, services, intake, owner)
     response.headers["Location"] = f"/poses/{extraction_id}"

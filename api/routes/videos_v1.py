@@ -19,6 +19,7 @@ from api.errors import ApiError
 from api.openai_body import VideoRequest
 from api.openai_compat import openai_responses
 from api.submissions import submit_animation
+from engine.inputs.errors import echo
 from jobs import openai_compat as oa
 from jobs.contract import JobStatus
 from jobs.deletion import delete_job, was_deleted_by
@@ -242,5 +243,5 @@ def list_models(owner: Owner) -> oa.ModelList:
 )
 def retrieve_model(model_id: str, owner: Owner) -> oa.Model:
     if model_id != oa.SERVED_MODEL:
-        raise ApiError("not_found", f"the model {model_id[:80]!r} is not served here")
+        raise ApiError("not_found", f"the model {echo(model_id)} is not served here")
     return oa.Model(id=oa.SERVED_MODEL, created=MODEL_CREATED)

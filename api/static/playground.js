@@ -115,10 +115,26 @@
         input.title = `${props[name].description || name} (${b.min ?? "…"}–${b.max ?? "…"})`;
       }
       if (props.prompt && props.prompt.maxLength) $("prompt").maxLength = props.prompt.maxLength;
-      $("motion-video-option").hidden = !state.paths["/poses"];
+      applyServedModel((schema.info || {})["x-served-model"]);
+      // A clip goes to POST /animations as driving_video; POST /poses only previews its poses.
+      state.drivingVideo = "driving_video" in props;
+      $("motion-video-option").hidden = !state.drivingVideo;
+      $("extract-poses").hidden = !state.paths["/poses"];
     } catch (err) {
       showError("Could not read the API schema", String(err.message || err));
     }
+  }
+
+  // The size and steps that suit the model the server runs (info.x-served-model): 64 px and 4 steps
+  // for the tiny random-weight model (seconds on a CPU), the paper's 512 px and 50 steps for a real one.
+  function applyServedModel(served) {
+    if (!served || !served.defaults) return;
+    const d = served.defaults;
+    if (d.size) $("size").value = String(d.size);
+    if (d.steps) $("steps").value = String(d.steps);
+    const note = $("model-note");
+    note.textContent = `Served model: ${served.name}. Suggested: ${d.size} px, ${d.steps} steps.`;
+    note.hidden = false;
   }
 
   // ---------------------------------------------------------------- inputs
@@ -204,6 +220,7 @@
     const kind = document.querySelector("input[name=motion]:checked").value;
     document.querySelectorAll(".motion-pane").forEach((p) => { p.hidden = p.dataset.pane !== kind; });
     if (kind === "example") loadExample($("example-select").value);
+    if (kind === "video" && !(state.motionName || "").endsWith("(extracted)")) videoChosen($("video-file").files[0]);
   }));
   $("pose-file").addEventListener("change", async (ev) => {
     const file = ev.target.files[0];
@@ -218,7 +235,23 @@
       showError("Pose JSON", err.message);
     }
   });
-  $("video-file").addEventListener("change", (ev) => { $("extract-poses").disabled = !ev.target.files[0]; });
+  function motionKind() { return document.querySelector("input[name=motion]:checked").value; }
+  function chosenVideo() { return motionKind() === "video" ? $("video-file").files[0] || null : null; }
+  function videoChosen(file) {
+    // The clip is the motion now: the previous poses are not what will be sent.
+    state.motion = null;
+    state.motionBlob = null;
+    state.motionName = "";
+    realign();
+    $("motion-state").textContent = file
+      ? `${file.name}: sent as the driving video (the server extracts its poses${$("keep-audio").checked ? " and keeps its sound" : ""}); preview its poses here if you like`
+      : "no motion yet";
+  }
+  $("video-file").addEventListener("change", (ev) => {
+    const file = ev.target.files[0];
+    $("extract-poses").disabled = !file;
+    videoChosen(file);
+  });
   $("extract-poses").addEventListener("click", async () => {
     const file = $("video-file").files[0];
     if (!file) return;
@@ -342,10 +375,17 @@
 
   function buildForm() {
     if (!state.image) throw new Error("choose a character image first (or the example astronaut)");
-    if (!state.motion) throw new Error("choose a motion first");
+    const video = chosenVideo();
+    if (motionKind() === "video" && !video) throw new Error("choose a driving video first");
+    if (!video && !state.motion) throw new Error("choose a motion first");
     const form = new FormData();
     form.append("image", state.image, state.imageName || "image");
-    form.append("poses", state.motionBlob, "poses.json");
+    if (video) {
+      form.append("driving_video", video, video.name);
+      form.append("audio", $("keep-audio").checked ? "true" : "false");
+    } else {
+      form.append("poses", state.motionBlob, "poses.json");
+    }
     if (state.sourcePoseBlob) form.append("source_pose", state.sourcePoseBlob, "source_pose.json");
     form.append("prompt", $("prompt").value.trim());
     const words = $("subject_words").value.trim();
@@ -542,9 +582,10 @@
       link(job.output.poster_url, "Poster PNG", `${job.id}.png`),
       ...extras.map(([k, v]) => link(v, k.replace(/_url$/, "").replace(/_/g, " "), "")),
     );
-    if (job.model && job.model.random_weights) {
-      $("job-note").textContent = `model: ${job.model.name}: random weights, the video is noise (a smoke test).`;
-    }
+    const notes = [];
+    if (job.model && job.model.random_weights) notes.push(`model: ${job.model.name}: random weights, the video is noise (a smoke test).`);
+    notes.push(...(job.notes || []));  // e.g. the clip's audio left out, and why
+    if (notes.length) $("job-note").textContent = notes.join(" ");
   }
 
   function drawResultSkeleton() {

@@ -6,8 +6,8 @@ the API can refuse cheaply is a stream whose header already says it is out of bo
 FFmpeg has no decoder for, or a declared duration past the video limit. Those are refused with
 ``audio_too_large`` (413) or ``audio_unreadable`` (422), and the message says ``audio=false`` drops
 the sound instead. A stream whose header passes but whose packets do not decode (truncated,
-damaged) is not found here: the io worker drops it and the job's ``notes`` say so, the video still
-animates. A torch-free engine leaf: stdlib and PyAV only.
+damaged) is not found here: the io worker keeps what decodes up to the damage (silence after it) or,
+when nothing does, drops the sound with a note; the video still animates. A torch-free engine leaf: stdlib and PyAV only.
 """
 
 from __future__ import annotations
@@ -56,13 +56,13 @@ def check_audio_header(container: Any, *, max_duration: float, label: str = "the
         return None
     stream = container.streams.audio[0]
     hint = "; send audio=false to animate it without its sound"
-    ctx = stream.codec_context
-    codec = ctx.name or ""
+    ctx = stream.codec_context  # None when FFmpeg knows no codec for the stream's id
+    codec = (ctx.name if ctx is not None else "") or ""
     try:
         known = bool(codec) and av.Codec(codec, "r") is not None
     except (av.FFmpegError, ValueError):
         known = False
-    if not known:
+    if not known or ctx is None:
         raise AudioRefused(f"{label}'s audio codec {codec or '(none)'!r} cannot be decoded{hint}")
     channels, rate = int(ctx.channels or 0), int(ctx.sample_rate or 0)
     if channels < 1 or rate < 1:

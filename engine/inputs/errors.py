@@ -12,8 +12,28 @@ probe's in their modules, the job intake's in the ``jobs.intake`` modules, the H
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping
 from types import MappingProxyType
+
+ECHO_MAX_CHARS = 80
+"""A refusal message shows at most this much of a value the user sent (:func:`echo`)."""
+
+
+def echo(value: object, limit: int = ECHO_MAX_CHARS) -> str:
+    """``value`` (user-provided) as a refusal message may show it: its ``repr`` (quotes, control and
+    other unprintable characters escaped: no terminal escapes, NULs or line breaks reach a log or a
+    screen), cut to about ``limit`` characters, with the full length when a string was cut. A refusal
+    never echoes a user's text any other way (issue 24: some echoed it whole, raw)."""
+    if isinstance(value, str):
+        shown = repr(value[:limit])
+        return shown if len(value) <= limit else f"{shown}... ({len(value)} characters)"
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother, short.maxlong = 2, limit, limit, 40
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 4
+    shown = short.repr(value)
+    return shown if len(shown) <= limit else shown[:limit] + "..."
+
 
 DEFAULT_STATUS = 422
 """A code no table declares (never one of ours: ``tests/api/test_refusal_codes.py`` checks)."""

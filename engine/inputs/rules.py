@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from engine.inputs.errors import InvalidInput
+from engine.inputs.errors import InvalidInput, echo
 from engine.inputs.poseformat import POSE_LIMITS, frame_span
 
 __all__ = [
@@ -92,7 +92,7 @@ def part_flags(parts: str) -> tuple[bool, bool]:
     """``(hands, face)`` kept by a :data:`POSE_PARTS` value."""
     if parts not in POSE_PARTS:
         raise InvalidInput(
-            f"parts must be one of {', '.join(POSE_PARTS)}, got {parts!r}", code="parameter_out_of_range"
+            f"parts must be one of {', '.join(POSE_PARTS)}, got {echo(parts)}", code="parameter_out_of_range"
         )
     return parts in ("body+hands", "full"), parts in ("body+face", "full")
 
@@ -134,7 +134,7 @@ def check_range(name: str, value: Any, low: float, high: float, *, integer: bool
         shown_low, shown_high = (f"{low:g}", f"{high:g}") if not integer else (str(low), str(high))
         what = "an integer" if integer else "a number"
         raise InvalidInput(
-            f"{name} must be {what} in {shown_low}..{shown_high}, got {value!r}",
+            f"{name} must be {what} in {shown_low}..{shown_high}, got {echo(value)}",
             code="parameter_out_of_range",
         )
 
@@ -166,7 +166,7 @@ def check_generation_size(width: int, height: int) -> None:
         ):
             raise InvalidInput(
                 f"{name} must be a multiple of {LIMITS.size_multiple} in {LIMITS.min_size}..{LIMITS.max_size}, "
-                f"got {value!r}",
+                f"got {echo(value)}",
                 code="parameter_out_of_range",
             )
 
@@ -246,13 +246,13 @@ def check_subject_words(prompt: str, words: Sequence[str] | None) -> None:
         ):
             raise InvalidInput(
                 f"subject words must be {LIMITS.min_subject_word_chars}..{LIMITS.max_subject_word_chars} "
-                f"non-blank characters, got {word!r}",
+                f"non-blank characters, got {echo(word)}",
                 code="parameter_out_of_range",
             )
         pattern = r"(?<!\w)" + re.escape(word.strip().lower()) + r"(?!\w)"
         if not re.search(pattern, lowered):
             raise InvalidInput(
-                f"subject word {word!r} does not occur in the prompt", code="subject_not_in_prompt"
+                f"subject word {echo(word)} does not occur in the prompt", code="subject_not_in_prompt"
             )
 
 

@@ -104,7 +104,7 @@ class VideoInfo:
     width: int
     height: int
     duration_s: float
-    """Declared duration, or the packets' span when the container declares none."""
+    """The video stream's declared duration, or its packets' span when it declares none."""
     source_fps: float
     packets: int
     """Video packets in the file (about one per frame)."""
@@ -218,11 +218,46 @@ def source_rate(stream: Any) -> float:
 
 
 def declared_duration(container: Any, stream: Any) -> float:
+    """The video stream's own declared duration: its header's, else its ``DURATION`` tag's (what
+    FFmpeg and mkvmerge write per Matroska track), else the container's when the video is its only
+    stream; 0 when unknown. A container's duration is its longest stream's (Matroska/WebM declare no
+    other): audio longer than the video must not pass for missing frames (issue 21)."""
     if stream.duration and stream.time_base:
         return max(float(stream.duration * stream.time_base), 0.0)
-    if container.duration:
-        return max(container.duration / 1_000_000, 0.0)
+    # Matroska's tag and segment duration are end times on a clock from 0 (FFmpeg writes them so): a
+    # video whose first frame is at 0.5 s and lasts 2 s says 2.5 s.
+    start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+    tagged = _tag_seconds((stream.metadata or {}).get("DURATION"))
+    if tagged is not None:
+        return max(tagged - start, 0.0)
+    if container.duration and len(container.streams) == 1:
+        return container_duration(container)
     return 0.0
+
+
+def _tag_seconds(text: object) -> float | None:
+    """``HH:MM:SS.fraction`` (a Matroska ``DURATION`` tag) in seconds; None when it is not one."""
+    if not isinstance(text, str):
+        return None
+    parts = text.strip().split(":")
+    try:
+        if len(parts) != 3:
+            return None
+        seconds = int(parts[0]) * 3600 + int(parts[1]) * 60 + float(parts[2])
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def container_duration(container: Any) -> float:
+    """The container's declared duration (its longest stream's, from its first timestamp), 0 when it
+    declares none."""
+    if not container.duration:
+        return 0.0
+    whole = container.duration / 1_000_000
+    if "matroska" in (container.format.name or "") and container.start_time:
+        whole -= container.start_time / 1_000_000  # an end time on a clock from 0
+    return max(whole, 0.0)
 
 
 def expected_frames(start: float, end: float, fps: float) -> int:
@@ -298,38 +333,64 @@ def check_rate(stream: Any, label: str, packets: int, covered_s: float) -> None:
         )
 
 
-def _scan(container: Any, stream: Any, label: str, max_packets: int) -> tuple[int, float, bool]:
-    """Demux every video packet (decoding only until the first frame): (packets, seconds the
-    packets span from the first timestamp to the end of the last, a packet was flagged corrupt)."""
+@dataclass
+class _Scan:
+    """What demuxing every packet found: the video's ``packets`` and the seconds they span
+    (``covered``: first timestamp to the end of the last), a packet flagged ``corrupt``, and the
+    span of every stream's packets together (``all_covered``: what a container's duration, its
+    longest stream's, is compared with)."""
+
+    packets: int = 0
+    covered: float = 0.0
+    corrupt: bool = False
+    all_covered: float = 0.0
+
+
+def _span(spans: dict[int, tuple[float, float]], index: int, packet: Any) -> None:
+    if packet.pts is None or not packet.time_base:
+        return
+    t = float(packet.pts * packet.time_base)
+    end = t + float((packet.duration or 0) * packet.time_base)
+    first, last = spans.get(index, (t, end))
+    spans[index] = (min(first, t), max(last, end))
+
+
+def _scan(container: Any, stream: Any, label: str, max_packets: int) -> _Scan:
+    """Demux every packet of every stream (decoding only the video's first frame)."""
     import av
 
     codec = stream.codec_context
-    packets, corrupt, decoded = 0, False, False
-    first: float | None = None
-    last_end = 0.0
+    scan, decoded, others = _Scan(), False, 0
+    spans: dict[int, tuple[float, float]] = {}
     try:
-        for packet in container.demux(stream):
+        for packet in container.demux():
             if packet.size == 0:  # the demuxer's flush packet
                 continue
-            packets += 1
-            if packets > max_packets:
+            _span(spans, packet.stream.index, packet)
+            if packet.stream.index != stream.index:
+                others += 1
+                if others > 16 * max_packets:
+                    raise VideoTooLong(f"{label} holds more than {16 * max_packets} audio or other packets")
+                continue
+            scan.packets += 1
+            if scan.packets > max_packets:
                 raise VideoTooLong(f"{label} holds more than {max_packets} frames; it is not a short clip")
-            corrupt = corrupt or bool(packet.is_corrupt)
-            if packet.pts is not None and packet.time_base:
-                t = float(packet.pts * packet.time_base)
-                first = t if first is None else min(first, t)
-                last_end = max(last_end, t + float((packet.duration or 0) * packet.time_base))
-            if not decoded and packets <= _FIRST_FRAME_PACKETS:
+            scan.corrupt = scan.corrupt or bool(packet.is_corrupt)
+            if not decoded and scan.packets <= _FIRST_FRAME_PACKETS:
                 decoded = bool(codec.decode(packet))
         if not decoded:
             decoded = bool(codec.decode(None))  # frames held back by reordering
     except av.FFmpegError as exc:
         raise VideoUnreadable(f"{label} is damaged or truncated ({why(exc)})") from None
-    if packets == 0:
+    if scan.packets == 0:
         raise VideoUnreadable(f"{label} holds no complete video frame: it is damaged or truncated")
     if not decoded:
         raise VideoUnreadable(f"{label} is damaged: its first frame does not decode")
-    return packets, (last_end - first) if first is not None else 0.0, corrupt
+    if stream.index in spans:
+        scan.covered = spans[stream.index][1] - spans[stream.index][0]
+    if spans:
+        scan.all_covered = max(b for _, b in spans.values()) - min(a for a, _ in spans.values())
+    return scan
 
 
 def probe_video(
@@ -352,11 +413,17 @@ def probe_video(
     try:
         stream = container.streams.video[0]
         check_header(container, stream, label, sampling)
-        packets, covered, corrupt = _scan(container, stream, label, int(MAX_SOURCE_FPS * max_duration))
+        scan = _scan(container, stream, label, int(MAX_SOURCE_FPS * max_duration))
+        packets, covered = scan.packets, scan.covered
         declared = declared_duration(container, stream)
-        if corrupt or (stream.frames and packets < stream.frames) or looks_truncated(covered, declared):
+        if scan.corrupt or (stream.frames and packets < stream.frames) or looks_truncated(covered, declared):
             shown = f"{packets} of its {stream.frames} frames" if stream.frames else f"{covered:.2f} s"
             raise VideoUnreadable(f"{label} is truncated or damaged: only {shown} are in the file")
+        whole = container_duration(container)
+        if looks_truncated(scan.all_covered, whole):  # the longest stream (video or audio) cut short
+            raise VideoUnreadable(
+                f"{label} is truncated: its packets stop at {scan.all_covered:.2f} s of its declared {whole:.2f} s"
+            )
         duration = declared or covered
         check_rate(stream, label, packets, covered)
         frames = check_header(container, stream, label, sampling, duration=duration)

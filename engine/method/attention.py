@@ -46,6 +46,50 @@ def token_grids(latent_hw: tuple[int, int]) -> dict[int, tuple[int, int]]:
         factor *= 2
 
 
+def cached_index(cache: dict, values, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``torch.tensor(values)`` on ``device``, built once per cache (a job): the chunks repeat every
+    denoising step, so no host-to-device copy happens per layer call."""
+    key = (repr(values), device, dtype)
+    tensor = cache.get(key)
+    if tensor is None:
+        tensor = cache[key] = torch.tensor(values, device=device, dtype=dtype)
+    return tensor
+
+
+@dataclass(frozen=True)
+class MaskRegions:
+    """MGDM's two regions (0 = character, 1 = background) of every frame at one token grid."""
+
+    order: torch.Tensor
+    """(2, num_frames, L) long: per region, each frame's tokens in that region (ascending), then the
+    others. The first ``size`` entries are the region's keys, or all L keys when the region is empty."""
+    count: torch.Tensor
+    """(2, num_frames) long, on the masks' device: tokens in each region."""
+    host: list[list[int]]
+    """``count`` on the host (fetched once per mask update, for every grid together)."""
+
+    def inside(self) -> torch.Tensor:
+        """(num_frames, L) bool: the character masks these index sets stand for."""
+        order = self.order[0]
+        first = torch.arange(order.shape[1], device=order.device) < self.count[0][:, None]
+        return torch.zeros_like(first).scatter_(1, order, first)
+
+
+@dataclass(frozen=True)
+class RegionSide:
+    """One region's queries and keys for one chunk's target frames (s of them) at one grid."""
+
+    queries: torch.Tensor
+    """(s, A) long: each target frame's query tokens in the region, padded to the chunk's largest
+    count A with other tokens (computed, then dropped)."""
+    scatter: torch.Tensor
+    """(s, A) long: ``queries`` with the padding sent to token L, a dump row of the output."""
+    keys: tuple[tuple[torch.Tensor, torch.Tensor | None], ...]
+    """Per reference (frame 0, previous, current): (s, C) key tokens (the region's, or all keys when
+    it has none), padded to the largest count C; and a (G*s, 1, 1, C) bool mask of the real keys,
+    None when no frame needs padding."""
+
+
 @dataclass
 class AttentionController:
     """Shared state of one job's processors.
@@ -68,6 +112,9 @@ class AttentionController:
     _maps: dict[int, torch.Tensor] = field(default_factory=dict)
     _map_counts: dict[int, int] = field(default_factory=dict)
     _token_grids: dict[tuple[int, int], dict[int, tuple[int, int]]] = field(default_factory=dict)
+    _regions: dict[tuple[int, int], MaskRegions] = field(default_factory=dict)
+    _region_plans: dict[tuple, tuple[RegionSide | None, ...]] = field(default_factory=dict)
+    _indices: dict[tuple, torch.Tensor] = field(default_factory=dict)
 
     # -- step / chunk bookkeeping --------------------------------------------------------------
     def begin_batch(self, frame_ids: Sequence[int]) -> None:
@@ -90,8 +137,78 @@ class AttentionController:
         self._kv.clear()
 
     def set_masks(self, masks: torch.Tensor | None) -> None:
+        """New masks (every denoising step with MGDM). Their region index sets are built here for
+        every token grid; the region sizes cross to the host in one transfer, never per layer call."""
         self.masks = masks
         self._grid_masks.clear()
+        self._regions.clear()
+        self._region_plans.clear()
+        if masks is not None:
+            self._index_regions()
+
+    def _index_regions(self) -> None:
+        grids = list(dict.fromkeys(token_grids(self.latent_hw).values()))
+        orders, counts = [], []
+        for grid in grids:
+            inside = self.grid_masks(grid)  # (F, L) bool
+            outside = (~inside).to(torch.uint8)
+            character_first = torch.argsort(outside, dim=1, stable=True)
+            background_first = torch.argsort(inside.to(torch.uint8), dim=1, stable=True)
+            orders.append(torch.stack([character_first, background_first]))
+            count = inside.sum(1)
+            counts.append(torch.stack([count, inside.shape[1] - count]))
+        frames = counts[0].shape[1]
+        if self.masks is not None and self.masks.is_meta:
+            # shape-only runs (memory measurement): sizes unknown, every region at full width (the bound)
+            full = [grid[0] * grid[1] for grid in grids for _ in range(frames)]
+            host = [full, list(full)]
+        else:
+            host = torch.cat(counts, dim=1).tolist()  # the one device-to-host transfer
+        for i, grid in enumerate(grids):
+            rows = [h[i * frames : (i + 1) * frames] for h in host]
+            self._regions[grid] = MaskRegions(orders[i], counts[i], rows)
+
+    def region_plan(self, grid: tuple[int, int], targets: Sequence[int]) -> tuple[RegionSide | None, ...]:
+        """(character, background) query/key index sets of the target frames ``targets`` (global
+        ids >= 1) at ``grid``; None for a region no target frame has. Built once per mask update and
+        chunk, shared by every layer of the grid."""
+        key = (grid, tuple(targets))
+        plan = self._region_plans.get(key)
+        if plan is None:
+            plan = self._region_plans[key] = self._build_region_plan(grid, list(targets))
+        return plan
+
+    def _build_region_plan(self, grid: tuple[int, int], cur: list[int]) -> tuple[RegionSide | None, ...]:
+        regions = self._regions[grid]
+        tokens = regions.order.shape[-1]
+        device = regions.order.device
+        ref_frames = [[0, f - 1, f] for f in cur]  # frame 0, previous frame, current frame
+        ref_t = cached_index(self._indices, ref_frames, device)  # (s, 3)
+        cur_t = cached_index(self._indices, cur, device)
+        sides: list[RegionSide | None] = []
+        for region in (0, 1):
+            query_region, key_region = region, region  # queries attend the keys of their own region
+            width = max(regions.host[query_region][f] for f in cur)
+            if width == 0:
+                sides.append(None)
+                continue
+            queries = regions.order[query_region][cur_t, :width]
+            real = torch.arange(width, device=device) < regions.count[query_region][cur_t, None]
+            scatter = torch.where(real, queries, tokens)
+            keys = []
+            for r in range(3):
+                ref = ref_t[:, r]
+                sizes = [regions.host[key_region][row[r]] or tokens for row in ref_frames]  # empty: all
+                span = max(sizes)
+                valid = None
+                if min(sizes) < span:
+                    size = regions.count[key_region][ref]
+                    size = torch.where(size == 0, tokens, size)
+                    valid = torch.arange(span, device=device) < size[:, None]
+                    valid = valid[:, None, None, :].repeat(self.batch_size, 1, 1, 1)
+                keys.append((regions.order[key_region][ref, :span], valid))
+            sides.append(RegionSide(queries, scatter, tuple(keys)))
+        return tuple(sides)
 
     # -- geometry --------------------------------------------------------------------------------
     def grid(self, tokens: int) -> tuple[int, int]:
@@ -170,9 +287,10 @@ class DualConsistencyAttnProcessor:
     """Dual consistency attention (DCAM), optionally mask-guided (MGDM). Self-attention only.
 
     For frame ``i >= 1``: ``DCA_i = l1*Attn(Q_i,K_0,V_0) + l2*Attn(Q_i,K_{i-1},V_{i-1}) + l3*Attn(Q_i,K_i,V_i)``.
-    With masks: each reference is attended twice, over its character keys and over its background
-    keys (the other keys excluded by SDPA's boolean mask, i.e. an additive -inf, never by zeroing
-    keys); a region with no keys falls back to all keys; ``DCA_i = M_i*DCA^c + (1-M_i)*DCA^b``.
+    With masks (Eq. 9-10): ``DCA_i = M_i*DCA^c + (1-M_i)*DCA^b``, where DCA^c attends each reference's
+    character keys and DCA^b its background keys (the other keys excluded, never zeroed); a region
+    with no keys falls back to all keys. By default (``mgdm="regions"``) only what Eq. 10 keeps is
+    computed: the queries inside M_i attend the character keys, the others the background keys.
     Frame 0 keeps plain self-attention so it reconstructs the source.
 
     Without a controller the batch holds ``batch_size`` groups of frames ``0..n-1`` and no masks,
@@ -185,7 +303,15 @@ class DualConsistencyAttnProcessor:
         batch_size: int = 2,
         controller: AttentionController | None = None,
         name: str = "",
+        mgdm: str = "regions",
     ) -> None:
+        if len(lambdas) != 3:
+            raise ValueError("lambdas must have three weights")
+        if mgdm not in ("regions", "masked"):
+            raise ValueError("mgdm must be 'regions' or 'masked'")
+        self.mgdm = mgdm
+        """``regions`` (default): each mask region's queries attend only the keys they may see;
+        ``masked``: every query attends both regions under a boolean key mask (the reference)."""
         if len(lambdas) != 3:
             raise ValueError("lambdas must have three weights")
         self.lambdas = tuple(float(x) for x in lambdas)
@@ -196,13 +322,8 @@ class DualConsistencyAttnProcessor:
         self._indices: dict[tuple, torch.Tensor] = {}
 
     def _index(self, values, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """``torch.tensor(values)`` on ``device``, built once per job and layer (chunks repeat every
-        denoising step): no host-to-device copy per layer call."""
-        key = (repr(values), device, dtype)
-        tensor = self._indices.get(key)
-        if tensor is None:
-            tensor = self._indices[key] = torch.tensor(values, device=device, dtype=dtype)
-        return tensor
+        """``torch.tensor(values)`` on ``device``, built once per job and layer."""
+        return cached_index(self._indices, values, device, dtype)
 
     def __call__(
         self,
@@ -279,9 +400,16 @@ class DualConsistencyAttnProcessor:
             position[frame] = n + len(ext_k) - 1
             ext_k.append(ck[:, None])
             ext_v.append(cv[:, None])
-        all_k, all_v = torch.cat(ext_k, dim=1), torch.cat(ext_v, dim=1)
+        all_k = ext_k[0] if len(ext_k) == 1 else torch.cat(ext_k, dim=1)
+        all_v = ext_v[0] if len(ext_v) == 1 else torch.cat(ext_v, dim=1)
 
-        out = torch.empty_like(q)
+        targets = [local for local, f in enumerate(frame_ids) if f >= 1]
+        regions = bool(targets) and ctl is not None and ctl.masks is not None and self.mgdm == "regions"
+        if regions:  # one spare token row: padded queries of a region write their output there
+            buf = q.new_empty(groups, n, heads, tokens + 1, d)
+            out = buf[:, :, :, :tokens]
+        else:
+            out = torch.empty_like(q)
         source = [local for local, f in enumerate(frame_ids) if f == 0]
         if source:  # frame 0: plain self-attention
             s = self._index(source, q.device)
@@ -290,21 +418,71 @@ class DualConsistencyAttnProcessor:
             )
             out[:, s] = plain.view(groups, len(source), heads, tokens, d)
 
-        targets = [local for local, f in enumerate(frame_ids) if f >= 1]
         if targets:
             refs = self._index(
                 [[position[0], position[frame_ids[i] - 1], i] for i in targets], q.device
             )  # (s, 3): frame 0, previous frame, current frame
             sel = self._index(targets, q.device)
-            out[:, sel] = self._fused_references(
-                q[:, sel], all_k[:, refs], all_v[:, refs], frame_ids, targets, tokens
-            )
+            if regions:
+                cur = [frame_ids[i] for i in targets]
+                self._region_references(buf, q, all_k, all_v, sel, refs, cur, tokens)
+            else:
+                out[:, sel] = self._fused_references(
+                    q[:, sel], all_k[:, refs], all_v[:, refs], frame_ids, targets, tokens
+                )
 
         if ctl is not None:
             for local, frame in enumerate(frame_ids):
                 if frame == 0 or local == n - 1:
                     ctl.store_kv(self.name, frame, k[:, local], v[:, local])
         return out.reshape(groups * n, heads, tokens, d)
+
+    def _region_references(
+        self,
+        buf: torch.Tensor,
+        q: torch.Tensor,
+        all_k: torch.Tensor,
+        all_v: torch.Tensor,
+        sel: torch.Tensor,
+        refs: torch.Tensor,
+        cur: list[int],
+        tokens: int,
+    ) -> None:
+        """MGDM by regions (Eq. 9-10): writes DCA of the target frames into ``buf`` (G, n, heads, L+1, d).
+
+        The queries of frame i inside M_i attend, for each reference j, only the keys inside M_j, and
+        those outside M_i only the keys outside M_j (all keys when the region has none): the output
+        Eq. 10 keeps, without the half Eq. 10 discards. q (G, n, heads, L, d); all_k, all_v
+        (G, E, heads, L, d); sel (s,) the target frames' batch positions; refs (s, 3) their
+        references' positions in all_k. Index sets come from the controller (built once per mask
+        update and chunk); per call: gathers, 3 SDPA calls per region, one scatter, no host sync.
+        """
+        ctl = self.controller
+        assert ctl is not None
+        groups, heads, d = q.shape[0], q.shape[2], q.shape[4]
+        s = len(cur)
+        weights = self._index(list(self.lambdas), q.device, q.dtype)
+        g = self._index(list(range(groups)), q.device).view(groups, 1, 1)
+        rows = sel.view(s, 1)
+        for side in ctl.region_plan(ctl.grid(tokens), cur):
+            if side is None:
+                continue
+            queries = side.queries.to(q.device)
+            # (G, s, A, heads, d) -> (G*s, heads, A, d): the layout SDPA reads, no copy
+            q_side = q[g, rows, :, queries].transpose(2, 3).flatten(0, 1)
+            dca = None
+            for r, (keys, valid) in enumerate(side.keys):
+                keys = keys.to(q.device)
+                ref = refs[:, r : r + 1]
+                k_side = all_k[g, ref, :, keys].transpose(2, 3).flatten(0, 1)
+                v_side = all_v[g, ref, :, keys].transpose(2, 3).flatten(0, 1)
+                mask = None if valid is None else valid.to(q.device)
+                o = F.scaled_dot_product_attention(q_side, k_side, v_side, attn_mask=mask)
+                dca = o.mul_(weights[r]) if dca is None else dca.addcmul_(o, weights[r])
+                del k_side, v_side, o  # before the next reference's gathers: one set alive at a time
+            assert dca is not None
+            buf[g, rows, :, side.scatter.to(q.device)] = dca.view(groups, s, heads, -1, d).transpose(2, 3)
+            del q_side, dca
 
     def _fused_references(
         self,
@@ -317,7 +495,9 @@ class DualConsistencyAttnProcessor:
     ) -> torch.Tensor:
         """q (G, s, heads, L, d); k, v (G, s, 3, heads, L, d) -> DCA (G, s, heads, L, d).
 
-        All references (and both mask regions) go through one batched SDPA call.
+        All references (and both mask regions) go through one batched SDPA call. With masks this is
+        the ``mgdm="masked"`` reference: every query attends both regions under a boolean key mask
+        (6 products of L x L per frame, half of them discarded by Eq. 10).
         """
         groups, s, heads, _, d = q.shape
         weights = self._index(list(self.lambdas), q.device, q.dtype)

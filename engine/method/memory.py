@@ -12,10 +12,10 @@ Two halves:
   ``vae.decode``); only SDPA is routed to the kernel CUDA would pick (memory-efficient attention:
   an O(L) log-sum-exp instead of the O(L^2) matrix of the math kernel). Running each stage at chunks
   1 and 2 gives ``peak(chunk) = base + chunk * per_sample``; the stages are linear in the batch.
-- **Planning** (torch-free): ``plan_job`` picks, per stage, the largest chunk that fits the memory it
-  is given, balanced over the frames (20 frames at most 17 per chunk -> 10 + 10, not 17 + 3), and
-  gradient checkpointing for the optimisation passes only when no chunk fits without it. It never
-  plans more than the memory it is given; a job that fits nowhere is reported as not fitting.
+- **Planning** (torch-free, in ``engine.inputs.memoryplan`` so the API can predict with it, re-exported
+  here): ``plan_job`` picks, per stage, the largest chunk that fits the memory it is given, balanced
+  over the frames, gradient checkpointing for the optimisation passes only when no chunk fits without
+  it, and weight offload only when no plan fits with all the weights on the device.
 
 Tensors that grow with T but not with the chunk (the (T, chunk, 77, D) embeddings the optimisation
 returns) are added analytically: the measurement runs one denoising step.
@@ -24,206 +24,30 @@ returns) are added analytically: the measurement runs one denoising step.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-STAGES = ("inverting", "optimizing", "sampling", "encoding")
-KERNELS = ("efficient", "math")
-"""SDPA as CUDA runs it for these shapes (memory-efficient; flash keeps the same O(L) state), or the
-math fallback (the (L, L) attention matrix is materialised)."""
-MiB = 2**20
-GiB = 2**30
-CUDA_CONTEXT_BYTES = 512 * MiB
-"""What a card's own CUDA context and the allocator's rounding take before any tensor (planning a
-card from its size; a live device reports its free memory directly)."""
-SAFETY_FRACTION = 0.05
-"""Margin kept free of any plan: allocator fragmentation and kernels' workspaces."""
-
-
-# ----------------------------------------------------------------------------------------------
-# The model: per-stage linear fits, torch-free
-# ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StageMemory:
-    """Peak bytes of one stage above the weights: ``base + chunk * per_sample``."""
-
-    base: int
-    per_sample: int
-
-    def peak(self, chunk: int) -> int:
-        return self.base + chunk * self.per_sample
-
-
-@dataclass(frozen=True)
-class MemoryModel:
-    """Measured memory of one architecture at one setting (latent size, dtype, kernel)."""
-
-    latent_hw: tuple[int, int]
-    dtype: str
-    kernel: str
-    weights: int
-    """Bytes of the U-Net, ControlNet, VAE and text encoder weights on the device."""
-    stages: dict[str, StageMemory]
-    checkpointed: dict[str, StageMemory] = field(default_factory=dict)
-    """``inverting`` and ``optimizing`` with gradient checkpointing."""
-    embedding_bytes: int = 0
-    """Bytes of one frame's text embedding at one step (77 x D x element size)."""
-
-    def stage(self, name: str, checkpointing: bool = False) -> StageMemory:
-        if checkpointing and name in self.checkpointed:
-            return self.checkpointed[name]
-        return self.stages[name]
-
-    def peak(self, name: str, chunk: int, *, steps: int = 1, checkpointing: bool = False) -> int:
-        """Peak bytes of a stage above the weights at ``chunk`` frames and T = ``steps``."""
-        extra = 0
-        if name in ("inverting", "optimizing"):  # the (T, chunk, 77, D) embeddings it returns
-            extra = (steps - 1) * (1 if name == "inverting" else chunk) * self.embedding_bytes
-        return self.stage(name, checkpointing).peak(chunk) + extra
-
-    def to_json(self) -> dict:
-        out = asdict(self)
-        out["latent_hw"] = list(self.latent_hw)
-        return out
-
-    @classmethod
-    def from_json(cls, data: dict) -> MemoryModel:
-        return cls(
-            latent_hw=tuple(data["latent_hw"]),
-            dtype=data["dtype"],
-            kernel=data["kernel"],
-            weights=int(data["weights"]),
-            stages={k: StageMemory(**v) for k, v in data["stages"].items()},
-            checkpointed={k: StageMemory(**v) for k, v in data.get("checkpointed", {}).items()},
-            embedding_bytes=int(data.get("embedding_bytes", 0)),
-        )
-
-
-# ----------------------------------------------------------------------------------------------
-# The planner, torch-free
-# ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StagePlan:
-    chunk: int
-    chunks: list[int]
-    """Frames per chunk, balanced (sizes differ by at most one)."""
-    checkpointing: bool
-    peak_bytes: int
-    """Predicted peak, weights included when the plan counts them."""
-
-
-@dataclass(frozen=True)
-class Plan:
-    fits: bool
-    available_bytes: int
-    stages: dict[str, StagePlan]
-    offload: bool = False
-    """Weights offloaded between stages (not needed by any plan so far: always False)."""
-    reason: str = ""
-
-    @property
-    def peak_bytes(self) -> int:
-        return max((s.peak_bytes for s in self.stages.values()), default=0)
-
-    def summary(self) -> dict:
-        return {
-            "fits": self.fits,
-            "available_bytes": self.available_bytes,
-            "offload": self.offload,
-            "reason": self.reason,
-            "stages": {
-                name: {
-                    "chunk": s.chunk,
-                    "chunks": s.chunks,
-                    "checkpointing": s.checkpointing,
-                    "peak_bytes": s.peak_bytes,
-                }
-                for name, s in self.stages.items()
-            },
-        }
-
-
-def balanced_chunks(frames: int, largest: int) -> list[int]:
-    """Split ``frames`` into the fewest chunks of at most ``largest``, sizes within one of each other."""
-    if frames <= 0:
-        return []
-    largest = max(1, largest)
-    count = -(-frames // largest)
-    small, extra = divmod(frames, count)
-    return [small + 1] * extra + [small] * (count - extra)
-
-
-def stage_frames(stage: str, generated: int) -> int:
-    """Frames a stage runs through the models: the inversion one, the optimisation the generated
-    frames, sampling and decoding those plus frame 0."""
-    return {"inverting": 1, "optimizing": generated, "sampling": generated + 1, "encoding": generated + 1}[
-        stage
-    ]
-
-
-def plan_job(
-    model: MemoryModel,
-    generated_frames: int,
-    available_bytes: int,
-    *,
-    steps: int = 50,
-    weights_counted: bool = True,
-    max_chunk: int = 64,
-    allow_checkpointing: bool = True,
-    use_pacm: bool = True,
-) -> Plan:
-    """The fastest plan that fits ``available_bytes``: per stage the largest balanced chunk,
-    checkpointing only where no chunk fits without it.
-
-    ``available_bytes``: memory this job may use. With ``weights_counted`` the weights must fit in it
-    too (planning a card); without, they are already resident (planning on a live device, whose free
-    memory no longer holds them).
-    """
-    budget = int(available_bytes * (1 - SAFETY_FRACTION))
-    fixed = model.weights if weights_counted else 0
-    stages: dict[str, StagePlan] = {}
-    fits = True
-    reason = ""
-    for name in STAGES:
-        if name in ("inverting", "optimizing") and not use_pacm:
-            continue
-        frames = stage_frames(name, generated_frames)
-        options = [False, True] if allow_checkpointing and name in model.checkpointed else [False]
-        chosen = None
-        for checkpointing in options:
-            largest = 0
-            for chunk in range(min(max_chunk, frames), 0, -1):
-                if fixed + model.peak(name, chunk, steps=steps, checkpointing=checkpointing) <= budget:
-                    largest = chunk
-                    break
-            if largest:
-                sizes = balanced_chunks(frames, largest)
-                peak = fixed + model.peak(name, sizes[0], steps=steps, checkpointing=checkpointing)
-                chosen = StagePlan(sizes[0], sizes, checkpointing, peak)
-                break
-        if chosen is None:
-            fits = False
-            checkpointing = bool(options[-1])
-            peak = fixed + model.peak(name, 1, steps=steps, checkpointing=checkpointing)
-            chosen = StagePlan(1, balanced_chunks(frames, 1), checkpointing, peak)
-            reason = reason or f"{name} needs {peak / GiB:.2f} GiB at one frame per chunk"
-        stages[name] = chosen
-    # checkpointing is one switch for both optimisation passes: use it for both if either needs it
-    if any(s.checkpointing for s in stages.values()):
-        for name in ("inverting", "optimizing"):
-            s = stages.get(name)
-            if s is not None and not s.checkpointing:
-                peak = fixed + model.peak(name, s.chunk, steps=steps, checkpointing=True)
-                stages[name] = StagePlan(s.chunk, s.chunks, True, peak)
-    return Plan(fits=fits, available_bytes=int(available_bytes), stages=stages, reason=reason)
-
-
-def card_available_bytes(card_gb: float) -> int:
-    """Memory a job may use on a card of ``card_gb`` GB (decimal, as cards are sold) before anything
-    is loaded: the card less its CUDA context."""
-    return int(card_gb * 1e9) - CUDA_CONTEXT_BYTES
+from engine.inputs.memoryplan import (
+    CUDA_CONTEXT_BYTES,
+    KERNELS,
+    MODULES,
+    SAFETY_FRACTION,
+    STAGE_MODULES,
+    STAGES,
+    TABLE_PATH,
+    GiB,
+    MemoryModel,
+    MiB,
+    Plan,
+    StageMemory,
+    StagePlan,
+    balanced_chunks,
+    card_available_bytes,
+    card_plan,
+    interpolate,
+    load_table,
+    plan_job,
+    stage_frames,
+)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -445,13 +269,17 @@ def measure_stage(
     raise ValueError(f"unknown stage {stage!r}")
 
 
-def weights_bytes(modules: dict) -> int:
-    return sum(
-        p.numel() * p.element_size()
-        for name in ("unet", "controlnet", "vae", "text_encoder")
+def module_weights(modules: dict) -> dict[str, int]:
+    """Bytes of each module's parameters (``MODULES`` present in ``modules``)."""
+    return {
+        name: sum(p.numel() * p.element_size() for p in modules[name].parameters())
+        for name in MODULES
         if name in modules
-        for p in modules[name].parameters()
-    )
+    }
+
+
+def weights_bytes(modules: dict) -> int:
+    return sum(module_weights(modules).values())
 
 
 def measure_model(
@@ -488,6 +316,7 @@ def measure_model(
         stages=fitted,
         checkpointed=ckpt,
         embedding_bytes=77 * unet.config.cross_attention_dim * element,
+        module_weights=module_weights(modules),
     )
 
 
@@ -507,47 +336,6 @@ def meta_replicas(modules: dict) -> dict:
     for m in out.values():
         m.to(dtype).requires_grad_(False).eval()
     return out
-
-
-TABLE_PATH = Path(__file__).with_name("memory_sd15.json")
-"""SD-1.5 + OpenPose ControlNet measured on the meta device at several sizes (16-bit weights), written by
-``python -m bench.memory --measure`` and checked against a fresh measurement by the tests."""
-
-
-def load_table(path: Path = TABLE_PATH) -> list[MemoryModel]:
-    data = json.loads(path.read_text())
-    return [MemoryModel.from_json(m) for m in data["models"]]
-
-
-def interpolate(models: list[MemoryModel], latent_hw: tuple[int, int]) -> MemoryModel:
-    """A model at ``latent_hw`` from measured ones, linear in the token count (activations are, with
-    a memory-efficient attention kernel) between, or beyond, the two nearest measured sizes."""
-    tokens = latent_hw[0] * latent_hw[1]
-    exact = [m for m in models if tuple(m.latent_hw) == tuple(latent_hw)]
-    if exact:
-        return exact[0]
-    ranked = sorted(models, key=lambda m: abs(m.latent_hw[0] * m.latent_hw[1] - tokens))[:2]
-    if len(ranked) < 2:
-        raise ValueError("interpolation needs two measured sizes")
-    a, b = sorted(ranked, key=lambda m: m.latent_hw[0] * m.latent_hw[1])
-    ta, tb = a.latent_hw[0] * a.latent_hw[1], b.latent_hw[0] * b.latent_hw[1]
-    f = (tokens - ta) / (tb - ta)
-
-    def mix(x: StageMemory, y: StageMemory) -> StageMemory:
-        return StageMemory(
-            base=max(0, round(x.base + f * (y.base - x.base))),
-            per_sample=max(0, round(x.per_sample + f * (y.per_sample - x.per_sample))),
-        )
-
-    return MemoryModel(
-        latent_hw=tuple(latent_hw),
-        dtype=a.dtype,
-        kernel=a.kernel,
-        weights=a.weights,
-        stages={s: mix(a.stages[s], b.stages[s]) for s in a.stages},
-        checkpointed={s: mix(a.checkpointed[s], b.checkpointed[s]) for s in a.checkpointed},
-        embedding_bytes=a.embedding_bytes,
-    )
 
 
 def is_sd15(modules: dict) -> bool:
@@ -590,6 +378,7 @@ def model_for(modules: dict, latent_hw: tuple[int, int], kernel: str = "efficien
             stages=measured.stages,
             checkpointed=measured.checkpointed,
             embedding_bytes=measured.embedding_bytes,
+            module_weights=module_weights(modules),
         )
     return _MODEL_CACHE[key]
 
@@ -604,19 +393,32 @@ def device_available_bytes(device) -> int:
 
 
 __all__ = [
+    "CUDA_CONTEXT_BYTES",
     "KERNELS",
+    "MODULES",
+    "SAFETY_FRACTION",
     "STAGES",
+    "STAGE_MODULES",
+    "TABLE_PATH",
+    "GiB",
     "LiveStorageTracker",
     "MemoryModel",
+    "MiB",
     "Plan",
     "StageMemory",
     "StagePlan",
     "balanced_chunks",
     "card_available_bytes",
+    "card_plan",
     "device_available_bytes",
+    "interpolate",
+    "load_table",
     "measure_model",
     "measure_stage",
     "model_for",
+    "module_weights",
     "plan_job",
     "sdpa_kernel",
+    "stage_frames",
+    "weights_bytes",
 ]

@@ -29,7 +29,7 @@ from engine.inputs.rules import (
     part_flags,
 )
 from engine.method.attention import AttentionController, downsampled_grid, install_processors
-from engine.method.batching import FrameBatcher, plan_frame_batches
+from engine.method.batching import FrameBatcher, WeightPlacement, plan_frame_batches
 from engine.method.cache import InversionCache, inversion_cache_key
 from engine.method.compiled import compile_models
 from engine.method.config import AnimateConfig
@@ -128,6 +128,10 @@ class PoseAnimator:
         self._pose_detector = pose_detector
         self._segmenter = segmenter
         self.inversion_cache = inversion_cache
+        self.memory_budget_bytes: int | None = None
+        """Plan every job for this much device memory, weights included (None: the device's free memory
+        on CUDA, no plan on the CPU)."""
+        self.weight_placement = WeightPlacement({})
         for module in (vae, text_encoder, unet, controlnet):
             module.requires_grad_(False)
             module.eval()
@@ -420,6 +424,7 @@ class PoseAnimator:
             mask=mask,
             subject_words=subject_words,
         )
+        self.weight_placement.restore()  # weights a failed job left offloaded come back first
         words = list(subject_words or [])
         subject = subject_token_indices(self.tokenizer, prompt, words) if words else None
         if config.seed is not None:
@@ -448,13 +453,14 @@ class PoseAnimator:
 
         # 5. Memory plan: per-stage chunks and checkpointing from the measured memory model
         latent_hw = (config.height // self.vae_scale_factor, config.width // self.vae_scale_factor)
+        modules = {
+            "unet": self.unet,
+            "controlnet": self.controlnet,
+            "vae": self.vae,
+            "text_encoder": self.text_encoder,
+        }
         frame_plan = plan_frame_batches(
-            {
-                "unet": self.unet,
-                "controlnet": self.controlnet,
-                "vae": self.vae,
-                "text_encoder": self.text_encoder,
-            },
+            modules,
             self.device,
             latent_hw,
             pose_pixels.shape[0] - 1,
@@ -462,7 +468,9 @@ class PoseAnimator:
             checkpointing=config.gradient_checkpointing,
             use_pacm=config.use_pacm,
             frame_batch_size=config.frame_batch_size,
+            budget_bytes=self.memory_budget_bytes,
         )
+        self.weight_placement = WeightPlacement(modules, self.device, frame_plan.offloaded)
         run_config = config.replace(gradient_checkpointing=frame_plan.checkpointing)
         if config.frame_batch_size:  # one chunk size for every stage, halved together on OOM
             shared = FrameBatcher(config.frame_batch_size, counter=denoiser.counter)
@@ -484,6 +492,7 @@ class PoseAnimator:
         if source_inv is None:
             source_pose_image = self._to_device(pose_pixels[:1])
             z0 = self.encode_image(fitted)
+            self.weight_placement.enter("inverting")
             source_inv = self.invert_source(
                 denoiser, z0, cond, uncond, source_pose_image, run_config, tracker
             )
@@ -496,6 +505,7 @@ class PoseAnimator:
 
         # 7. PACM, per frame: pose-aware embedding optimisation (Alg. 1 lines 3-9), frames batched
         latent_hw = tuple(source_inv.latents.shape[-2:])
+        self.weight_placement.enter("optimizing")
         frame_embeddings = self.optimise_frames(
             denoiser, source_inv, uncond, pose_pixels, batchers["optimizing"], run_config, tracker
         )
@@ -513,6 +523,7 @@ class PoseAnimator:
                 threshold=config.mask_threshold,
                 ratio=config.subject_token_ratio,
             )
+        self.weight_placement.enter("sampling")
         latents = self.sample(
             denoiser,
             source_inv,
@@ -529,7 +540,9 @@ class PoseAnimator:
         _check_finite("sampling", latents=latents)
 
         # 9. Decode
+        self.weight_placement.enter("encoding")
         frames = self.decode_frames(latents, batchers["encoding"], tracker, on_frame, keep_frames)
+        self.weight_placement.restore()
         tracker.finish()
 
         chosen = masks.subject_tokens if masks is not None and masks.subject_tokens else []

@@ -11,8 +11,10 @@ where the clip has any (the rest stays silent). ``Mp4Writer(..., audio=track)`` 
 interleaved with the video, padded with silence or cut to the video's length.
 
 Bounded like the video: at most ``max_channels`` channels, ``max_sample_rate`` Hz and ``max_duration``
-seconds are decoded; a stream that breaks those or cannot be decoded raises :class:`AudioError` (a
-``ValueError`` with a stable ``code``). PyAV and numpy only (no torch); PyAV imported on use.
+seconds are decoded; a stream that breaks those or whose first packets do not decode raises
+:class:`AudioError` (a ``ValueError`` with a stable ``code``). A stream that stops decoding later (cut
+mid-packet, damaged further on) keeps the samples before the damage: ``AudioTrack.damaged_at`` says
+where, ``AudioTrack.note`` says it for the job view, and the output plays silence from there. PyAV and numpy only (no torch); PyAV imported on use.
 """
 
 from __future__ import annotations
@@ -63,6 +65,16 @@ class AudioTrack:
     sample_rate: int
     offset: float = 0.0
     clip_start: float = 0.0
+    damaged_at: float | None = None
+    """The clip time at which the stream stopped decoding (truncated or damaged there): the samples
+    end there and the output plays silence after it; None for a sound stream."""
+
+    @property
+    def note(self) -> str | None:
+        """What the job view and the CLI say about a damaged stream (None when it decoded whole)."""
+        if self.damaged_at is None:
+            return None
+        return f"audio damaged after {self.damaged_at:.2f} s of the clip; silence from there"
 
     @property
     def channels(self) -> int:
@@ -120,6 +132,8 @@ def read_audio(
             return None
         stream = container.streams.audio[0]
         ctx = stream.codec_context
+        if ctx is None:  # a codec id FFmpeg has no codec for
+            raise AudioError("the audio stream's codec is unknown to FFmpeg")
         channels = int(ctx.channels or 0)
         rate = int(ctx.sample_rate or 0)
         if channels < 1 or rate < 1:
@@ -130,33 +144,12 @@ def read_audio(
             raise AudioError(
                 f"the audio is sampled at {rate} Hz; at most {max_sample_rate}", "audio_too_large"
             )
-        t0 = 0.0  # the pose sampler's clock starts at the first video frame
-        if container.streams.video:
-            video_stream = container.streams.video[0]
-            if video_stream.start_time is not None and video_stream.time_base is not None:
-                t0 = float(video_stream.start_time * video_stream.time_base)
+        t0, video_s = _video_clock(container)
         out_rate = rate if rate == 44_100 else AUDIO_RATE
         layout = "mono" if channels == 1 else "stereo"
-        resampler = av.AudioResampler(format="fltp", layout=layout, rate=out_rate)
-        chunks: list[np.ndarray] = []
-        first_t: float | None = None
-        limit = end if end is not None else max_duration
-        limit = min(limit, max_duration)
-        total = 0
-        try:
-            for frame in container.decode(stream):
-                if first_t is None:
-                    first_t = (float(frame.time) - t0) if frame.time is not None else 0.0
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().astype(np.float32, copy=False))
-                    total += chunks[-1].shape[1]
-                if first_t + total / out_rate > limit + 0.1:
-                    break
-            else:
-                for out in resampler.resample(None):
-                    chunks.append(out.to_ndarray().astype(np.float32, copy=False))
-        except (av.FFmpegError, ValueError, MemoryError) as exc:
-            raise AudioError(f"the audio stream does not decode: {exc}") from exc
+        # Sound past the video's last frame is never played: not decoded (music longer than the dance).
+        limit = min(end if end is not None else (video_s or max_duration), max_duration)
+        chunks, first_t, damaged_at = _decode(container, stream, t0, limit, out_rate, layout)
     if first_t is None or not chunks:
         raise AudioError("the audio stream holds no decodable samples")
     samples = np.concatenate(chunks, axis=1)
@@ -169,7 +162,64 @@ def read_audio(
     samples = samples[:, max(0, lo) : max(0, hi)]
     if pad:
         samples = np.concatenate([np.zeros((n_channels, pad), dtype=np.float32), samples], axis=1)
-    return AudioTrack(np.ascontiguousarray(np.clip(samples, -1.0, 1.0)), out_rate, 0.0, want_from)
+    track = AudioTrack(np.ascontiguousarray(np.clip(samples, -1.0, 1.0)), out_rate, 0.0, want_from)
+    return replace(track, damaged_at=damaged_at) if damaged_at is not None and damaged_at < limit else track
+
+
+def _video_clock(container: Any) -> tuple[float, float]:
+    """(the clip time 0 on the stream clock: the first video frame's, as the pose sampler counts;
+    the video's own declared duration, 0 when unknown)."""
+    from engine.inputs.videoprobe import declared_duration
+
+    if not container.streams.video:
+        return 0.0, 0.0
+    video = container.streams.video[0]
+    t0 = 0.0
+    if video.start_time is not None and video.time_base is not None:
+        t0 = float(video.start_time * video.time_base)
+    return t0, declared_duration(container, video)
+
+
+def _decode(
+    container: Any, stream: Any, t0: float, limit: float, out_rate: int, layout: str
+) -> tuple[list[np.ndarray], float | None, float | None]:
+    """(planar float32 chunks, the clip time of their first sample, the clip time where the stream
+    stopped decoding or None): packets decoded until ``limit``. A packet that does not decode after
+    some did (a stream truncated mid-packet, damage further on) ends the decoding there; the samples
+    before it are kept. One before any sample decoded is an :class:`AudioError`."""
+    import av
+
+    resampler = av.AudioResampler(format="fltp", layout=layout, rate=out_rate)
+    codec = stream.codec_context
+    chunks: list[np.ndarray] = []
+    first_t: float | None = None
+    total = 0
+
+    def take(frames: Any) -> None:
+        nonlocal first_t, total
+        for frame in frames:
+            if first_t is None:
+                first_t = (float(frame.time) - t0) if frame.time is not None else 0.0
+            for out in resampler.resample(frame):
+                chunks.append(out.to_ndarray().astype(np.float32, copy=False))
+                total += chunks[-1].shape[1]
+
+    damaged_at: float | None = None
+    try:
+        for packet in container.demux(stream):
+            try:
+                take(codec.decode(packet if packet.size else None))
+            except (av.FFmpegError, ValueError) as exc:
+                if first_t is None:
+                    raise AudioError(f"the audio stream does not decode: {exc}") from exc
+                damaged_at = first_t + total / out_rate
+                break
+            if first_t is not None and first_t + total / out_rate > limit + 0.1:
+                return chunks, first_t, None
+        chunks.extend(out.to_ndarray().astype(np.float32, copy=False) for out in resampler.resample(None))
+    except (av.FFmpegError, ValueError, MemoryError) as exc:
+        raise AudioError(f"the audio stream does not decode: {exc}") from exc
+    return chunks, first_t, damaged_at
 
 
 def place_audio(

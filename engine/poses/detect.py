@@ -320,10 +320,11 @@ class MediaPipeSegmenter:
 
 
 # Name -> factory; a factory raises DetectorUnavailable when its dependencies are missing.
-# Insertion order is the "auto" preference order.
+# Insertion order is the "auto" preference order: Holistic first, so a detected pose has the hands and
+# face the image shows (the same BlazePose body; the hand and face models ship in the same wheel).
 _POSE_DETECTORS: dict[str, Callable[[], PoseDetector]] = {
-    "mediapipe": MediaPipePoseDetector,
     "mediapipe-holistic": MediaPipeHolisticDetector,
+    "mediapipe": MediaPipePoseDetector,
 }
 _SEGMENTERS: dict[str, Callable[[], Segmenter]] = {"mediapipe": MediaPipeSegmenter}
 
@@ -376,7 +377,8 @@ def _get(registry: dict[str, Callable[[], Any]], name: str, kind: str) -> Any:
 def get_pose_detector(name: str = "auto") -> PoseDetector | None:
     """A pose detector by name.
 
-    ``"auto"``: the first registered backend that loads here (MediaPipe first), else ``None``;
+    ``"auto"``: the first registered backend that loads here (MediaPipe Holistic first: body, hands
+    and face), else ``None``;
     ``"none"``: ``None``; a backend name: that backend, or :class:`DetectorUnavailable` (with an
     install hint) when it cannot load.
     """

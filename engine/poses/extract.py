@@ -3,17 +3,24 @@
 ``extract_poses(video, fps=8)`` decodes a clip with PyAV (MP4/H.264, WebM/VP9, MOV, animated GIF),
 samples it at the requested frame rate by timestamps, finds one body per sampled frame with a
 registered pose detector (:mod:`engine.poses.detect`, MediaPipe BlazePose mapped to COCO-18 by
-:func:`engine.poses.detect.blazepose_to_coco`), then cleans the track:
+:func:`engine.poses.detect.blazepose_to_coco`) with, as ``parts`` asks (``full`` by default), the
+two hands (21 points each) and the face (70 points) that MediaPipe Holistic finds, then cleans the
+track. Every keypoint of every part (18 body + 2 x 21 hand + 70 face) is cleaned alike:
 
 1. **Gaps**: a keypoint missing for at most ``max_gap`` consecutive frames between two frames where it
    is seen is bridged by linear interpolation (confidence: the lower of the two ends). Longer gaps,
    and gaps at the start or end of the clip, stay missing (confidence 0): nothing is extrapolated.
+   A hand lost for a few frames is bridged like an elbow; a hand gone longer is absent (its points
+   have confidence 0 and are never drawn), never placed at (0, 0).
 2. **Smoothing** (x, y only, within each run of frames where a keypoint is seen): Savitzky-Golay
    (quadratic, ``window`` frames; keeps constant-velocity motion exactly) or One-Euro (adaptive
    low-pass, little lag on fast moves), or none.
 3. **Frames with no person** left after bridging follow ``no_person``: ``"drop"`` (default; removed
    and listed in the report), ``"keep"`` (an empty pose, as OpenPose JSON writes a frame with no
-   people) or ``"error"``. A clip in which nobody is ever found raises :class:`NoPersonFound`.
+   people), ``"hold"`` (the last pose seen before it, or the first one seen for frames before anybody
+   appears: every sampled frame stays, at its clip time, so a driven video keeps the clip's timing
+   and its sound stays in sync) or ``"error"``. A clip in which nobody is ever found raises
+   :class:`NoPersonFound`.
 
 Limits are checked from the container header before anything is decoded (resolution, duration, the
 number of frames the clip would give; :mod:`engine.inputs.videoprobe`, which the API also runs at
@@ -26,6 +33,7 @@ PyAV is imported when extraction starts; MediaPipe when the detector is first bu
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import numbers
@@ -55,13 +63,21 @@ from engine.inputs.videoprobe import (
     why,
 )
 from engine.poses.detect import SOURCE_POSE_HINT, DetectorUnavailable, PoseDetector, get_pose_detector
-from engine.poses.pose import DEFAULT_MAX_FRAMES, NUM_KEYPOINTS, Pose, PoseSequence
+from engine.poses.pose import (
+    DEFAULT_MAX_FRAMES,
+    FACE_KEYPOINTS,
+    HAND_KEYPOINTS,
+    NUM_KEYPOINTS,
+    Pose,
+    PoseSequence,
+)
 
 __all__ = [
     "DEFAULT_MAX_DURATION_S",
     "DEFAULT_MAX_GAP",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_WINDOW",
+    "EXTRACT_PARTS",
     "ExtractionError",
     "ExtractionResult",
     "NoPersonFound",
@@ -74,7 +90,14 @@ __all__ = [
 ]
 
 Smoothing = Literal["savgol", "one_euro", "none"]
-NoPersonPolicy = Literal["drop", "keep", "error"]
+NoPersonPolicy = Literal["drop", "keep", "hold", "error"]
+Parts = Literal["body", "body+hands", "body+face", "full"]
+EXTRACT_PARTS: tuple[str, ...] = ("body", "body+hands", "body+face", "full")
+
+# One frame's detection as one (130, 3) array: the body, the left then the right hand, the face.
+_HANDS = slice(NUM_KEYPOINTS, NUM_KEYPOINTS + 2 * HAND_KEYPOINTS)
+_FACE = slice(_HANDS.stop, _HANDS.stop + FACE_KEYPOINTS)
+_ALL_POINTS = _FACE.stop
 
 # At 8-12 fps, 3 frames is a quarter of a second: a blink of occlusion, not a different motion.
 DEFAULT_MAX_GAP = 3
@@ -116,6 +139,8 @@ class ExtractionResult:
     """Of those, the frames filled by interpolating across a short gap."""
     frames_dropped: tuple[int, ...]
     """Of those, the frames removed (``no_person="drop"``)."""
+    frames_held: tuple[int, ...]
+    """Of those, the frames given the nearest earlier pose (``no_person="hold"``)."""
     keypoint_gaps_bridged: int
     """Single-keypoint gaps (a joint lost for <= ``max_gap`` frames) filled by interpolation."""
     detector: str
@@ -136,8 +161,11 @@ class ExtractionResult:
             "frames_without_person": list(self.frames_without_person),
             "frames_bridged": list(self.frames_bridged),
             "frames_dropped": list(self.frames_dropped),
+            "frames_held": list(self.frames_held),
             "keypoint_gaps_bridged": self.keypoint_gaps_bridged,
             "detector": self.detector,
+            "frames_with_hands": sum(p.has_hands for p in self.poses),
+            "frames_with_face": sum(p.has_face for p in self.poses),
             "smoothing": self.smoothing,
             **self.settings,
         }
@@ -207,14 +235,15 @@ def _to_image(frame: Any) -> Image.Image:
 
 
 # --------------------------------------------------------------------------------------------------
-# Track cleaning (pure numpy; (frames, 18, 3) arrays, confidence 0 = missing)
+# Track cleaning (pure numpy; (frames, keypoints, 3) arrays, confidence 0 = missing)
 
 
 def bridge_gaps(keypoints: np.ndarray, max_gap: int) -> tuple[np.ndarray, int]:
     """Fill each keypoint's interior gaps of at most ``max_gap`` frames by linear interpolation.
 
-    ``keypoints``: (F, 18, 3). A gap is bridged only when the joint is seen on both sides; its
-    confidence is the lower of the two ends. Returns the new array and the number of gaps filled.
+    ``keypoints``: (F, K, 3) (K = 18 for a body, 130 with hands and face). A gap is bridged only
+    when the point is seen on both sides; its confidence is the lower of the two ends. Returns the
+    new array and the number of gaps filled.
     """
     kp = np.array(keypoints, dtype=np.float64)
     filled = 0
@@ -247,13 +276,17 @@ def _savgol(values: np.ndarray, window: int, polyorder: int) -> np.ndarray:
         return values.copy()
     half = window // 2
     out = np.empty_like(values)
-    offsets = np.arange(window)
     for i in range(n):
         start = min(max(i - half, 0), n - window)
-        x = offsets + start - i  # positions relative to the evaluated sample
-        weights = np.linalg.pinv(np.vander(x, polyorder + 1, increasing=True))[0]  # value at x = 0
-        out[i] = weights @ values[start : start + window]
+        out[i] = _savgol_weights(window, polyorder, start - i) @ values[start : start + window]
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _savgol_weights(window: int, polyorder: int, shift: int) -> np.ndarray:
+    """Weights giving the fitted value at sample 0 from ``window`` samples starting at ``shift``."""
+    x = np.arange(window) + shift  # positions relative to the evaluated sample
+    return np.linalg.pinv(np.vander(x, polyorder + 1, increasing=True))[0]
 
 
 def _one_euro(values: np.ndarray, fps: float) -> np.ndarray:
@@ -282,7 +315,7 @@ def smooth_track(
 ) -> np.ndarray:
     """Smooth each keypoint's x, y over time within each run of frames where it is seen.
 
-    ``keypoints``: (F, 18, 3); confidences and missing keypoints are left as they are.
+    ``keypoints``: (F, K, 3); confidences and missing keypoints are left as they are.
     """
     kp = np.array(keypoints, dtype=np.float64)
     if method == "none":
@@ -303,7 +336,13 @@ def smooth_track(
 # Extraction
 
 
-def _resolve_detector(detector: str | PoseDetector) -> PoseDetector:
+def _resolve_detector(detector: str | PoseDetector, parts: str) -> PoseDetector:
+    if detector == "auto" and parts == "body":
+        # the body alone: BlazePose without the hand and face models, about twice as fast
+        try:
+            return _resolve_detector("mediapipe", parts)
+        except DetectorUnavailable:
+            pass
     if isinstance(detector, str):
         found = get_pose_detector(detector)
         if found is None:
@@ -319,8 +358,11 @@ def _resolve_detector(detector: str | PoseDetector) -> PoseDetector:
     return detector
 
 
-def _detect(detector: PoseDetector, image: Image.Image, width: int, height: int) -> np.ndarray:
-    """(18, 3) keypoints on the ``width`` x ``height`` frame (zeros when nobody is found)."""
+def _detect(
+    detector: PoseDetector, image: Image.Image, width: int, height: int, keep: tuple[bool, bool]
+) -> np.ndarray:
+    """(130, 3) keypoints on the ``width`` x ``height`` frame: the body, the hands (when ``keep[0]``)
+    and the face (when ``keep[1]``); zeros where nobody or no such part is found."""
     scale = 1.0
     if max(image.size) > _DETECT_MAX_SIDE:
         scale = max(image.size) / _DETECT_MAX_SIDE
@@ -328,12 +370,29 @@ def _detect(detector: PoseDetector, image: Image.Image, width: int, height: int)
             (max(round(image.width / scale), 1), max(round(image.height / scale), 1)),
             Image.Resampling.BILINEAR,
         )
+    out = np.zeros((_ALL_POINTS, 3))
     pose = detector.detect(image)
     if pose is None:
-        return np.zeros((NUM_KEYPOINTS, 3))
-    kp = pose.to_canvas(image.width, image.height).keypoints.copy()
-    kp[:, :2] *= (width / image.width, height / image.height)
-    return kp
+        return out
+    pose = pose.to_canvas(image.width, image.height)
+    out[:NUM_KEYPOINTS] = pose.keypoints
+    if keep[0] and pose.hands is not None:
+        out[_HANDS] = pose.hands.reshape(-1, 3)
+    if keep[1] and pose.face is not None:
+        out[_FACE] = pose.face
+    out[:, :2] *= (width / image.width, height / image.height)
+    return out
+
+
+def _pose(points: np.ndarray, width: int, height: int) -> Pose:
+    """A cleaned (130, 3) row as a :class:`Pose` (a part with no point seen is absent)."""
+    return Pose(
+        points[:NUM_KEYPOINTS],
+        width,
+        height,
+        hands=points[_HANDS].reshape(2, HAND_KEYPOINTS, 3),
+        face=points[_FACE],
+    )
 
 
 def _check_sampling(
@@ -354,15 +413,17 @@ def _check_sampling(
     )
 
 
-def _check_cleaning(smoothing: Any, window: Any, max_gap: Any, no_person: Any) -> None:
+def _check_cleaning(smoothing: Any, window: Any, max_gap: Any, no_person: Any, parts: Any) -> None:
+    if parts not in EXTRACT_PARTS:
+        raise ExtractionError(f"parts must be one of {', '.join(EXTRACT_PARTS)}, got {parts!r}")
     if smoothing not in ("savgol", "one_euro", "none"):
         raise ExtractionError(f"smoothing must be 'savgol', 'one_euro' or 'none', got {smoothing!r}")
     if isinstance(window, bool) or not isinstance(window, int) or window < 3 or window % 2 == 0:
         raise ExtractionError(f"window must be an odd integer >= 3, got {window!r}")
     if isinstance(max_gap, bool) or not isinstance(max_gap, int) or max_gap < 0:
         raise ExtractionError(f"max_gap must be an integer >= 0, got {max_gap!r}")
-    if no_person not in ("drop", "keep", "error"):
-        raise ExtractionError(f"no_person must be 'drop', 'keep' or 'error', got {no_person!r}")
+    if no_person not in ("drop", "keep", "hold", "error"):
+        raise ExtractionError(f"no_person must be 'drop', 'keep', 'hold' or 'error', got {no_person!r}")
 
 
 class _Sampler:
@@ -383,11 +444,14 @@ class _Sampler:
         detector: PoseDetector,
         progress: Callable[[int, int], None] | None,
         trim: bool = False,
+        keep: tuple[bool, bool] = (True, True),
     ) -> None:
         self.label, self.sampling, self.source_fps = label, sampling, source_fps
         self.trim, self.trimmed = trim, False
         """With ``trim``, frames past ``max_frames`` end the sampling (``trimmed``) instead of refusing."""
         self.promised, self.detector, self.progress = promised, detector, progress
+        self.keep = keep
+        """(hands, face): the parts kept of each detection."""
         self.detections: list[np.ndarray] = []
         self.times: list[float] = []
         self.canvas: tuple[int, int] | None = None
@@ -487,7 +551,7 @@ class _Sampler:
             self.canvas = image.size
         elif image.size != self.canvas:
             image = image.resize(self.canvas, Image.Resampling.BILINEAR)
-        self.detections.append(_detect(self.detector, image, image.width, image.height))
+        self.detections.append(_detect(self.detector, image, image.width, image.height, self.keep))
         self.times.append(t)
         if self.progress is not None:
             self.progress(len(self.detections), max(self.promised, len(self.detections)))
@@ -498,12 +562,13 @@ class _Track:
     """The cleaned track and what cleaning did (frame indices into the sampled clip)."""
 
     keypoints: np.ndarray
-    """(F, 18, 3) after bridging and smoothing, all sampled frames."""
+    """(F, 130, 3) after bridging and smoothing, all sampled frames (body, hands, face)."""
     keep: np.ndarray
     """Indices of the frames that stay (all but the dropped ones)."""
     without_person: tuple[int, ...]
     bridged: tuple[int, ...]
     dropped: tuple[int, ...]
+    held: tuple[int, ...]
     gaps_bridged: int
 
 
@@ -517,15 +582,17 @@ def _clean_track(
     max_gap: int,
     no_person: NoPersonPolicy,
 ) -> _Track:
-    """Bridge short gaps, smooth, and apply the no-person policy to the (F, 18, 3) detections."""
-    empty = ~(raw[:, :, 2] > 0).any(axis=1)
+    """Bridge short gaps, smooth, and apply the no-person policy to the (F, K, 3) detections (the
+    first 18 points are the body, which says whether a person is there)."""
+    empty = ~(raw[:, :NUM_KEYPOINTS, 2] > 0).any(axis=1)
     if empty.all():
         raise NoPersonFound(f"no person found in {label} ({len(raw)} frames sampled)")
     bridged_kp, gaps = bridge_gaps(raw, max_gap)
-    still_empty = ~(bridged_kp[:, :, 2] > 0).any(axis=1)
+    still_empty = ~(bridged_kp[:, :NUM_KEYPOINTS, 2] > 0).any(axis=1)
     smooth = smooth_track(bridged_kp, smoothing, fps=rate, window=window)
     smooth[..., :2] = np.where(smooth[..., 2:] > 0, smooth[..., :2], 0.0)
     dropped: tuple[int, ...] = ()
+    held: tuple[int, ...] = ()
     keep = np.arange(len(smooth))
     if still_empty.any():
         missing = np.flatnonzero(still_empty).tolist()
@@ -535,14 +602,27 @@ def _clean_track(
         if no_person == "drop":
             dropped = tuple(missing)
             keep = np.flatnonzero(~still_empty)
+        if no_person == "hold":
+            held = tuple(missing)
+            smooth = _hold(smooth, still_empty)
     return _Track(
         keypoints=smooth,
         keep=keep,
         without_person=tuple(np.flatnonzero(empty).tolist()),
         bridged=tuple(np.flatnonzero(empty & ~still_empty).tolist()),
         dropped=dropped,
+        held=held,
         gaps_bridged=gaps,
     )
+
+
+def _hold(keypoints: np.ndarray, empty: np.ndarray) -> np.ndarray:
+    """Each ``empty`` frame takes the last non-empty frame before it (the first one after it at the
+    start of the clip)."""
+    seen = np.flatnonzero(~empty)
+    source = np.maximum.accumulate(np.where(empty, -1, np.arange(len(empty))))
+    source[source < 0] = seen[0]
+    return keypoints[source]
 
 
 def _close_if_owned(detector: str | PoseDetector, resolved: PoseDetector | None) -> None:
@@ -574,6 +654,7 @@ def extract_poses(
     window: int = DEFAULT_WINDOW,
     max_gap: int = DEFAULT_MAX_GAP,
     no_person: NoPersonPolicy = "drop",
+    parts: Parts = "full",
     detector: str | PoseDetector = "auto",
     progress: Callable[[int, int], None] | None = None,
     trim: bool = False,
@@ -584,8 +665,11 @@ def extract_poses(
     time); ``None`` keeps every source frame. ``start`` / ``end``: seconds from the first frame.
     ``max_frames``: cap on sampled frames, checked from the header before decoding and enforced while
     decoding. ``max_pixels`` (width x height) and ``max_duration`` (seconds) bound the decoding work.
-    ``smoothing``, ``window``, ``max_gap``, ``no_person``: see the module docstring. ``detector``: a
-    name from :func:`engine.poses.detect.available_pose_detectors` (``"auto"``: the first that loads) or a
+    ``smoothing``, ``window``, ``max_gap``, ``no_person``: see the module docstring. ``parts``: what
+    of each person is kept: ``body``, ``body+hands``, ``body+face`` or ``full`` (the default); hands
+    and face come only from a detector that finds them. ``detector``: a name from
+    :func:`engine.poses.detect.available_pose_detectors` (``"auto"``: the first that loads, MediaPipe
+    Holistic first; for ``parts="body"`` the body-only MediaPipe model, which is faster) or a
     :class:`~engine.poses.detect.PoseDetector`. ``progress(done, total)`` is called after each sampled
     frame is detected (``total``: the frames the header promises, at least ``done``); an exception it
     raises stops the extraction and propagates (how a caller cancels). ``trim``: a longer clip keeps
@@ -597,7 +681,7 @@ def extract_poses(
     """
     # 1. Check arguments
     sampling = _check_sampling(fps, start, end, max_frames, max_pixels, max_duration)
-    _check_cleaning(smoothing, window, max_gap, no_person)
+    _check_cleaning(smoothing, window, max_gap, no_person, parts)
 
     # 2. Open and check the header before decoding anything
     container, label = open_video(video)
@@ -608,7 +692,7 @@ def extract_poses(
         promised = _promised_frames(container, stream, label, sampling, trim)
         duration = declared_duration(container, stream)
         source_fps = source_rate(stream)
-        resolved = _resolve_detector(detector)
+        resolved = _resolve_detector(detector, parts)
 
         # 3. Decode, sample by timestamps, detect
         sampler = _Sampler(
@@ -619,6 +703,7 @@ def extract_poses(
             detector=resolved,
             progress=progress,
             trim=trim,
+            keep=(parts in ("body+hands", "full"), parts in ("body+face", "full")),
         )
         for raw_t, frame in _frames(container, stream, label):
             if sampler.feed(raw_t, frame):
@@ -630,26 +715,16 @@ def extract_poses(
 
     # 4. Clean the track: bridge short gaps, smooth, apply the no-person policy
     rate = sampling.fps or source_fps or 1.0
-    raw = np.stack(sampler.detections)  # (F, 18, 3)
+    raw = np.stack(sampler.detections)  # (F, 130, 3)
     track = _clean_track(
         raw, label, rate=rate, smoothing=smoothing, window=window, max_gap=max_gap, no_person=no_person
     )
-    assert sampler.canvas is not None  # set by the first sampled frame
-    frame_w, frame_h = sampler.canvas
-    return ExtractionResult(
-        poses=PoseSequence(Pose(track.keypoints[i], frame_w, frame_h) for i in track.keep),
-        fps=float(rate),
+    return _result(
+        sampler,
+        track,
+        rate=rate,
         source_fps=source_fps,
-        width=frame_w,
-        height=frame_h,
-        duration_s=duration,
-        frames_decoded=sampler.decoded,
-        frames_sampled=len(raw),
-        times=tuple(sampler.times[i] for i in track.keep),
-        frames_without_person=track.without_person,
-        frames_bridged=track.bridged,
-        frames_dropped=track.dropped,
-        keypoint_gaps_bridged=track.gaps_bridged,
+        duration=duration,
         detector=str(getattr(resolved, "name", type(resolved).__name__)),
         smoothing=smoothing,
         settings={
@@ -658,6 +733,42 @@ def extract_poses(
             "max_gap": max_gap,
             "window": window,
             "no_person": no_person,
+            "parts": parts,
             **({"max_frames": sampling.max_frames, "trimmed": sampler.trimmed} if trim else {}),
         },
+    )
+
+
+def _result(
+    sampler: _Sampler,
+    track: _Track,
+    *,
+    rate: float,
+    source_fps: float,
+    duration: float,
+    detector: str,
+    smoothing: str,
+    settings: dict[str, Any],
+) -> ExtractionResult:
+    """The kept frames of the cleaned ``track`` as poses on the sampled frames' canvas, and the report."""
+    assert sampler.canvas is not None  # set by the first sampled frame
+    frame_w, frame_h = sampler.canvas
+    return ExtractionResult(
+        poses=PoseSequence(_pose(track.keypoints[i], frame_w, frame_h) for i in track.keep),
+        fps=float(rate),
+        source_fps=source_fps,
+        width=frame_w,
+        height=frame_h,
+        duration_s=duration,
+        frames_decoded=sampler.decoded,
+        frames_sampled=len(track.keypoints),
+        times=tuple(sampler.times[i] for i in track.keep),
+        frames_without_person=track.without_person,
+        frames_bridged=track.bridged,
+        frames_dropped=track.dropped,
+        frames_held=track.held,
+        keypoint_gaps_bridged=track.gaps_bridged,
+        detector=detector,
+        smoothing=smoothing,
+        settings=settings,
     )

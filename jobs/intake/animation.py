@@ -16,6 +16,7 @@ from jobs.contract import AnimationCreate, AnimationParams
 from jobs.intake.acceptance import ValidatedJob
 from jobs.intake.images import CheckedImage, check_image, check_mask
 from jobs.intake.limits import check_params
+from jobs.intake.memory import check_fits_workers
 from jobs.intake.policy import Intake
 from jobs.intake.sources import load_reference, naming_url_errors
 from jobs.intake.ssrf import vet_url
@@ -108,6 +109,9 @@ def check_animation(intake: Intake, req: AnimationCreate, files: Mapping[str, by
         poses = normalize_poses(_json_value(req.poses, intake), max_frames=limits.max_frames)
         target_frames = len(poses["frames"])
         check_output_frames(1 + params["transition_frames"] + target_frames, limits.max_output_frames)
+        check_fits_workers(
+            intake.settings.worker_gpu_memory_gb, params, 1 + params["transition_frames"] + target_frames
+        )
     source_pose = None
     if req.source_pose is not None:
         source_pose = normalize_source_pose(_json_value(req.source_pose, intake))
@@ -124,6 +128,9 @@ def check_animation(intake: Intake, req: AnimationCreate, files: Mapping[str, by
     video, video_ext = None, "mp4"
     if req.driving_video is not None:  # last: a URL fetch is the most expensive check
         video, video_ext, target_frames = _check_video(intake, req, files, params["fps"], budget)
+        check_fits_workers(
+            intake.settings.worker_gpu_memory_gb, params, 1 + params["transition_frames"] + target_frames
+        )
     return ValidatedJob(
         params=params,
         image_png=image.png,

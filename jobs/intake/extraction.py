@@ -44,5 +44,6 @@ def check_extraction(intake: Intake, req: PosesCreate, upload: bytes | None) -> 
         "end": req.end,
         "max_frames": max_frames,
         "trim": req.max_frames is not None,
+        "parts": req.parts or "full",
     }
     return CheckedClip(data, ext, params)

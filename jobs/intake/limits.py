@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.inputs.errors import InvalidInput
+from engine.inputs.errors import InvalidInput, echo
 from engine.inputs.rules import DEFAULTS, LIMITS, check_prompt, check_subject_words
 from jobs.settings import Settings
 
@@ -126,6 +126,6 @@ def check_params(params: dict[str, Any], limits: ServiceLimits) -> dict[str, Any
         value = params.get(name)
         if value is not None and not bound.admits(value):
             raise InvalidInput(
-                f"{name} must be {bound.describe()}, got {value!r}", code="parameter_out_of_range"
+                f"{name} must be {bound.describe()}, got {echo(value)}", code="parameter_out_of_range"
             )
     return effective_params(params)

@@ -22,7 +22,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from engine.inputs.errors import CodedRefusal, declare_codes
+from engine.inputs.errors import CodedRefusal, declare_codes, echo
 
 Resolver = Callable[[str, int], list[str]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -169,15 +169,17 @@ def vet_url(url: str, *, allow_private: bool = False, resolver: Resolver = syste
         try:
             addresses = resolver(host, port)
         except (OSError, UnicodeError) as exc:
-            raise UnsafeURLError("url_unresolvable", f"host {host!r} does not resolve") from exc
+            raise UnsafeURLError("url_unresolvable", f"host {echo(host)} does not resolve") from exc
         if not addresses:
-            raise UnsafeURLError("url_unresolvable", f"host {host!r} does not resolve")
+            raise UnsafeURLError("url_unresolvable", f"host {echo(host)} does not resolve")
     if not allow_private:
         for address in addresses:
             try:
                 ip = ipaddress.ip_address(address.split("%")[0])
             except ValueError as exc:
-                raise UnsafeURLError("url_unresolvable", f"host {host!r} resolved to {address!r}") from exc
+                raise UnsafeURLError(
+                    "url_unresolvable", f"host {echo(host)} resolved to {echo(address)}"
+                ) from exc
             if not is_public_address(ip) or "%" in address:
                 raise UnsafeURLError(
                     "url_address_not_allowed", "URL resolves to a loopback, private or reserved address"

@@ -28,6 +28,7 @@ class JobRecord:
     request_hash: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     unet_evals: dict[str, int] = field(default_factory=dict)
+    memory_plan: dict[str, Any] | None = None  # jobs.contract.MemoryPlan, as the worker recorded it
     model_name: str | None = None
     worker: str | None = None  # host:pid of the process running the current attempt (ops only)
     random_weights: bool = False
@@ -41,7 +42,17 @@ class JobRecord:
     timeline: list[dict[str, Any]] | None = None  # a clip's jobs: each output frame's role and clip time
     notes: list[str] = field(default_factory=list)
 
-    _JSON = ("params", "inputs", "timings", "unet_evals", "outputs", "webhook_events", "timeline", "notes")
+    _JSON = (
+        "params",
+        "inputs",
+        "timings",
+        "unet_evals",
+        "memory_plan",
+        "outputs",
+        "webhook_events",
+        "timeline",
+        "notes",
+    )
     _FLOAT = ("progress", "created_at", "started_at", "finished_at", "updated_at")
     _INT = ("attempts", "num_frames")
     _BOOL = ("cancel_requested", "random_weights")

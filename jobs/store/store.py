@@ -10,7 +10,7 @@ from typing import Any
 import redis
 
 from jobs.contract import ErrorCode, JobStatus, ProgressEvent, Stage
-from jobs.lifecycle import sources_of
+from jobs.lifecycle import overall_progress, sources_of
 from jobs.store import scripts
 from jobs.store.locks import JobLocks
 from jobs.store.outcomes import CancelOutcome, StartOutcome, TransitionOutcome
@@ -225,7 +225,18 @@ class JobStore(JobLocks, RateLimits, Submissions):
     ) -> StartResult:
         outcome, value = self._start(
             keys=[self.job_key(job_id), self.queue_key, self.running_key],
-            args=[job_id, time.time(), max_attempts, model_name, "1" if random_weights else "0", worker],
+            # A run starts where the loading stage starts (0.03: after extracting_poses), never at 0
+            # (a driving-video job's progress went 0.03 -> 0.0: issue 24's walk), nor below where an
+            # earlier attempt got.
+            args=[
+                job_id,
+                time.time(),
+                max_attempts,
+                model_name,
+                "1" if random_weights else "0",
+                worker,
+                overall_progress(Stage.LOADING.value, 0.0),
+            ],
         )
         result = StartOutcome(outcome)
         if result is StartOutcome.STARTED:

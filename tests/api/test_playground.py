@@ -59,3 +59,23 @@ def test_bundled_examples_match_the_repository_examples():
 def test_playground_routes_stay_out_of_the_openapi_schema(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert not {"/", "/docs", "/static/{path}"} & set(paths)
+
+
+def test_the_schema_names_the_served_model_and_the_size_and_steps_that_suit_it(make_client, make_settings):
+    """The playground starts from ``info.x-served-model.defaults``: seconds-long jobs for the tiny
+    model (and the noop backend), the paper's 512 px and 50 steps for a real one."""
+    served = [
+        make_client(make_settings(**over)).get("/openapi.json").json()["info"]["x-served-model"]
+        for over in ({"model": "tiny"}, {"animator": "noop"}, {"model": "some/sd15-model"})
+    ]
+    assert served[0] == {
+        "name": "tiny (random weights)",
+        "random_weights": True,
+        "defaults": {"size": 64, "steps": 4},
+    }
+    assert served[1]["name"] == "noop (no model)" and served[1]["defaults"] == {"size": 64, "steps": 4}
+    assert served[2] == {
+        "name": "some/sd15-model",
+        "random_weights": False,
+        "defaults": {"size": 512, "steps": 50},
+    }

@@ -25,7 +25,10 @@ EXPECTED = {
     404: "content_expired not_found",
     405: "method_not_allowed",
     409: "idempotency_in_progress inputs_not_kept job_already_finished video_not_ready",
-    413: "audio_too_large body_too_large image_too_large image_too_many_pixels video_too_large video_too_long",
+    413: (
+        "audio_too_large body_too_large image_too_large image_too_many_pixels job_too_large_for_workers"
+        " video_too_large video_too_long"
+    ),
     415: "image_unsupported_format unsupported_media_type video_type_unsupported",
     422: (
         "audio_unreadable idempotency_key_reused image_ambiguous image_corrupt image_data_uri_invalid "

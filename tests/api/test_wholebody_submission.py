@@ -5,8 +5,11 @@ import json
 
 import pytest
 
-from tests.support.payloads import STANDING, job_body, png_bytes
+from tests.support.clips import astronaut_mp4
+from tests.support.payloads import STANDING, data_uri, job_body, png_bytes
 from tests.support.wholebody import openpose_person, wholebody_frame
+
+CLIP = astronaut_mp4(2, fps=8, side=64, canvas=(96, 80))
 
 
 def whole_body_file() -> list:
@@ -52,3 +55,43 @@ def test_body_25_and_coco_17_files_are_accepted(client):
     coco17 = [STANDING[i] for i in (0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4, 11, 8, 12, 9, 13, 10)]
     r = client.post("/animations", json=job_body(poses={"width": 512, "height": 512, "frames": [coco17]}))
     assert r.status_code == 202, r.text
+
+
+# --- POST /poses: which parts of the person to extract ----------------------------------------------------
+
+
+def queued_extraction_params(client, monkeypatch, **kwargs) -> dict:
+    import api.routes.poses as poses
+    from api.submissions import extractions
+
+    monkeypatch.setattr(poses, "POSES_WAIT_S", 0.0)  # no worker here: answered 202 at once
+    r = client.post("/poses", **kwargs)
+    assert r.status_code == 202, r.text
+    record = extractions(client.app.state.services).get(r.json()["id"])
+    return record["params"]
+
+
+@pytest.mark.parametrize("parts", ["body", "body+hands", "body+face", "full"])
+def test_poses_takes_parts_in_json_and_multipart(client, monkeypatch, parts):
+    json_params = queued_extraction_params(
+        client, monkeypatch, json={"video": data_uri(CLIP), "parts": parts}
+    )
+    assert json_params["parts"] == parts
+    files = {"video": ("clip.mp4", CLIP, "video/mp4")}
+    form_params = queued_extraction_params(client, monkeypatch, files=files, data={"parts": parts})
+    assert form_params["parts"] == parts
+
+
+def test_poses_extracts_the_whole_body_by_default_and_refuses_unknown_parts(client, monkeypatch):
+    assert queued_extraction_params(client, monkeypatch, json={"video": data_uri(CLIP)})["parts"] == "full"
+    bad = client.post("/poses", json={"video": data_uri(CLIP), "parts": "hands"})
+    assert bad.status_code == 422 and "parts" in json.dumps(bad.json()["errors"])
+    bad = client.post("/poses", files={"video": ("c.mp4", CLIP, "video/mp4")}, data={"parts": "face"})
+    assert bad.status_code == 422 and "parts" in json.dumps(bad.json()["errors"])
+
+
+def test_the_openapi_documents_parts_on_post_poses(client):
+    body = client.get("/openapi.json").json()["paths"]["/poses"]["post"]["requestBody"]["content"]
+    for form in ("application/json", "multipart/form-data"):
+        parts = body[form]["schema"]["properties"]["parts"]
+        assert "body+hands" in json.dumps(parts) and "full" in parts["description"], form

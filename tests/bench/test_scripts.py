@@ -92,3 +92,13 @@ def test_allocator_benchmark_runs_each_configuration_under_its_own_allocator(tin
         assert r["loaded"] == (name if name in ("jemalloc", "tcmalloc") else "glibc"), name
         assert r["tuned"] is (True if name == "glibc-tuned" else None), name  # the engine's own tuning
     assert results["glibc"]["speedup_vs_glibc"] == 1.0
+
+
+def test_mgdm_benchmark_compares_masked_and_regions_side_by_side():
+    report = _run("mgdm.py", "--chunk", "3", "--cpu-level", "16x16", "--cpu-frames", "3", "--repeats", "1")
+    for row in report["levels"].values():
+        # the regions never allocate nor compute more than the masked reference
+        assert 0 < row["peak_bytes"]["regions"] < row["peak_bytes"]["masked"]
+        assert 0 < row["pairs"]["regions"] < row["pairs"]["masked"]
+    assert set(report["cpu"]["seconds"]) == {"masked", "regions", "ratio"}
+    assert report["cpu"]["max_abs_diff"] < 1e-5

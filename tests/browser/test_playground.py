@@ -308,6 +308,7 @@ def test_a_phone_width_page_fits_the_screen_with_the_key_field_on_it(browser, st
     page = browser.new_page(viewport={"width": 390, "height": 844})
     page.goto(stack.api_url + "/")
     page.wait_for_selector("#example-select option", state="attached")
+    page.wait_for_selector("#model-note:not([hidden])")  # the schema is read: every motion tab is there
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     box = page.locator("#api-key").bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
@@ -340,7 +341,9 @@ def test_desktop_screenshot(page):
     if not shots:
         pytest.skip("set POSEANIMATE_SCREENSHOTS=DIR to write the screenshots")
     p = page.open()
-    _prepare(p, steps=2)
+    p.click("#use-example-image")  # size and steps as the served model suggests them
+    p.wait_for_function("window.playground.state.sourcePose && window.playground.state.aligned")
+    p.fill("#transition_frames", "1")
     p.set_viewport_size({"width": 1400, "height": 1000})
     p.screenshot(path=f"{shots}/playground.png", full_page=False)
 
@@ -370,3 +373,63 @@ def test_the_page_works_under_its_content_security_policy(browser, stack):
     assert page.evaluate("document.getElementById('result-video').readyState") >= 1
     assert errors == [], errors
     page.close()
+
+
+def test_the_size_and_steps_start_from_the_served_model(page, stack):
+    """Issue 24 walk: the page read 512 px (minutes a frame on the tiny model); it starts from the
+    schema's ``info.x-served-model`` defaults instead (the noop stack: 64 px, 4 steps)."""
+    served = stack.api.get("/openapi.json").json()["info"]["x-served-model"]
+    p = page.open()
+    p.wait_for_selector("#model-note:not([hidden])")
+    assert (
+        (p.input_value("#size"), p.input_value("#steps"))
+        == ("64", "4")
+        == tuple(str(served["defaults"][k]) for k in ("size", "steps"))
+    )
+    assert served["name"] in p.text_content("#model-note")
+    p.click("#use-example-image")
+    p.wait_for_function("window.playground.state.sourcePose && window.playground.state.aligned")
+    assert "on 64×64" in p.text_content("#align-note")
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_driving_clip_is_sent_itself_and_its_sound_kept_unless_unchecked(page, stack, tmp_path, keep):
+    """Issue 21: the chosen clip goes to POST /animations as ``driving_video`` (no pose JSON) with
+    ``audio`` from the "keep the clip's sound" box (checked by default); the result plays unmuted
+    with controls, and its MP4 has an audio stream exactly when the box was checked."""
+    import io
+
+    import av
+
+    from tests.support.audio import clip_with_audio
+
+    clip = clip_with_audio(tmp_path / "dance.mp4", frames=8, fps=8).read_bytes()
+    p = page.open()
+    _prepare(p, steps=2)
+    # What the page hands to fetch (a multipart body of blobs is not in Playwright's request record).
+    p.evaluate(
+        """() => { window.sent = []; const f = window.fetch;
+        window.fetch = (url, opts = {}) => {
+          if (opts.body instanceof FormData) window.sent.push({ url: String(url), fields: [...opts.body.entries()]
+            .map(([k, v]) => [k, typeof v === 'string' ? v : `file:${v.name}`]) });
+          return f(url, opts); }; }"""
+    )
+    p.check("input[name=motion][value=video]")
+    assert p.is_checked("#keep-audio")
+    p.set_input_files("#video-file", {"name": "dance.mp4", "mimeType": "video/mp4", "buffer": clip})
+    assert "sent as the driving video" in p.text_content("#motion-state")
+    if not keep:
+        p.uncheck("#keep-audio")
+    p.click("#submit")
+    p.wait_for_function("document.getElementById('job-status').textContent === 'succeeded'", timeout=60000)
+    (sent,) = p.evaluate("window.sent")
+    fields = dict(sent["fields"])
+    assert sent["url"] == "animations" and fields["driving_video"] == "file:dance.mp4"
+    assert "poses" not in fields and fields["audio"] == ("true" if keep else "false")
+    job = stack.api.get(f"/animations/{p.text_content('#job-id')}").json()
+    assert job["params"]["audio"] is keep and job["num_frames"] == 1 + 1 + 8
+    assert p.evaluate("(v => !v.muted && v.controls)(document.getElementById('result-video'))")
+    mp4 = stack.api.get(job["output"]["video_url"]).content
+    with av.open(io.BytesIO(mp4)) as container:
+        assert len(container.streams.audio) == (1 if keep else 0)
+    assert page.errors == []

@@ -65,3 +65,21 @@ def test_no_audio_leaves_the_sound_out(burst_clip, tiny_model_dir, tmp_path):
     assert main(_animate(burst_clip, out, tiny_model_dir, "--no-audio", "--video-end", "0.5")) == 0
     assert probe_mp4(out)["frames"] == 1 + TRANSITION + 4
     assert audio_duration(out) is None
+
+
+def test_audio_cut_mid_packet_plays_up_to_the_cut_and_the_note_says_so(tiny_model_dir, tmp_path, capsys):
+    """AAC cut inside its 41st packet (about 0.85 s of a 1.5 s clip): the sound before the cut plays
+    in sync, silence after it to the end, and a note says where (was: the whole sound dropped)."""
+    from tests.support.audio import cut_after, with_audio_packets
+
+    pytest.importorskip("mediapipe")
+    clip = clip_with_audio(tmp_path / "c.mkv", frames=12, fps=FPS, fmt="matroska", burst_at=0.5)
+    damaged = with_audio_packets(clip, tmp_path / "cut.mkv", cut_after(40))
+    out = tmp_path / "a.mp4"
+    assert main(_animate(damaged, out, tiny_model_dir)) == 0
+    assert "audio damaged after 0.8" in capsys.readouterr().err
+    frames = probe_mp4(out)["frames"]
+    heard = burst_time(out)
+    expected = (1 + TRANSITION + round(0.5 * FPS)) / FPS
+    assert heard is not None and abs(heard - expected) < 1 / FPS, (heard, expected)
+    assert abs(audio_duration(out) - frames / FPS) < 1 / FPS

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -55,9 +56,42 @@ def test_poses_extract_writes_json_and_a_skeleton_preview(astronaut_clip, tmp_pa
     assert len(poses) == 5 and (poses.width, poses.height) == (320, 256)  # ceil(0.417 s * 12 fps)
     doc = json.loads(out.read_text())
     assert doc["fps"] == 12 and doc["extraction"]["frames_sampled"] == 5
-    assert doc["extraction"]["detector"] == "mediapipe" and doc["extraction"]["frames_without_person"] == []
+    extraction = doc["extraction"]  # the default is the whole body
+    assert extraction["detector"] == "mediapipe-holistic" and extraction["parts"] == "full"
+    assert extraction["frames_without_person"] == []
     info = probe_mp4(preview)
     assert (info["frames"], info["width"], info["height"], info["codec"]) == (5, 320, 256, "h264")
+
+
+def test_poses_extract_parts_full_puts_a_face_on_the_face_and_body_leaves_it_out(
+    astronaut_clip, tmp_path, capsys
+):
+    out = tmp_path / "full.json"
+    assert main(["poses", "extract", str(astronaut_clip), "--out", str(out), "--parts", "full"]) == 0
+    assert "a face in" in capsys.readouterr().out
+    poses = PoseSequence.from_json(out)
+    with_face = [p for p in poses if p.face is not None]
+    assert len(with_face) >= 0.8 * len(poses)
+    for pose in with_face:
+        kp, face = pose.keypoints, pose.face
+        seen = face[:, 2] > 0
+        assert seen.sum() >= 60
+        ears_x = sorted([kp[16, 0], kp[17, 0]])  # the face lies within the ears' span, around the nose
+        assert (face[seen, 0] > ears_x[0] - 8).all() and (face[seen, 0] < ears_x[1] + 8).all()
+        assert np.hypot(*(face[30, :2] - kp[0, :2])) < 6  # nose tip on the body's nose
+        assert np.hypot(*(face[68, :2] - kp[14, :2])) < 6 and np.hypot(*(face[69, :2] - kp[15, :2])) < 6
+        assert face[8, 1] > face[30, 1] > face[27, 1]  # chin below the nose tip below the bridge
+    body = tmp_path / "body.json"
+    assert main(["poses", "extract", str(astronaut_clip), "--out", str(body), "--parts", "body"]) == 0
+    doc = json.loads(body.read_text())
+    assert "faces" not in doc and "hands" not in doc and doc["extraction"]["detector"] == "mediapipe"
+    assert doc["extraction"]["frames_with_face"] == 0
+
+
+def test_poses_extract_refuses_an_unknown_parts_value(astronaut_clip, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["poses", "extract", str(astronaut_clip), "--out", str(tmp_path / "p.json"), "--parts", "hands"])
+    assert "invalid choice: 'hands'" in capsys.readouterr().err
 
 
 def test_poses_extract_keeps_the_source_rate_and_trims(astronaut_clip, tmp_path):
@@ -113,6 +147,8 @@ def test_animate_from_a_video_gives_clip_plus_source_plus_transition_frames(
         "targets": [4, 9],
     }
     assert (doc["width"], doc["height"]) == (64, 64)
+    # the clip is extracted with the job's parts (full by default): the driven frames have a face
+    assert "a face in 5 of them" in err and all(face is not None for face in doc["faces"][4:9])
     skeleton = probe_mp4(tmp_path / "a.skeleton.mp4")
     assert (skeleton["frames"], skeleton["width"]) == (9, 64)
     side = probe_mp4(tmp_path / "a.side_by_side.mp4")

@@ -131,6 +131,36 @@ def test_cli_submit_passes_retarget_and_a_refused_video_is_one_line_exit_2(
     assert code == 2 and "422 video_unreadable" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.integration
+def test_a_driving_video_keeps_its_sound_through_the_client_and_the_cli_no_audio_drops_it(
+    client, stack, tmp_path, monkeypatch, capsys
+):
+    """Issue 21 through the real API: ``create(driving_video=...)`` gives an MP4 with the clip's audio
+    (as long as the video, the burst after the lead-in); ``submit --video --no-audio`` gives none."""
+    from tests.support.audio import audio_duration, burst_time, clip_with_audio
+
+    clip = clip_with_audio(tmp_path / "dance.mp4", frames=8, fps=8, burst_at=0.5)
+    job = client.wait(client.create(IMAGE, driving_video=clip, source_pose=SOURCE, **SMALL).id, timeout=60)
+    assert job.status is JobStatus.SUCCEEDED and job.params.audio is True and job.notes == []
+    out = client.download(job, tmp_path / "with.mp4")
+    assert job.num_frames == 1 + 1 + 4  # source, transition, the 1 s clip at 4 fps
+    assert abs(audio_duration(out) - job.num_frames / 4) < 1 / 4
+    heard = burst_time(out)
+    assert heard is not None and abs(heard - (2 + 0.5 * 4) / 4) < 1 / 4  # driven frame 2 of 4
+    monkeypatch.setenv("POSEANIMATE_API_KEY", API_KEY)
+    silent = tmp_path / "without.mp4"
+    code = main(
+        ["submit", "--api", stack.api_url, "--image", str(IMAGE), "--video", str(clip), "--no-audio",
+         "--source-pose", str(SOURCE), "--prompt", "an astronaut", "--steps", "2", "--size", "64",
+         "--fps", "4", "--transition-frames", "1", "--out", str(silent), "--no-progress"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert client.get(capsys.readouterr().out.strip()).params.audio is False
+    assert audio_duration(silent) is None
+    with av.open(str(silent)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 6
+
+
 def test_cli_submit_without_a_key_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("POSEANIMATE_API_KEY", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -215,10 +245,7 @@ def _problem(status: int, code: str) -> httpx.Response:
 def test_both_clients_say_poses_unsupported_when_the_server_has_no_pose_endpoint(tmp_path):
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"\x00\x00\x00\x18ftypmp42")
-    sync, asynchronous = _on_both(
-        lambda r: _problem(404, "not_found"),
-        lambda c: c.create(IMAGE, driving_video=clip, prompt="an astronaut"),
-    )
+    sync, asynchronous = _on_both(lambda r: _problem(404, "not_found"), lambda c: c.extract_poses(clip))
     assert sync == asynchronous == ("error", 404, "poses_unsupported")
 
 
@@ -226,10 +253,52 @@ def test_both_clients_refuse_a_pose_reply_that_is_not_an_object(tmp_path):
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"\x00\x00\x00\x18ftypmp42")
     sync, asynchronous = _on_both(
-        lambda r: httpx.Response(200, json=[1, 2, 3]),
-        lambda c: c.create(IMAGE, driving_video=clip, prompt="an astronaut"),
+        lambda r: httpx.Response(200, json=[1, 2, 3]), lambda c: c.extract_poses(clip)
     )
     assert sync == asynchronous == ("error", 200, "bad_reply")
+
+
+def test_both_clients_extract_poses_with_the_parts_asked_for(tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    sent = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = request.content.decode("latin-1")
+        sent.append((request.url.path, 'name="parts"' in body and "body+hands" in body))
+        return httpx.Response(200, json={"poses": {"width": 8, "height": 8, "frames": []}})
+
+    sync, asynchronous = _on_both(handler, lambda c: c.extract_poses(clip, parts="body+hands"))
+    assert sync == asynchronous == {"width": 8, "height": 8, "frames": []}
+    plain = _on_both(handler, lambda c: c.extract_poses(clip))
+    assert plain[0] == plain[1] and sent == [("/poses", True)] * 2 + [("/poses", False)] * 2
+
+
+@pytest.mark.parametrize("audio", [None, False, True])
+def test_both_clients_send_a_driving_video_itself_to_post_animations(tmp_path, audio):
+    """One request, ``POST /animations`` with the clip as its ``driving_video`` part (not ``POST /poses``
+    first, which loses the sound); ``audio`` goes as the form's ``true``/``false`` when given."""
+    clip = tmp_path / "dance.webm"
+    clip.write_bytes(b"\x1a\x45\xdf\xa3 a clip")
+    seen: list[tuple[str, bytes]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.path, request.read()))
+        return httpx.Response(202, json=_job_json("queued"))
+
+    extra = {} if audio is None else {"audio": audio}
+    sync, asynchronous = _on_both(
+        handler, lambda c: c.create(IMAGE, driving_video=clip, prompt="a dancer", video_start=0.5, **extra)
+    )
+    assert isinstance(sync, Job) and isinstance(asynchronous, Job)
+    assert [path for path, _ in seen] == ["/animations", "/animations"]
+    for _, body in seen:
+        assert b'name="driving_video"; filename="dance.webm"' in body and b"\x1a\x45\xdf\xa3 a clip" in body
+        assert b'name="poses"' not in body and b'name="video_start"\r\n\r\n0.5' in body
+        sent = b'name="audio"\r\n\r\n' + str(audio).lower().encode()
+        assert (sent in body) is (audio is not None) and (b'name="audio"' in body) is (audio is not None)
+    with pytest.raises(ValueError, match="exactly one"):
+        PoseAnimateClient("http://api.test").create(IMAGE, POSES, driving_video=clip, prompt="x")
 
 
 def _job_json(status: str = "succeeded") -> dict:

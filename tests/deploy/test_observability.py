@@ -85,6 +85,11 @@ def test_dashboard_covers_the_operations_questions() -> None:
         "poseanimate_jobs_finished_total",  # jobs by outcome
         "poseanimate_job_stage_duration_seconds_bucket",  # per-stage percentiles
         "poseanimate_gpu_memory_peak_bytes",  # GPU memory
+        "poseanimate_memory_predicted_peak_bytes",  # the memory plan against the measured peaks
+        "poseanimate_memory_actual_peak_bytes",
+        "poseanimate_memory_peak_ratio",
+        "poseanimate_memory_oom_backoffs_total",
+        "poseanimate_memory_offloads_total",
         "poseanimate_webhook_deliveries_total",  # webhook failures
         "up",  # worker count
     ):

@@ -107,6 +107,15 @@ def test_garbage_is_an_audio_error():
         read_audio(b"\x00" * 1000)
 
 
+def test_a_codec_ffmpeg_does_not_know_is_an_audio_error_not_a_crash(tmp_path):
+    """The stream's codec id renamed in place (Matroska ``A_PCM/INT/LIT``): PyAV gives the stream no
+    codec context; that is an :class:`AudioError` (the job's note), not an AttributeError."""
+    clip = clip_with_audio(tmp_path / "clip.mkv", fmt="matroska", audio_codec="pcm_s16le").read_bytes()
+    with pytest.raises(AudioError) as err:
+        read_audio(clip.replace(b"A_PCM/INT/LIT", b"A_ZZZ/INT/LIT", 1))
+    assert err.value.code == "audio_unreadable" and "unknown" in str(err.value)
+
+
 def test_wav_round_trip():
     samples = (np.linspace(-1, 1, 2 * 4800, dtype=np.float32).reshape(2, -1)) * 0.5
     from engine.poses.audio import AudioTrack
@@ -149,3 +158,124 @@ def test_a_long_clip_stays_in_sync_to_the_end(tmp_path):
     heard = burst_time(out)
     assert heard is not None and abs(heard - expected) < PERIOD / 2, (heard, expected)
     assert probe_mp4(out)["fps"] == FPS
+
+
+@pytest.mark.parametrize(
+    ("fmt", "vcodec", "acodec"),
+    [
+        ("matroska", "libx264", "pcm_s16le"),
+        ("webm", "libvpx-vp9", "libopus"),
+        ("mp4", "libx264", "aac"),
+        ("mov", "libx264", "aac"),
+    ],
+)
+def test_audio_twice_as_long_as_the_video_is_probed_by_the_video_and_trimmed_to_it(
+    tmp_path, fmt, vcodec, acodec
+):
+    """Matroska declares one duration, its longest stream's: music running 4 s over a 2 s dance was
+    refused as a truncated video. The probe now counts the video's own frames, and the output's
+    sound stops with its last frame."""
+    from engine.inputs.videoprobe import probe_video
+
+    clip = clip_with_audio(
+        tmp_path / f"clip.{fmt}", fmt=fmt, video_codec=vcodec, audio_codec=acodec, audio_duration=4.0
+    )
+    info = probe_video(clip, fps=FPS, max_frames=20)
+    assert info.frames == 16 and info.duration_s == pytest.approx(2.0, abs=0.01)
+    lead_in = 5
+    track = read_audio(clip, start=0.5)
+    assert track.duration == pytest.approx(1.5, abs=0.03)  # the sound after the last frame is not read
+    placed = place_audio(track, first_driven_clip_time=0.5, first_driven_frame=lead_in, fps=FPS)
+    out = encode_mp4(_frames(lead_in + 12), tmp_path / "out.mp4", FPS, audio=placed)
+    assert audio_duration(out) == pytest.approx((lead_in + 12) / FPS, abs=PERIOD / 2)
+    heard = burst_time(out)
+    assert heard is not None and abs(heard - (lead_in + 4) / FPS) < PERIOD, heard
+
+
+def test_a_truncated_matroska_with_long_audio_is_still_refused(tmp_path):
+    """The longest stream's packets stopping well short of the container's duration is truncation."""
+    from engine.inputs.videoprobe import VideoUnreadable, probe_video
+
+    data = clip_with_audio(
+        tmp_path / "clip.mkv", fmt="matroska", audio_codec="pcm_s16le", audio_duration=4.0
+    ).read_bytes()
+    for fraction in (0.3, 0.5):
+        with pytest.raises(VideoUnreadable, match="truncated"):
+            probe_video(data[: int(len(data) * fraction)], fps=FPS, max_frames=20)
+
+
+@pytest.mark.parametrize("start", [None, 0.25])
+def test_audio_cut_mid_packet_keeps_what_decodes_and_says_where_it_stops(tmp_path, start):
+    """An AAC stream cut in the middle of its 41st packet (about 0.85 s): the decoder fails there.
+    The sound before the cut plays in sync (the burst at 0.5 s), silence follows to the video's end,
+    and the track says where the damage is (was: an AudioError, the whole sound dropped)."""
+    from engine.poses.audio import clip_audio
+    from tests.support.audio import cut_after, with_audio_packets
+
+    clip = clip_with_audio(tmp_path / "clip.mkv", fmt="matroska", audio_codec="aac", burst_at=0.5)
+    damaged = with_audio_packets(clip, tmp_path / "cut.mkv", cut_after(40))
+    first = start or 0.0
+    times = [first + k / FPS for k in range(round((2.0 - first) * FPS))]
+    lead_in = 3
+    track = clip_audio(damaged, clip_times=times, lead_in_frames=lead_in, fps=FPS)
+    assert track is not None and track.damaged_at == pytest.approx(40 * 1024 / 48_000, abs=0.05)
+    assert track.note is not None and "audio damaged after 0.8" in track.note and "silence" in track.note
+    out = encode_mp4(_frames(lead_in + len(times)), tmp_path / "out.mp4", FPS, audio=track)
+    heard = burst_time(out)
+    expected = (lead_in + round((0.5 - first) * FPS)) / FPS
+    assert heard is not None and abs(heard - expected) < PERIOD, (heard, expected)
+    assert audio_duration(out) == pytest.approx((lead_in + len(times)) / FPS, abs=PERIOD / 2)
+    assert read_audio(clip).damaged_at is None and read_audio(clip).note is None
+
+
+@pytest.mark.parametrize(("fmt", "vcodec", "acodec"), [CLIPS[0], CLIPS[3], CLIPS[4], CLIPS[5]])
+@pytest.mark.parametrize(("audio_start", "video_start"), [(0.5, 0.0), (0.0, 0.5), (0.75, 0.25)])
+def test_streams_that_start_apart_keep_the_burst_with_its_frame(
+    tmp_path, fmt, vcodec, acodec, audio_start, video_start
+):
+    """Audio that starts after the video (a positive start time; an MP4 edit list), or a video that
+    starts after its audio: the pose sampler counts from the first video frame, and so does the
+    sound. The burst, ``audio_start - video_start + 0.5`` s after the first frame, plays with the
+    driven frame sampled there."""
+    from engine.poses.audio import clip_audio
+    from engine.poses.extract import extract_poses
+    from tests.engine.test_videoprobe import EveryFrame
+
+    clip = clip_with_audio(
+        tmp_path / f"clip.{fmt}",
+        fmt=fmt,
+        video_codec=vcodec,
+        audio_codec=acodec,
+        burst_at=0.5,
+        audio_start=audio_start,
+        video_start=video_start,
+    )
+    from engine.inputs.videoprobe import probe_video
+
+    assert probe_video(clip, fps=FPS, max_frames=20).frames == 16
+    result = extract_poses(clip, fps=FPS, detector=EveryFrame(), smoothing="none")
+    assert len(result.times) == 16
+    lead_in = 3
+    track = clip_audio(clip, clip_times=result.times, lead_in_frames=lead_in, fps=FPS)
+    out = encode_mp4(_frames(lead_in + 16), tmp_path / "out.mp4", FPS, audio=track)
+    at = audio_start - video_start + 0.5
+    k = next(i for i, t in enumerate(result.times) if t == pytest.approx(at))
+    heard = burst_time(out)
+    assert heard is not None and abs(heard - (lead_in + k) / FPS) < PERIOD, (heard, lead_in + k)
+    assert audio_duration(out) == pytest.approx((lead_in + 16) / FPS, abs=PERIOD / 2)
+
+
+@pytest.mark.parametrize(("fmt", "vcodec"), [("matroska", "libx264"), ("webm", "libvpx-vp9")])
+@pytest.mark.parametrize("audio_codec", [None, "pcm_s16le"])
+def test_a_matroska_video_starting_late_counts_its_own_frames(tmp_path, fmt, vcodec, audio_codec):
+    """Matroska's durations are end times on a clock from 0: a 2 s video whose first frame is at 5 s
+    declares 7 s. It was refused as truncated (2 s of 7); it gives its 16 frames."""
+    from engine.inputs.videoprobe import probe_video
+
+    if audio_codec is not None and fmt == "webm":
+        audio_codec = "libopus"
+    clip = clip_with_audio(
+        tmp_path / f"clip.{fmt}", fmt=fmt, video_codec=vcodec, audio_codec=audio_codec, video_start=5.0
+    )
+    info = probe_video(clip, fps=FPS, max_frames=20)
+    assert info.frames == 16 and info.duration_s == pytest.approx(2.0, abs=0.01)

@@ -11,10 +11,12 @@ from engine.poses import detect
 from engine.poses.detect import (
     SOURCE_POSE_HINT,
     DetectorUnavailable,
+    MediaPipeHolisticDetector,
     MediaPipePoseDetector,
     MediaPipeSegmenter,
     PoseDetector,
     Segmenter,
+    available_pose_detectors,
     blazepose_to_coco,
     get_pose_detector,
     get_segmenter,
@@ -176,9 +178,16 @@ def test_none_selects_no_backend():
     assert get_segmenter("none") is None
 
 
-def test_auto_selects_mediapipe_when_installed():
+def test_auto_selects_mediapipe_holistic_when_installed(astronaut):
     pytest.importorskip("mediapipe")
-    assert isinstance(get_pose_detector(), MediaPipePoseDetector)
+    assert available_pose_detectors()[0] == "mediapipe-holistic"
+    detector = get_pose_detector()
+    assert isinstance(detector, MediaPipeHolisticDetector) and detector.name == "mediapipe-holistic"
+    try:  # the source pose (the pipeline's "auto" detector) has the face the photo shows
+        pose = detector.detect(astronaut)
+    finally:
+        detector.close()
+    assert pose is not None and pose.face is not None and (pose.face[:, 2] > 0).sum() >= 60
     assert isinstance(get_segmenter("auto"), MediaPipeSegmenter)
 
 

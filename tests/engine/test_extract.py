@@ -265,6 +265,25 @@ def test_gaps_longer_than_max_gap_are_never_invented(gappy_clip):
         assert not result.poses[i].visible.any(), i
 
 
+def test_no_person_hold_keeps_every_sampled_frame_at_its_clip_time(tmp_path, gappy_clip):
+    sampled = extract(gappy_clip, max_gap=2, no_person="keep")
+    held = extract(gappy_clip, max_gap=2, no_person="hold")
+    assert len(held.poses) == held.frames_sampled == len(sampled.poses) == 12
+    assert held.times == sampled.times
+    assert held.frames_held == (8, 9, 10, 11) and held.frames_dropped == ()
+    assert held.report()["frames_held"] == [8, 9, 10, 11]
+    # the bridged frames are interpolated as before; the tail repeats the last pose seen (frame 7)
+    assert source_index(held)[:8] == source_index(sampled)[:8]
+    for i in range(8, 12):
+        np.testing.assert_array_equal(held.poses[i].keypoints, held.poses[7].keypoints)
+    # nobody at the start: those frames take the first pose seen
+    late = extract(
+        encode(marker_frames(6, missing={0, 1}), tmp_path / "late.mp4"), max_gap=0, no_person="hold"
+    )
+    assert source_index(late) == [2, 2, 2, 3, 4, 5] and late.frames_held == (0, 1)
+    np.testing.assert_allclose(late.times, np.arange(6) / 24, atol=1e-6)
+
+
 def test_no_person_policy_error_names_the_frames(gappy_clip):
     with pytest.raises(NoPersonFound, match="sampled frames 8, 9, 10, 11"):
         extract(gappy_clip, max_gap=2, no_person="error")

@@ -262,7 +262,7 @@ def test_the_engine_plans_cuda_jobs_from_the_memory_model(monkeypatch):
 
 
 def test_the_committed_sd15_table_is_what_the_meta_device_measures():
-    """engine/method/memory_sd15.json against a fresh meta-device measurement (two stages, 512²)."""
+    """engine/inputs/memory_sd15.json against a fresh meta-device measurement (two stages, 512²)."""
     import torch
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 

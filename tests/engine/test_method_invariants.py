@@ -419,21 +419,25 @@ def test_mgdm_masks_refresh_every_step_and_dcam_reads_the_fresh_ones(animator, e
     set_calls: list[torch.Tensor] = []
     reads: list[tuple[int, bool]] = []  # (masks set so far, cache agrees with the current masks)
     original_set = AttentionController.set_masks
-    original_grid = AttentionController.grid_masks
+    original_plan = AttentionController.region_plan
 
     def spy_set(self, masks):
         set_calls.append(None if masks is None else masks.clone())
         return original_set(self, masks)
 
-    def spy_grid(self, grid):
-        out = original_grid(self, grid)
+    def spy_plan(self, grid, targets):
+        # DCAM reads the masks as region index sets: the character region's sizes must be the
+        # current masks' at this grid
+        out = original_plan(self, grid, targets)
         fresh = (F.interpolate(self.masks[:, None].float(), size=grid, mode="area")[:, 0] >= 0.5).flatten(1)
-        agrees = torch.equal(out, fresh) and torch.equal(self.masks, set_calls[-1])
+        agrees = torch.equal(self._regions[grid].count[0], fresh.sum(1)) and torch.equal(
+            self.masks, set_calls[-1]
+        )
         reads.append((len(set_calls), agrees))
         return out
 
     monkeypatch.setattr(AttentionController, "set_masks", spy_set)
-    monkeypatch.setattr(AttentionController, "grid_masks", spy_grid)
+    monkeypatch.setattr(AttentionController, "region_plan", spy_plan)
     image, source, targets = example
     result = animator.animate(
         image, targets[:2], PROMPT, source_pose=source, config=FAST.replace(num_inference_steps=T)

@@ -125,7 +125,7 @@ def _run(
     steps = {"set": 0}
     current = {"layer": None}
     original_call = DualConsistencyAttnProcessor.__call__
-    original_grid = AttentionController.grid_masks
+    original_plan = AttentionController.region_plan
     original_set = AttentionController.set_masks
     original_pop = AttentionController.pop_maps
 
@@ -137,14 +137,15 @@ def _run(
         finally:
             current["layer"] = None
 
-    def spy_grid(self, grid):
-        out = original_grid(self, grid)
+    def spy_plan(self, grid, targets):
+        out = original_plan(self, grid, targets)
+        seen = self._regions[grid].inside()  # the masks as DCAM's region index sets hold them
         reads.rows.append(
             {
                 "step": steps["set"],
                 "layer": current["layer"],
                 "grid": tuple(grid),
-                "masks": out.view(out.shape[0], *grid).clone(),
+                "masks": seen.view(seen.shape[0], *grid).clone(),
             }
         )
         return out
@@ -159,7 +160,7 @@ def _run(
 
     with monkeypatch.context() as mp:
         mp.setattr(DualConsistencyAttnProcessor, "__call__", spy_call)
-        mp.setattr(AttentionController, "grid_masks", spy_grid)
+        mp.setattr(AttentionController, "region_plan", spy_plan)
         mp.setattr(AttentionController, "set_masks", spy_set)
         mp.setattr(AttentionController, "pop_maps", spy_pop)
         default_image, source, targets = example

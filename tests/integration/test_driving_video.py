@@ -66,7 +66,8 @@ def test_poses_endpoint_returns_the_sequence_a_report_and_a_skeleton_preview(ser
     got = r.json()
     assert got["status"] == "succeeded" and len(got["poses"]["frames"]) == 4
     assert (got["poses"]["width"], got["poses"]["height"]) == (320, 256)
-    assert got["report"]["frames_without_person"] == [] and got["report"]["detector"] == "mediapipe"
+    assert got["report"]["frames_without_person"] == [] and got["report"]["parts"] == "full"
+    assert got["report"]["detector"] == "mediapipe-holistic"  # the whole body by default (issue 20)
     preview = base64.b64decode(got["skeleton_mp4"].split(",", 1)[1])
     assert decoded_frames(preview) == 4
     assert service.api.get(f"/poses/{got['id']}").json()["poses"] == got["poses"]

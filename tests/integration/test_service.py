@@ -77,6 +77,7 @@ def test_job_succeeds_and_its_mp4_downloads_through_the_presigned_url(service):
     assert job["model"] == {"name": "tiny (random weights)", "random_weights": True}
     assert {"inverting", "optimizing", "sampling", "encoding", "uploading"} <= set(job["timings"])
     assert job["unet_evals"]["total_forward"] > 0
+    assert job["memory_plan"]["source"] == "cpu" and job["memory_plan"]["stages"]["sampling"]["chunk"] >= 1
     assert job["num_frames"] == 1 + 1 + 2 and job["params"]["steps"] == 2
 
     video_url = job["output"]["video_url"]

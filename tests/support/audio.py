@@ -4,10 +4,12 @@ finds the burst in a decoded file."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from tests.support.clips import astronaut_frames
 
@@ -37,12 +39,19 @@ def clip_with_audio(
     channels: int = 2,
     burst_at: float = 1.0,
     audio_duration: float | None = None,
+    audio_start: float = 0.0,
+    video_start: float = 0.0,
+    empty_frames: Collection[int] = (),
 ) -> Path:
     """The astronaut sliding right (``frames`` frames at ``fps``) with, unless ``audio_codec`` is None,
-    a burst track as long as the video (or ``audio_duration``)."""
+    a burst track as long as the video (or ``audio_duration``). ``audio_start`` / ``video_start``:
+    the streams' first timestamps (seconds; the burst is ``burst_at`` into the audio stream, so at
+    clip time ``audio_start - video_start + burst_at``); the frames in ``empty_frames`` show nobody."""
     import av
 
     images = astronaut_frames(frames)
+    for k in empty_frames:  # nobody in these: the grey canvas alone
+        images[k] = Image.new("RGB", images[k].size, (120, 120, 120))
     duration = frames / fps if audio_duration is None else audio_duration
     with av.open(str(path), "w", format=fmt) as container:
         vs = container.add_stream(video_codec, rate=fps)
@@ -55,7 +64,7 @@ def clip_with_audio(
         pcm = burst_samples(duration, burst_at, rate, channels)
         for k, image in enumerate(images):
             frame = av.VideoFrame.from_image(image).reformat(format="yuv420p")
-            frame.pts = k
+            frame.pts = k + round(video_start * fps)
             container.mux(vs.encode(frame))
         container.mux(vs.encode(None))
         if aus is not None:
@@ -65,7 +74,7 @@ def clip_with_audio(
                     np.ascontiguousarray(pcm[:, pos : pos + size]), format="fltp", layout=aus.layout.name
                 )
                 frame.sample_rate = rate
-                frame.pts = pos
+                frame.pts = pos + round(audio_start * rate)
                 frame.time_base = Fraction(1, rate)
                 container.mux(aus.encode(frame))  # PyAV converts to the encoder's sample format
             container.mux(aus.encode(None))
@@ -103,3 +112,45 @@ def burst_time(path: Path, threshold: float = 0.2) -> float | None:
 def audio_duration(path: Path) -> float | None:
     decoded = decoded_audio(path)
     return None if decoded is None else decoded[0].size / decoded[1]
+
+
+def with_audio_packets(src: Path, dst: Path, change: Callable[[int, bytes], bytes | None]) -> Path:
+    """``src`` remuxed into Matroska at ``dst`` with its k-th audio packet's bytes replaced by
+    ``change(k, payload)`` (dropped when it returns None); the headers and the video are untouched,
+    so only decoding the audio finds the damage."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="matroska") as out:
+        video = out.add_stream_from_template(inp.streams.video[0])
+        audio = out.add_stream_from_template(inp.streams.audio[0])
+        k = 0
+        for packet in inp.demux():
+            if packet.size == 0:
+                continue
+            if packet.stream.type == "video":
+                packet.stream = video
+                out.mux(packet)
+                continue
+            payload = change(k, bytes(packet))
+            k += 1
+            if payload is not None:
+                new = av.Packet(payload)
+                new.pts, new.dts, new.time_base = packet.pts, packet.dts, packet.time_base
+                new.stream = audio
+                out.mux(new)
+    return dst
+
+
+def noise_packets(k: int, payload: bytes) -> bytes:
+    """Every audio packet's bytes replaced by noise of its length (a damaged stream)."""
+    return np.random.default_rng(k).integers(0, 256, len(payload), dtype=np.uint8).tobytes()
+
+
+def cut_after(packets: int) -> Callable[[int, bytes], bytes | None]:
+    """The first ``packets`` audio packets kept, the next one cut in half, the rest gone: a stream
+    truncated mid-packet, as a download cut short leaves it."""
+
+    def change(k: int, payload: bytes) -> bytes | None:
+        return payload if k < packets else payload[: len(payload) // 2] if k == packets else None
+
+    return change

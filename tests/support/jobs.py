@@ -27,16 +27,19 @@ def png(color="red", size=64) -> bytes:
     return out.getvalue()
 
 
-def submit(env, steps=3, source_pose=None, poses=None, **params):
+def submit(env, steps=3, source_pose=None, poses=None, driving_video=None, **params):
+    """Accept a job with ``poses`` (default: the example poses) or, given its bytes, a ``driving_video``
+    (queued for its extraction stage)."""
     _, store, storage, runner = env
-    poses = EXAMPLE_POSES if poses is None else poses
+    poses = EXAMPLE_POSES if poses is None and driving_video is None else poses
     effective = effective_params({"prompt": "a person", "steps": steps, "fps": 8, "size": 64, **params})
     job = ValidatedJob(
         params=effective,
         image_png=png(),
         poses=poses,
         source_pose=source_pose,
-        num_frames=1 + effective["transition_frames"] + len(poses["frames"]),
+        driving_video=driving_video,
+        num_frames=1 + effective["transition_frames"] + (63 if poses is None else len(poses["frames"])),
     )
     return accept_job(
         new_job_id(), "key_a", job, store=store, storage=storage, queue=runner.queue, max_active=10
