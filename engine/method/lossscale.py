@@ -76,6 +76,8 @@ class DynamicLossScale:
         optimizer.step()
         after = [param.detach()] + [state[k] for k in ("step", "exp_avg", "exp_avg_sq")]
         for new, old in zip(after, before + [None] * (len(after) - len(before)), strict=True):
+            if new.device != undo.device and undo.device.type == "meta":
+                continue  # Adam's CPU step count in the memory model's dry runs: no flag to read
             restored = torch.zeros_like(new) if old is None else old  # no state before Adam's first step
             new.copy_(torch.where(undo.to(new.device), restored, new))  # Adam's CPU step off CUDA
         self._update(found_inf if hold is None else found_inf & ~hold, hold)
