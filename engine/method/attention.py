@@ -374,6 +374,7 @@ class DualConsistencyAttnProcessor:
             out = out + residual
         return out / attn.rescale_output_factor
 
+    @torch.compiler.disable
     def _dual_consistency(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, tokens: int
     ) -> torch.Tensor:
@@ -548,11 +549,17 @@ class CrossAttentionMapProcessor:
     ) -> torch.Tensor:
         out = self._stock(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         ctl = self.controller
-        if (
-            encoder_hidden_states is not None
-            and hidden_states.ndim == 3
-            and ctl.wants_maps(hidden_states.shape[1])
-        ):
+        if encoder_hidden_states is not None and hidden_states.ndim == 3 and ctl.recording:
+            self._record(attn, hidden_states, encoder_hidden_states)
+        return out
+
+    @torch.compiler.disable
+    def _record(
+        self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor
+    ) -> None:
+        """Outside ``torch.compile``: the controller's map dicts change every chunk (guards would)."""
+        ctl = self.controller
+        if ctl.wants_maps(hidden_states.shape[1]):
             with torch.no_grad():
                 n = hidden_states.shape[0] // ctl.batch_size
                 cond_hidden = hidden_states[-n:]  # the conditional group is the last
@@ -562,7 +569,6 @@ class CrossAttentionMapProcessor:
                 probs = attn.get_attention_scores(query, key)  # (n*heads, L, S)
                 probs = probs.view(n, attn.heads, *probs.shape[1:]).mean(1)  # (n, L, S)
                 ctl.record_maps(hidden_states.shape[1], probs)
-        return out
 
 
 def up_block_self_attention(name: str) -> bool:

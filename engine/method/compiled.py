@@ -63,9 +63,11 @@ def compile_models(models: dict[str, torch.nn.Module], **options: Any) -> None:
     ``options`` go to ``torch.compile`` (``backend``, ``mode``, ``dynamic``...). Idempotent: a model
     already compiled here is left as it is.
     """
-    # The limit is per code object, so now per model. A tiny 5-frame job needs 7 U-Net graphs (batch 1
-    # and >= 2, with and without grad, DCAM's layout, DCAM's per-job index cache filling up): at 8 a
-    # paper-setting job would be one chunk pattern away from running the rest eagerly.
+    # The limit is per code object. The DCAM/MGDM processors' stateful parts run outside the graph
+    # (``torch.compiler.disable``), so sampling no longer recompiles after its first step, but the
+    # graph breaks there make the U-Net's inner frames code objects of their own, shared by both
+    # models: diffusers' ResnetBlock2D.forward holds 7 entries on a tiny 5-frame job (batch 1 and
+    # >= 2, with and without grad, either model), one short of dynamo's default 8.
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     for name, module in models.items():
         if getattr(module, "_poseanimate_compiled", False):
