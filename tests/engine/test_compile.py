@@ -9,7 +9,7 @@ import torch
 from torch._dynamo.eval_frame import _debug_get_cache_entry_list
 from torch._dynamo.utils import counters
 
-from engine.method.compiled import _own_code
+from engine.method.compiled import _own_code, compile_models
 from engine.method.ddim import DDIMSchedule
 from engine.method.denoiser import ControlledDenoiser
 
@@ -65,34 +65,28 @@ def test_compiled_models_keep_a_cache_each_and_one_graph_for_every_batch(tiny_mo
     assert torch._dynamo.config.recompile_limit >= 32  # per model: room for a job's graphs
 
 
-def _sample_steps(animator, denoiser, cond, steps: int, graphs: list[int]) -> list[torch.Tensor]:
-    """DCAM+MGDM sampling as ``PoseAnimator.sample`` runs it (4 frames in chunks of 2, CFG pairs, masks
-    renewed and cross-attention maps recorded every step); ``graphs`` gets dynamo's graph count after
-    each step."""
+def _sample_steps(unet, cond, steps: int, graphs: list[int]) -> list[torch.Tensor]:
+    """The U-Net in DCAM+MGDM sampling as ``PoseAnimator.sample`` runs it (4 frames in chunks of 2,
+    CFG pairs, masks renewed and cross-attention maps recorded every step); ``graphs`` gets dynamo's
+    graph count after each step. (The ControlNet has no processors of ours: left out, it only adds
+    tracing time.)"""
     from engine.method.attention import AttentionController, install_processors
 
     gen = torch.Generator().manual_seed(1)
     z = torch.randn(4, 4, 8, 8, generator=gen)
-    pose = torch.rand(4, 3, 64, 64, generator=gen)
     controller = AttentionController(latent_hw=(8, 8), batch_size=2, recording=True)
     outputs = []
     with (
         torch.no_grad(),
-        install_processors(animator.unet, controller, (0.7, 0.15, 0.15), use_dcam=True, record_maps=True),
+        install_processors(unet, controller, (0.7, 0.15, 0.15), use_dcam=True, record_maps=True),
     ):
         for step in range(steps):
             controller.set_masks((torch.rand(4, 8, 8, generator=gen) > 0.3 + 0.2 * step).float())
             for chunk in ([0, 1], [2, 3]):
                 controller.begin_batch(chunk)
-                n = len(chunk)
-                outputs.append(
-                    denoiser(
-                        z[chunk].repeat(2, 1, 1, 1),
-                        2 - step % 2,
-                        cond.expand(2 * n, -1, -1),
-                        pose[chunk].repeat(2, 1, 1, 1),
-                    )
-                )
+                text = cond.expand(2 * len(chunk), -1, -1)
+                t = torch.tensor(900 - 400 * step)
+                outputs.append(unet(z[chunk].repeat(2, 1, 1, 1), t, encoder_hidden_states=text).sample)
             controller.end_step()
             assert controller.pop_maps()  # maps were recorded
             graphs.append(counters["stats"]["unique_graphs"])
@@ -103,19 +97,17 @@ def test_dcam_mgdm_sampling_compiles_once_and_never_recompiles_after_the_first_s
     tiny_model_dir, fresh_dynamo
 ):
     """The processors' Python state (controller dicts, index caches, region plans) stays out of the
-    guards: only the first sampling step compiles, later steps (new masks, other chunks) reuse it."""
+    guards: only the first sampling step compiles, later steps (new masks, other chunks) reuse it.
+    Before (processors traced), with the ControlNet too: 42 graphs after step 1, 63 after step 2."""
     from tests.support.engine import tiny_animator
 
     animator = tiny_animator(tiny_model_dir)
-    denoiser = ControlledDenoiser(
-        animator.unet, animator.controlnet, DDIMSchedule.from_scheduler(animator.scheduler, 2)
-    )
     cond, _ = animator.encode_prompt("an astronaut")
-    eager = _sample_steps(animator, denoiser, cond, 2, [])
-    animator.compile(backend="eager")
+    eager = _sample_steps(animator.unet, cond, 2, [])
+    compile_models({"unet": animator.unet}, backend="eager", dynamic=True)
     graphs: list[int] = []
-    compiled = _sample_steps(animator, denoiser, cond, 2, graphs)
+    compiled = _sample_steps(animator.unet, cond, 2, graphs)
     for a, b in zip(eager, compiled, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert graphs[0] == graphs[1], graphs  # no graph after the first step
-    assert graphs[0] <= 40, graphs  # measured: 32 (graph breaks around the two disabled calls)
+    assert graphs[0] <= 40, graphs  # graph breaks around the two disabled calls
