@@ -604,6 +604,7 @@ def lever_checkpointing(animator: PoseAnimator, args, report: dict) -> dict:
 
 def least_resident_budget(animator: PoseAnimator, config: AnimateConfig, targets: int) -> int:
     """The least memory (weights included) a job fits with every weight resident, from the model."""
+    from engine.inputs.memoryplan import plan_job
     from engine.method import memory
 
     modules = {"unet": animator.unet, "controlnet": animator.controlnet}
@@ -614,7 +615,7 @@ def least_resident_budget(animator: PoseAnimator, config: AnimateConfig, targets
     low, high = model.weights, 64 * 2**30
     while high - low > 1:
         mid = (low + high) // 2
-        fits = memory.plan_job(model, generated, mid, steps=steps, allow_offload=False).fits
+        fits = plan_job(model, generated, mid, steps=steps, allow_offload=False).fits
         low, high = (low, mid) if fits else (mid, high)
     return low
 

@@ -7,7 +7,7 @@
 The numbers come from ``engine/inputs/memory_sd15.json``: SD-1.5 + OpenPose ControlNet measured on
 PyTorch's ``meta`` device with a live-storage tracker (``engine.method.memory``), stage by stage, with
 the memory-efficient attention kernel CUDA picks for these shapes. float16 and bfloat16 take the same
-bytes. The planner (``engine.method.memory.plan_job``) is the one the engine runs on CUDA.
+bytes. The planner (``engine.inputs.memoryplan.plan_job``) is the one the engine runs on CUDA.
 
 Predicted speed of a plan, relative to the 80 GB card's: a U-Net+ControlNet call of ``chunk`` samples
 takes ``max(HOST_MS, chunk * DEVICE_MS)`` (the host dispatches ~2,400 operators per call while the
@@ -21,9 +21,7 @@ import argparse
 import json
 import time
 
-from engine.method.config import AnimateConfig
-from engine.method.cost import expected_evaluations
-from engine.method.memory import (
+from engine.inputs.memoryplan import (
     STAGES,
     TABLE_PATH,
     GiB,
@@ -34,6 +32,8 @@ from engine.method.memory import (
     plan_job,
     stage_frames,
 )
+from engine.method.config import AnimateConfig
+from engine.method.cost import expected_evaluations
 
 CARDS = ("8", "12", "16", "24", "48", "80")
 HOST_MS = 16.0

@@ -1,8 +1,8 @@
 """The memory plan of a job, torch-free (issue 23): the measured per-stage memory model and the
 planner that picks chunks, checkpointing and weight offload to fit a memory budget.
 
-``engine.method.memory`` measures the model (on PyTorch's ``meta`` device) and re-exports all of
-this; the engine plans a job on its device with it, and the API (``jobs.intake``, no torch) predicts
+``engine.method.memory`` measures the model (on PyTorch's ``meta`` device) into this module's
+table; the engine plans a job on its device with it, and the API (``jobs.intake``, no torch) predicts
 with the same table whether a job fits the workers' cards at all.
 
 - **Model**: per stage (``STAGES``), ``peak(chunk) = base + chunk * per_sample`` bytes above the

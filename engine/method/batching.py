@@ -49,12 +49,13 @@ def plan_frame_batches(
         record = {"source": "config" if frame_batch_size else "cpu", "chunk": chunk}
         log.info("memory plan: %s", record)
         return FramePlan(dict.fromkeys(PLANNED_STAGES, chunk), checkpointing, record)
+    from engine.inputs.memoryplan import plan_job
     from engine.method import memory
 
     model = memory.model_for(modules, latent_hw)
     counted = budget_bytes is not None
     available = budget_bytes if budget_bytes is not None else memory.device_available_bytes(device)
-    plan = memory.plan_job(
+    plan = plan_job(
         model,
         generated_frames,
         available,

@@ -12,8 +12,8 @@ Two halves:
   ``vae.decode``); only SDPA is routed to the kernel CUDA would pick (memory-efficient attention:
   an O(L) log-sum-exp instead of the O(L^2) matrix of the math kernel). Running each stage at chunks
   1 and 2 gives ``peak(chunk) = base + chunk * per_sample``; the stages are linear in the batch.
-- **Planning** (torch-free, in ``engine.inputs.memoryplan`` so the API can predict with it, re-exported
-  here): ``plan_job`` picks, per stage, the largest chunk that fits the memory it is given, balanced
+- **Planning** (torch-free, in ``engine.inputs.memoryplan`` so the API can predict with it):
+  ``plan_job`` picks, per stage, the largest chunk that fits the memory it is given, balanced
   over the frames, gradient checkpointing for the optimisation passes only when no chunk fits without
   it, and weight offload only when no plan fits with all the weights on the device.
 
@@ -27,26 +27,14 @@ import contextlib
 from collections.abc import Iterator
 
 from engine.inputs.memoryplan import (
-    CUDA_CONTEXT_BYTES,
     KERNELS,
     MODULES,
-    SAFETY_FRACTION,
-    STAGE_MODULES,
     STAGES,
     TABLE_PATH,
-    GiB,
     MemoryModel,
-    MiB,
-    Plan,
     StageMemory,
-    StagePlan,
-    balanced_chunks,
-    card_available_bytes,
-    card_plan,
     interpolate,
     load_table,
-    plan_job,
-    stage_frames,
 )
 
 
@@ -393,32 +381,12 @@ def device_available_bytes(device) -> int:
 
 
 __all__ = [
-    "CUDA_CONTEXT_BYTES",
-    "KERNELS",
-    "MODULES",
-    "SAFETY_FRACTION",
-    "STAGES",
-    "STAGE_MODULES",
-    "TABLE_PATH",
-    "GiB",
     "LiveStorageTracker",
-    "MemoryModel",
-    "MiB",
-    "Plan",
-    "StageMemory",
-    "StagePlan",
-    "balanced_chunks",
-    "card_available_bytes",
-    "card_plan",
     "device_available_bytes",
-    "interpolate",
-    "load_table",
     "measure_model",
     "measure_stage",
     "model_for",
     "module_weights",
-    "plan_job",
     "sdpa_kernel",
-    "stage_frames",
     "weights_bytes",
 ]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.method.memory import (
+from engine.inputs.memoryplan import (
     GiB,
     MemoryModel,
     StageMemory,
@@ -105,7 +105,7 @@ def test_planner_prefers_no_checkpointing_and_balances():
 
 
 def test_the_paper_setting_fits_a_24_gb_card_from_the_measured_table():
-    from engine.method.memory import interpolate
+    from engine.inputs.memoryplan import interpolate
 
     model = interpolate(load_table(), (64, 64))
     # what the audit counted by hand: ~0.96 GiB per frame in the optimisation pass, ~0.25
