@@ -30,8 +30,6 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -154,13 +152,6 @@ def _slots(services: JobServices) -> ExtractionSlots:
     )
 
 
-@contextmanager
-def _key_slot(services: JobServices, owner: str, holder: str) -> Iterator[bool]:
-    """One of ``owner``'s extraction slots for ``holder`` (``jobs.fairness``), or False."""
-    with _slots(services).held(owner, holder) as held:
-        yield held
-
-
 def run_extraction(extraction_id: str, services: JobServices) -> str:
     """One ``POST /poses`` request: extract, store the result in its record, delete the clip.
     Returns ``succeeded``, ``failed``, ``skipped`` (gone or already done) or ``deferred`` (its key
@@ -170,7 +161,7 @@ def run_extraction(extraction_id: str, services: JobServices) -> str:
         if record is not None:  # a redelivered copy of a finished one: out of its key's line
             _slots(services).leave(str(record.get("owner")), extraction_id)
         return "skipped"
-    with _key_slot(services, str(record.get("owner")), extraction_id) as held:
+    with _slots(services).held(str(record.get("owner")), extraction_id) as held:
         return _run_extraction(extraction_id, services) if held else "deferred"
 
 
@@ -244,7 +235,7 @@ def run_job_extraction(job_id: str, services: JobServices) -> str:
         if record is not None:  # canceled (or failed) while waiting: out of its key's line
             _slots(services).leave(record.owner, job_id)
         return "skipped"
-    with _key_slot(services, record.owner, job_id) as held:
+    with _slots(services).held(record.owner, job_id) as held:
         return _run_job_extraction(job_id, services) if held else "deferred"
 
 
