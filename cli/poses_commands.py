@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 # numpy + PIL (the engine extra): without them cli.main registers a stub that names the extra.
-from engine.poses.extract import DEFAULT_MAX_GAP, DEFAULT_WINDOW, EXTRACT_PARTS
+from engine.inputs.rules import POSE_PARTS
+from engine.poses.extract import DEFAULT_MAX_GAP, DEFAULT_WINDOW
 
 # The skeleton preview of a full-HD clip need not be full HD to be read.
 PREVIEW_MAX_SIDE = 768
@@ -49,7 +50,7 @@ def add_poses_commands(subparsers: Any) -> None:
     )
     extract.add_argument(
         "--parts",
-        choices=list(EXTRACT_PARTS),
+        choices=list(POSE_PARTS),
         default="full",
         help="what of the person to extract (default: full: body, hands and face; body alone is faster)",
     )

@@ -45,6 +45,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from engine.inputs.rules import POSE_PARTS, PoseParts, part_flags
 from engine.inputs.videoprobe import (
     DEFAULT_MAX_DURATION_S,
     DEFAULT_MAX_PIXELS,
@@ -77,7 +78,6 @@ __all__ = [
     "DEFAULT_MAX_GAP",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_WINDOW",
-    "EXTRACT_PARTS",
     "ExtractionError",
     "ExtractionResult",
     "NoPersonFound",
@@ -91,8 +91,6 @@ __all__ = [
 
 Smoothing = Literal["savgol", "one_euro", "none"]
 NoPersonPolicy = Literal["drop", "keep", "hold", "error"]
-Parts = Literal["body", "body+hands", "body+face", "full"]
-EXTRACT_PARTS: tuple[str, ...] = ("body", "body+hands", "body+face", "full")
 
 # One frame's detection as one (130, 3) array: the body, the left then the right hand, the face.
 _HANDS = slice(NUM_KEYPOINTS, NUM_KEYPOINTS + 2 * HAND_KEYPOINTS)
@@ -414,8 +412,8 @@ def _check_sampling(
 
 
 def _check_cleaning(smoothing: Any, window: Any, max_gap: Any, no_person: Any, parts: Any) -> None:
-    if parts not in EXTRACT_PARTS:
-        raise ExtractionError(f"parts must be one of {', '.join(EXTRACT_PARTS)}, got {parts!r}")
+    if parts not in POSE_PARTS:
+        raise ExtractionError(f"parts must be one of {', '.join(POSE_PARTS)}, got {parts!r}")
     if smoothing not in ("savgol", "one_euro", "none"):
         raise ExtractionError(f"smoothing must be 'savgol', 'one_euro' or 'none', got {smoothing!r}")
     if isinstance(window, bool) or not isinstance(window, int) or window < 3 or window % 2 == 0:
@@ -654,7 +652,7 @@ def extract_poses(
     window: int = DEFAULT_WINDOW,
     max_gap: int = DEFAULT_MAX_GAP,
     no_person: NoPersonPolicy = "drop",
-    parts: Parts = "full",
+    parts: PoseParts = "full",
     detector: str | PoseDetector = "auto",
     progress: Callable[[int, int], None] | None = None,
     trim: bool = False,
@@ -703,7 +701,7 @@ def extract_poses(
             detector=resolved,
             progress=progress,
             trim=trim,
-            keep=(parts in ("body+hands", "full"), parts in ("body+face", "full")),
+            keep=part_flags(parts),
         )
         for raw_t, frame in _frames(container, stream, label):
             if sampler.feed(raw_t, frame):
