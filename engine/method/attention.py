@@ -305,8 +305,6 @@ class DualConsistencyAttnProcessor:
         name: str = "",
         mgdm: str = "regions",
     ) -> None:
-        if len(lambdas) != 3:
-            raise ValueError("lambdas must have three weights")
         if mgdm not in ("regions", "masked"):
             raise ValueError("mgdm must be 'regions' or 'masked'")
         self.mgdm = mgdm
