@@ -226,13 +226,18 @@ def declared_duration(container: Any, stream: Any) -> float:
         return max(float(stream.duration * stream.time_base), 0.0)
     # Matroska's tag and segment duration are end times on a clock from 0 (FFmpeg writes them so): a
     # video whose first frame is at 0.5 s and lasts 2 s says 2.5 s.
-    start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+    start = stream_start(stream)
     tagged = _tag_seconds((stream.metadata or {}).get("DURATION"))
     if tagged is not None:
         return max(tagged - start, 0.0)
     if container.duration and len(container.streams) == 1:
         return container_duration(container)
     return 0.0
+
+
+def stream_start(stream: Any) -> float:
+    """The stream's first timestamp in seconds (0 when it declares none)."""
+    return float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
 
 
 def _tag_seconds(text: object) -> float | None:

@@ -169,15 +169,12 @@ def read_audio(
 def _video_clock(container: Any) -> tuple[float, float]:
     """(the clip time 0 on the stream clock: the first video frame's, as the pose sampler counts;
     the video's own declared duration, 0 when unknown)."""
-    from engine.inputs.videoprobe import declared_duration
+    from engine.inputs.videoprobe import declared_duration, stream_start
 
     if not container.streams.video:
         return 0.0, 0.0
     video = container.streams.video[0]
-    t0 = 0.0
-    if video.start_time is not None and video.time_base is not None:
-        t0 = float(video.start_time * video.time_base)
-    return t0, declared_duration(container, video)
+    return stream_start(video), declared_duration(container, video)
 
 
 def _decode(
