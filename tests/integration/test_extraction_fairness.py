@@ -19,10 +19,9 @@ import redis
 from jobs.extractions import ExtractionStore, new_extraction_id, video_key
 from jobs.queue import QueueClient, create_celery
 from jobs.storage import storage_from_settings
-from jobs.webhooks import generate_secret
 from tests.support.clips import astronaut_mp4
 from tests.support.servers import redis_server, worker_process
-from tests.support.stack import process_env, service_env, settings_from_env
+from tests.support.stack import local_storage_env, process_env, settings_from_env
 
 pytestmark = pytest.mark.integration
 
@@ -56,16 +55,7 @@ def _wait_done(extractions: ExtractionStore, ids: list[str], timeout: float) -> 
 def test_one_keys_backlog_does_not_hold_another_keys_extraction(tmp_path: Path):
     clip = astronaut_mp4(6, fps=8, side=96, canvas=(160, 128))
     with redis_server(tmp_path / "redis") as redis_srv:
-        env = service_env(
-            tmp_path,
-            redis_srv.url,
-            "",
-            generate_secret(),
-            storage_url=f"file:{tmp_path}/storage",
-            env="development",
-            extraction_defer_s="0.3",
-        )
-        env.pop("POSEANIMATE_S3_ENDPOINT_URL")
+        env = local_storage_env(tmp_path, redis_srv.url, extraction_defer_s="0.3")
         settings = settings_from_env(env)
         queue = QueueClient(create_celery(settings))
         client = redis.Redis.from_url(redis_srv.url)

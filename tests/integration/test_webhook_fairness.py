@@ -14,9 +14,8 @@ import pytest
 import redis
 
 from jobs.queue import EXTRACT_TASK, IO_QUEUE, QueueClient, create_celery
-from jobs.webhooks import generate_secret
 from tests.support.servers import redis_server, webhook_receiver, worker_process
-from tests.support.stack import process_env, service_env, settings_from_env
+from tests.support.stack import local_storage_env, process_env, settings_from_env
 
 pytestmark = pytest.mark.integration
 
@@ -34,15 +33,7 @@ def _consumer(supervisor: int, queue: str) -> psutil.Process:
 
 def test_a_webhook_is_delivered_while_the_extraction_consumer_is_saturated(tmp_path: Path):
     with redis_server(tmp_path / "redis") as redis_srv, webhook_receiver() as receiver:
-        env = service_env(
-            tmp_path,
-            redis_srv.url,
-            "",
-            generate_secret(),
-            storage_url=f"file:{tmp_path}/storage",
-            env="development",
-        )
-        env.pop("POSEANIMATE_S3_ENDPOINT_URL")
+        env = local_storage_env(tmp_path, redis_srv.url)
         settings = settings_from_env(env)
         queue = QueueClient(create_celery(settings))
         with worker_process(process_env(env), tmp_path, queues="io") as worker:

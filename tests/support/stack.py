@@ -133,6 +133,22 @@ def service_env(tmp: Path, redis_url: str, s3_endpoint: str, secret: str, **over
     return env
 
 
+def local_storage_env(tmp: Path, redis_url: str, **overrides: str) -> dict[str, str]:
+    """:func:`service_env` with local-folder storage (``tmp/storage``, no S3) and a fresh webhook
+    secret, for stacks that need Redis and a worker only."""
+    env = service_env(
+        tmp,
+        redis_url,
+        "",
+        generate_secret(),
+        storage_url=f"file:{tmp}/storage",
+        env="development",
+        **overrides,
+    )
+    env.pop("POSEANIMATE_S3_ENDPOINT_URL")
+    return env
+
+
 def settings_from_env(env: dict[str, str]) -> Any:
     from jobs.settings import Settings
 
